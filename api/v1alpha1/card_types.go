@@ -1,0 +1,286 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// CardPhase is the lifecycle phase of a card, normalized across providers.
+// +kubebuilder:validation:Enum=Requested;PendingActivation;Active;Frozen;Locked;Closed;Failed
+type CardPhase string
+
+const (
+	// CardRequested: applied for, not issued yet.
+	CardRequested CardPhase = "Requested"
+	// CardPendingActivation: issued (physical cards usually) but not activated.
+	CardPendingActivation CardPhase = "PendingActivation"
+	// CardActive: usable.
+	CardActive CardPhase = "Active"
+	// CardFrozen: temporarily blocked by the holder, the program or risk control.
+	CardFrozen CardPhase = "Frozen"
+	// CardLocked: blocked by the provider (lost, stolen, locked).
+	CardLocked CardPhase = "Locked"
+	// CardClosed: deactivated, cancelled, deleted or replaced; terminal.
+	CardClosed CardPhase = "Closed"
+	// CardFailed: issuing failed or was rejected; terminal.
+	CardFailed CardPhase = "Failed"
+)
+
+// CardType says whether a card is virtual or physical.
+// +kubebuilder:validation:Enum=Virtual;Physical
+type CardType string
+
+const (
+	CardVirtual  CardType = "Virtual"
+	CardPhysical CardType = "Physical"
+)
+
+// CardSpec is the immutable identity of a card. Cards are created by the receiver on first sight.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="card identity (endpointRef, provider, providerCardID) is immutable"
+type CardSpec struct {
+	// endpointRef is the WebhookEndpoint whose callbacks describe this card.
+	// +required
+	EndpointRef NamespacedObjectReference `json:"endpointRef"`
+
+	// provider is the card issuer's adapter.
+	// +required
+	Provider Provider `json:"provider"`
+
+	// providerCardID is the provider's ID of the card.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	ProviderCardID string `json:"providerCardID"`
+}
+
+// MaskedNumber is all this operator ever keeps of a card number: the BIN and the last four digits.
+// There is deliberately no field that could hold a full PAN or a CVC.
+type MaskedNumber struct {
+	// bin is the issuer identification number: the first 6 or 8 digits.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9]{6}([0-9]{2})?$`
+	BIN string `json:"bin,omitempty"`
+
+	// last4 is the last four digits.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9]{4}$`
+	Last4 string `json:"last4,omitempty"`
+}
+
+// Expiry is a card's expiry month.
+type Expiry struct {
+	// month is 1 to 12.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=12
+	Month int32 `json:"month"`
+
+	// year is the four-digit year.
+	// +required
+	// +kubebuilder:validation:Minimum=2000
+	// +kubebuilder:validation:Maximum=2200
+	Year int32 `json:"year"`
+}
+
+// Balance is a card's balance as last reported by the provider.
+type Balance struct {
+	// available is the spendable balance.
+	// +required
+	Available Money `json:"available"`
+
+	// observedAt is the provider time of the event that reported this balance; an older event never overwrites it.
+	// +optional
+	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+}
+
+// KYCState is the verification state of a card holder.
+// +kubebuilder:validation:Enum=Unverified;Pending;Approved;Rejected
+type KYCState string
+
+const (
+	KYCUnverified KYCState = "Unverified"
+	KYCPending    KYCState = "Pending"
+	KYCApproved   KYCState = "Approved"
+	KYCRejected   KYCState = "Rejected"
+)
+
+// KYC is the holder's verification state where the provider reports it.
+type KYC struct {
+	// state of the verification.
+	// +required
+	State KYCState `json:"state"`
+
+	// reason the provider gave, e.g. for a rejection.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Reason string `json:"reason,omitempty"`
+
+	// observedAt is the provider time of the event that reported this state.
+	// +optional
+	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+}
+
+// LogisticsState is where a physical card is on its way to the holder.
+// +kubebuilder:validation:Enum=InProduction;Shipped;Delivered;Activated;Bound
+type LogisticsState string
+
+const (
+	LogisticsInProduction LogisticsState = "InProduction"
+	LogisticsShipped      LogisticsState = "Shipped"
+	LogisticsDelivered    LogisticsState = "Delivered"
+	LogisticsActivated    LogisticsState = "Activated"
+	LogisticsBound        LogisticsState = "Bound"
+)
+
+// Logistics tracks the delivery of a physical card. The recipient's address is not kept.
+type Logistics struct {
+	// state of the delivery.
+	// +required
+	State LogisticsState `json:"state"`
+
+	// carrier is the logistics company.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Carrier string `json:"carrier,omitempty"`
+
+	// trackingNumber is the carrier's tracking number.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	TrackingNumber string `json:"trackingNumber,omitempty"`
+
+	// observedAt is the provider time of the event that reported this state.
+	// +optional
+	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+}
+
+// CardTotals are running totals over the card's transactions, kept so that old CardTransactions
+// can be deleted by retention without losing the sums.
+type CardTotals struct {
+	// currency of the sums.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[A-Z]{3}$`
+	Currency string `json:"currency"`
+
+	// spent is the sum of completed debits (purchases, withdrawals, fees).
+	// +optional
+	Spent Decimal `json:"spent,omitempty"`
+
+	// credited is the sum of completed credits (top-ups, refunds).
+	// +optional
+	Credited Decimal `json:"credited,omitempty"`
+
+	// transactions counts the transactions ever recorded for the card.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Transactions int64 `json:"transactions,omitempty"`
+}
+
+// CardStatus is the state of a card as observed from its provider's callbacks.
+type CardStatus struct {
+	// phase is the normalized lifecycle phase.
+	// +optional
+	Phase CardPhase `json:"phase,omitempty"`
+
+	// providerStatus is the provider's own status value behind phase, e.g. "3" for UPay Frozen.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ProviderStatus string `json:"providerStatus,omitempty"`
+
+	// phaseReason is the reason the provider gave for the last phase change.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	PhaseReason string `json:"phaseReason,omitempty"`
+
+	// phaseObservedAt is the provider time of the event that set phase; an older event never overwrites it.
+	// +optional
+	PhaseObservedAt *metav1.Time `json:"phaseObservedAt,omitempty"`
+
+	// type says whether the card is virtual or physical.
+	// +optional
+	Type CardType `json:"type,omitempty"`
+
+	// number is the masked card number.
+	// +optional
+	Number *MaskedNumber `json:"number,omitempty"`
+
+	// expiry of the card.
+	// +optional
+	Expiry *Expiry `json:"expiry,omitempty"`
+
+	// holderID is the provider's ID of the card holder (user, customer or cardholder ID).
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	HolderID string `json:"holderID,omitempty"`
+
+	// balance is the last reported balance.
+	// +optional
+	Balance *Balance `json:"balance,omitempty"`
+
+	// totals are running sums over the card's transactions.
+	// +optional
+	Totals *CardTotals `json:"totals,omitempty"`
+
+	// kyc is the holder's verification state.
+	// +optional
+	KYC *KYC `json:"kyc,omitempty"`
+
+	// logistics is the delivery state of a physical card.
+	// +optional
+	Logistics *Logistics `json:"logistics,omitempty"`
+
+	// lastEvent is the provider event that last changed this card.
+	// +optional
+	LastEvent *ProviderEvent `json:"lastEvent,omitempty"`
+
+	// stateSequence increases by one with every change of the card's observed state; projection delivers it.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	StateSequence int64 `json:"stateSequence,omitempty"`
+
+	// deliveries are the per-destination projection cursors.
+	// +optional
+	// +listType=map
+	// +listMapKey=destination
+	// +kubebuilder:validation:MaxItems=16
+	Deliveries []DeliveryCursor `json:"deliveries,omitempty"`
+
+	// observedGeneration is the generation the controllers last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, Frozen, Closed, ProjectionFailed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Card is one issued payment card, as its provider reports it.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cpcard,categories=cardplane
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Last4",type=string,JSONPath=`.status.number.last4`
+// +kubebuilder:printcolumn:name="Balance",type=string,JSONPath=`.status.balance.available.value`
+// +kubebuilder:printcolumn:name="Currency",type=string,JSONPath=`.status.balance.available.currency`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Card struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec CardSpec `json:"spec"`
+	// +optional
+	Status CardStatus `json:"status,omitempty"`
+}
+
+// CardList is a list of Cards.
+// +kubebuilder:object:root=true
+type CardList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Card `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Card{}, &CardList{})
+}

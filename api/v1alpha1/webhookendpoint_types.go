@@ -1,0 +1,434 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// Keys read from the credentials Secret of a WebhookEndpoint.
+const (
+	// SecretKeySigningKey is the provider's signing secret (UPay, Tevau, BananaTech, and the
+	// Standard Webhooks "whsec_..." secret of the generic adapter).
+	SecretKeySigningKey = "signingKey"
+	// SecretKeyEncryptionKey is BananaTech's AES key material; when absent, signingKey is used.
+	SecretKeyEncryptionKey = "encryptionKey"
+	// SecretKeyURLToken is the token a provider that signs nothing must put in the URL path.
+	SecretKeyURLToken = "urlToken"
+	// SecretKeyDestinationSecret is the Standard Webhooks secret a destination's deliveries are signed with.
+	SecretKeyDestinationSecret = "webhookSecret"
+)
+
+// WebhookEndpointSpec configures one provider integration.
+// +kubebuilder:validation:XValidation:rule="!has(self.tevau) || self.provider == 'tevau'",message="tevau options are only valid with provider tevau"
+// +kubebuilder:validation:XValidation:rule="!has(self.bananatech) || self.provider == 'bananatech'",message="bananatech options are only valid with provider bananatech"
+// +kubebuilder:validation:XValidation:rule="!has(self.upay) || self.provider == 'upay'",message="upay options are only valid with provider upay"
+// +kubebuilder:validation:XValidation:rule="self.provider != 'generic' || has(self.generic)",message="provider generic needs a generic mapping"
+// +kubebuilder:validation:XValidation:rule="!has(self.generic) || self.provider == 'generic'",message="generic options are only valid with provider generic"
+// +kubebuilder:validation:XValidation:rule="!(self.provider in ['upay','tevau','bananatech']) || has(self.credentialsRef)",message="providers that sign their callbacks need credentialsRef"
+// +kubebuilder:validation:XValidation:rule="!(self.provider in ['prepaidify','alchemypay']) || (has(self.verification) && ((has(self.verification.sourceCIDRs) && size(self.verification.sourceCIDRs) > 0) || (has(self.verification.requireURLToken) && self.verification.requireURLToken) || (has(self.verification.allowUnauthenticated) && self.verification.allowUnauthenticated)))",message="prepaidify and alchemypay sign nothing: set verification.sourceCIDRs, verification.requireURLToken, or (for development only) verification.allowUnauthenticated"
+type WebhookEndpointSpec struct {
+	// provider selects the adapter that verifies and decodes the callbacks. It cannot change:
+	// the cards of an endpoint are identified by it.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="provider is immutable"
+	Provider Provider `json:"provider"`
+
+	// suspend stops accepting callbacks (they are answered 503, so providers retry later).
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// credentialsRef names a Secret in this namespace holding the provider's credentials, under the keys
+	// signingKey, encryptionKey (BananaTech; defaults to signingKey) and urlToken.
+	// +optional
+	CredentialsRef *LocalObjectReference `json:"credentialsRef,omitempty"`
+
+	// targetNamespace is where Cards and CardTransactions are written; defaults to the endpoint's namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	TargetNamespace string `json:"targetNamespace,omitempty"`
+
+	// verification tunes how callbacks are authenticated.
+	// +optional
+	Verification *Verification `json:"verification,omitempty"`
+
+	// upay holds options of the upay adapter.
+	// +optional
+	UPay *UPayOptions `json:"upay,omitempty"`
+
+	// tevau holds options of the tevau adapter, whose signature scheme is not fully documented.
+	// +optional
+	Tevau *TevauOptions `json:"tevau,omitempty"`
+
+	// bananatech holds options of the bananatech adapter.
+	// +optional
+	BananaTech *BananaTechOptions `json:"bananatech,omitempty"`
+
+	// generic maps the JSON of a provider without a built-in adapter to cardplane events.
+	// +optional
+	Generic *GenericMapping `json:"generic,omitempty"`
+
+	// rateLimit caps the callbacks accepted for this endpoint; excess requests are answered 429.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// destinations are the external systems card and transaction updates are projected to.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Destinations []Destination `json:"destinations,omitempty"`
+
+	// allowPrivateDestinations permits destinations on loopback, private and link-local addresses.
+	// Off by default as a guard against server-side request forgery.
+	// +optional
+	AllowPrivateDestinations bool `json:"allowPrivateDestinations,omitempty"`
+
+	// transactionRetention is how long settled or failed CardTransactions are kept (default 90 days);
+	// the Card keeps running totals.
+	// +optional
+	TransactionRetention *metav1.Duration `json:"transactionRetention,omitempty"`
+}
+
+// Verification tunes how callbacks are authenticated.
+type Verification struct {
+	// timestampTolerance is how far a signed timestamp may be from the receiver's clock (default 5m).
+	// Requests outside it are answered 401 as replays.
+	// +optional
+	TimestampTolerance *metav1.Duration `json:"timestampTolerance,omitempty"`
+
+	// sourceCIDRs, when set, are the only client addresses accepted (401 otherwise).
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="sourceCIDRs must be CIDRs such as 203.0.113.0/24"
+	SourceCIDRs []string `json:"sourceCIDRs,omitempty"`
+
+	// trustedProxyCIDRs are the load balancers or ingress proxies whose X-Forwarded-For header is believed
+	// when finding the client address for sourceCIDRs.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="trustedProxyCIDRs must be CIDRs such as 10.0.0.0/8"
+	TrustedProxyCIDRs []string `json:"trustedProxyCIDRs,omitempty"`
+
+	// requireURLToken makes the endpoint accept callbacks only on /webhooks/{namespace}/{name}/{urlToken},
+	// with urlToken from the credentials Secret; for providers that sign nothing.
+	// +optional
+	RequireURLToken bool `json:"requireURLToken,omitempty"`
+
+	// allowUnauthenticated accepts unsigned callbacks from any address. For development only.
+	// +optional
+	AllowUnauthenticated bool `json:"allowUnauthenticated,omitempty"`
+}
+
+// UPayOptions are options of the upay adapter.
+type UPayOptions struct {
+	// signatureEncoding of X-UPA-SIGN: Base64 (documented) or Hex.
+	// +optional
+	// +kubebuilder:validation:Enum=Base64;Hex
+	// +kubebuilder:default=Base64
+	SignatureEncoding string `json:"signatureEncoding,omitempty"`
+}
+
+// TevauOptions choose the variant of Tevau's signature, which its docs leave open.
+type TevauOptions struct {
+	// algorithm is HMACSHA256 (HMAC keyed with signingKey, the default) or SHA256 (plain hash of the
+	// signed string with "&key=" and signingKey appended).
+	// +optional
+	// +kubebuilder:validation:Enum=HMACSHA256;SHA256
+	// +kubebuilder:default=HMACSHA256
+	Algorithm string `json:"algorithm,omitempty"`
+
+	// includeHeaders merges the appId, timestamp and nonce headers into the signed fields (default true).
+	// +optional
+	IncludeHeaders *bool `json:"includeHeaders,omitempty"`
+
+	// timestampFormat of the timestamp header: EpochMillis, EpochSeconds, or Compact (yyyyMMddHHmmss).
+	// The default, Auto, tells them apart by length.
+	// +optional
+	// +kubebuilder:validation:Enum=Auto;EpochMillis;EpochSeconds;Compact
+	// +kubebuilder:default=Auto
+	TimestampFormat string `json:"timestampFormat,omitempty"`
+
+	// timeZone of Compact timestamps, as an IANA name (default UTC).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// BananaTechOptions are options of the bananatech adapter.
+type BananaTechOptions struct {
+	// aesKey says how the AES key is made from encryptionKey (or signingKey), which BananaTech's docs leave open:
+	// Raw (its bytes, 16/24/32 long), Hex, Base64, or SHA256 (the SHA-256 of its bytes, AES-256). Default Raw.
+	// +optional
+	// +kubebuilder:validation:Enum=Raw;Hex;Base64;SHA256
+	// +kubebuilder:default=Raw
+	AESKey string `json:"aesKey,omitempty"`
+}
+
+// GenericMapping connects a provider without a built-in adapter: callbacks are verified as Standard Webhooks
+// and mapped to cardplane events with CEL expressions over `body` (the parsed JSON) and `headers`
+// (lower-case names to first values).
+type GenericMapping struct {
+	// signature is StandardWebhooks (webhook-id, webhook-timestamp, webhook-signature headers; the default)
+	// or None (then use verification.sourceCIDRs or requireURLToken).
+	// +optional
+	// +kubebuilder:validation:Enum=StandardWebhooks;None
+	// +kubebuilder:default=StandardWebhooks
+	Signature string `json:"signature,omitempty"`
+
+	// eventType is a CEL expression giving the event's type, e.g. `body.type`.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	EventType string `json:"eventType"`
+
+	// eventID is a CEL expression giving the event's idempotency key (default: the webhook-id header).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	EventID string `json:"eventID,omitempty"`
+
+	// occurredAt is a CEL expression giving the event time: a timestamp, epoch seconds or milliseconds,
+	// or an RFC 3339 string (default: the webhook-timestamp header).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	OccurredAt string `json:"occurredAt,omitempty"`
+
+	// events map event types to cardplane events; the first rule whose types match applies.
+	// Verified callbacks that match no rule are acknowledged and counted as unknown.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Events []GenericEventRule `json:"events"`
+}
+
+// GenericEventKind is the cardplane event a generic rule produces.
+// +kubebuilder:validation:Enum=CardLifecycle;Balance;Transaction;KYC;Logistics;Ignore
+type GenericEventKind string
+
+// GenericEventRule maps matching callbacks to one kind of cardplane event.
+// +kubebuilder:validation:XValidation:rule="self.fields.all(k, k in ['cardID','phase','providerStatus','reason','cardType','bin','last4','expiryMonth','expiryYear','holderID','balance','balanceMinor','currency','transactionID','transactionType','transactionPhase','amount','amountMinor','direction','billingAmount','billingCurrency','fee','feeMinor','merchantName','mcc','merchantCountry','channel','description','originalTransactionID','kycState','logisticsState','carrier','trackingNumber'])",message="unknown field name; see docs/providers.md for the field names of a generic mapping"
+// +kubebuilder:validation:XValidation:rule="self.kind == 'Ignore' || 'cardID' in self.fields",message="fields.cardID is required unless kind is Ignore"
+type GenericEventRule struct {
+	// eventTypes are the event types (as given by eventType) this rule applies to.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=128
+	EventTypes []string `json:"eventTypes"`
+
+	// kind of cardplane event produced.
+	// +required
+	Kind GenericEventKind `json:"kind"`
+
+	// fields are CEL expressions, by cardplane field name (cardID, phase, amount, currency, transactionID, ...).
+	// amount, balance and fee take decimal strings or integers in major units; amountMinor, balanceMinor and
+	// feeMinor take integers in the currency's minor units (cents).
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	// requestsPerSecond is the sustained rate.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+
+	// burst is how many requests may arrive at once (default: requestsPerSecond).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Burst int32 `json:"burst,omitempty"`
+}
+
+// DestinationEventType is a kind of update delivered to destinations.
+// +kubebuilder:validation:Enum=card.updated;transaction.updated;challenge.otp
+type DestinationEventType string
+
+const (
+	EventCardUpdated        DestinationEventType = "card.updated"
+	EventTransactionUpdated DestinationEventType = "transaction.updated"
+	// EventChallengeOTP carries one-time codes (3DS, activation, verification). It is delivered only to
+	// destinations that list it, once, from memory; the codes are never written to the API server.
+	EventChallengeOTP DestinationEventType = "challenge.otp"
+)
+
+// Destination is an external HTTP system that receives signed updates.
+type Destination struct {
+	// name identifies the destination in delivery cursors and status.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// url receives POST requests signed per the Standard Webhooks spec.
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http','https']",message="url must be an http or https URL"
+	URL string `json:"url"`
+
+	// eventTypes filters what is delivered; empty means card.updated and transaction.updated.
+	// challenge.otp is delivered only when listed.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	EventTypes []DestinationEventType `json:"eventTypes,omitempty"`
+
+	// secretRef names a Secret in the endpoint's namespace whose webhookSecret key ("whsec_..." or raw)
+	// signs the deliveries.
+	// +required
+	SecretRef LocalObjectReference `json:"secretRef"`
+
+	// timeout of one delivery request (default 10s).
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// retry is the retry policy of failed deliveries.
+	// +optional
+	Retry *RetryPolicy `json:"retry,omitempty"`
+}
+
+// RetryPolicy is exponential backoff with jitter.
+type RetryPolicy struct {
+	// maxAttempts before the object is marked ProjectionFailed (default 12).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+
+	// minBackoff is the first retry delay (default 1s).
+	// +optional
+	MinBackoff *metav1.Duration `json:"minBackoff,omitempty"`
+
+	// maxBackoff caps the retry delay (default 5m).
+	// +optional
+	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
+}
+
+// ReasonCount counts rejected callbacks by reason.
+type ReasonCount struct {
+	// reason, e.g. InvalidSignature, Replay, Malformed, TooLarge, RateLimited, SourceNotAllowed.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	Reason string `json:"reason"`
+
+	// count of callbacks rejected for this reason.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Count int64 `json:"count"`
+}
+
+// EndpointCounters count callbacks since the endpoint was created.
+type EndpointCounters struct {
+	// received counts every callback that reached this endpoint.
+	// +optional
+	Received int64 `json:"received,omitempty"`
+
+	// applied counts callbacks whose facts were written.
+	// +optional
+	Applied int64 `json:"applied,omitempty"`
+
+	// duplicates counts callbacks that changed nothing because their facts were already known.
+	// +optional
+	Duplicates int64 `json:"duplicates,omitempty"`
+
+	// unknownEvents counts verified callbacks of event types no adapter knows (acknowledged, not applied).
+	// +optional
+	UnknownEvents int64 `json:"unknownEvents,omitempty"`
+
+	// rejected counts refused callbacks by reason.
+	// +optional
+	// +listType=map
+	// +listMapKey=reason
+	// +kubebuilder:validation:MaxItems=32
+	Rejected []ReasonCount `json:"rejected,omitempty"`
+}
+
+// DestinationStatus is the delivery health of one destination.
+type DestinationStatus struct {
+	// name of the destination.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// lastDeliveryTime is when a delivery last succeeded.
+	// +optional
+	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
+
+	// lastFailureTime is when a delivery last failed.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+
+	// lastError is the error of the last failed delivery.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	LastError string `json:"lastError,omitempty"`
+}
+
+// WebhookEndpointStatus is the observed state of an endpoint.
+type WebhookEndpointStatus struct {
+	// observedGeneration is the generation the reconciler last validated.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, with reasons such as SecretNotFound, InvalidConfig, Suspended.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// receivePath is the path providers must call, e.g. /webhooks/payments/upay-main.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	ReceivePath string `json:"receivePath,omitempty"`
+
+	// counters of callbacks, updated in batches (about once a second), not per request.
+	// +optional
+	Counters EndpointCounters `json:"counters,omitempty"`
+
+	// lastEventTime is when the last callback was accepted.
+	// +optional
+	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
+
+	// destinations is the delivery health per destination.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Destinations []DestinationStatus `json:"destinations,omitempty"`
+}
+
+// WebhookEndpoint is one provider integration: where its callbacks arrive, how they are verified,
+// where its cards land, and where their updates are projected.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whep,categories=cardplane
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Received",type=integer,JSONPath=`.status.counters.received`
+// +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.receivePath`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookEndpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec WebhookEndpointSpec `json:"spec"`
+	// +optional
+	Status WebhookEndpointStatus `json:"status,omitempty"`
+}
+
+// WebhookEndpointList is a list of WebhookEndpoints.
+// +kubebuilder:object:root=true
+type WebhookEndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookEndpoint `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookEndpoint{}, &WebhookEndpointList{})
+}
