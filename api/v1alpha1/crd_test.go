@@ -3,9 +3,7 @@ package v1alpha1_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +13,9 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/cardplane/cardplane/config"
 	"github.com/cardplane/cardplane/internal/testenv"
 )
 
@@ -35,30 +33,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// readYAML returns every document of a multi-document YAML file as an unstructured object.
-func readYAML(t *testing.T, path string) []*unstructured.Unstructured {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out
-			}
-			t.Fatalf("%s: %v", path, err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
-	}
-}
-
 func createNamespace(t *testing.T, name string) {
 	t.Helper()
 	ns := &unstructured.Unstructured{Object: map[string]any{
@@ -73,33 +47,36 @@ func createNamespace(t *testing.T, name string) {
 func TestSamplesAreAccepted(t *testing.T) {
 	ctx := context.Background()
 	createNamespace(t, "samples")
-	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no samples found: %v", err)
+	samples, err := config.Samples()
+	if err != nil {
+		t.Fatal(err)
 	}
-	created := 0
-	for _, file := range files {
-		if filepath.Base(file) == "kustomization.yaml" {
+	files := map[string]bool{}
+	for _, s := range samples {
+		obj := s.Object
+		files[s.File] = true
+		obj.SetNamespace("samples")
+		status, hasStatus := obj.Object["status"]
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Errorf("%s: %s %s refused: %v", s.File, obj.GetKind(), obj.GetName(), err)
 			continue
 		}
-		for _, obj := range readYAML(t, file) {
-			obj.SetNamespace("samples")
-			status, hasStatus := obj.Object["status"]
-			if err := env.Client.Create(ctx, obj); err != nil {
-				t.Errorf("%s: %s %s refused: %v", filepath.Base(file), obj.GetKind(), obj.GetName(), err)
-				continue
-			}
-			created++
-			if hasStatus {
-				obj.Object["status"] = status
-				if err := env.Client.Status().Update(ctx, obj); err != nil {
-					t.Errorf("%s: status of %s %s refused: %v", filepath.Base(file), obj.GetKind(), obj.GetName(), err)
-				}
+		if hasStatus {
+			obj.Object["status"] = status
+			if err := env.Client.Status().Update(ctx, obj); err != nil {
+				t.Errorf("%s: status of %s %s refused: %v", s.File, obj.GetKind(), obj.GetName(), err)
 			}
 		}
 	}
-	if created < 8 {
-		t.Errorf("only %d sample objects created", created)
+	// Every sample file on disk is embedded and was applied.
+	onDisk, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "*.yaml"))
+	for _, f := range onDisk {
+		if b := filepath.Base(f); b != "kustomization.yaml" && !files[b] {
+			t.Errorf("sample %s was not applied", b)
+		}
+	}
+	if len(files) < 8 {
+		t.Errorf("only %d sample files", len(files))
 	}
 }
 

@@ -8,16 +8,13 @@ import (
 	"path/filepath"
 	"runtime"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"github.com/cardplane/cardplane/internal/scheme"
 
-	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 )
 
 // Env is a running control plane.
@@ -38,24 +35,6 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Scheme returns a scheme with the built-in and cardplane types.
-func Scheme() *k8sruntime.Scheme {
-	s := k8sruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := apiextensionsv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := cardsv1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
-// Codecs decodes YAML and JSON into the types of Scheme.
-func Codecs(s *k8sruntime.Scheme) serializer.CodecFactory { return serializer.NewCodecFactory(s) }
-
 // Start starts etcd and kube-apiserver and installs the CRDs from config/crd/bases.
 // It fails when KUBEBUILDER_ASSETS does not point at the binaries: run tests with `make test`.
 func Start() (*Env, error) {
@@ -72,7 +51,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
-	e := &Env{Environment: env, Config: cfg, Scheme: Scheme(), Kubectl: filepath.Join(assets, "kubectl")}
+	e := &Env{Environment: env, Config: cfg, Scheme: scheme.New(), Kubectl: filepath.Join(assets, "kubectl")}
 	e.Client, err = client.New(cfg, client.Options{Scheme: e.Scheme})
 	if err != nil {
 		_ = env.Stop()
