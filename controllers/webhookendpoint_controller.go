@@ -1,0 +1,117 @@
+// Package controllers holds the reconcilers, one per kind.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+)
+
+// FieldOwner is the field manager of every write the controllers make.
+const FieldOwner = client.FieldOwner("cardplane-controller")
+
+// secretRefIndex indexes WebhookEndpoints by the Secrets they refer to, so a rotated or deleted Secret
+// re-reconciles exactly the endpoints that use it.
+const secretRefIndex = ".spec.secretRefs"
+
+// WebhookEndpointReconciler validates endpoints and their Secrets and reports Ready.
+// The receiver serves an endpoint only while it is Ready.
+type WebhookEndpointReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile validates one WebhookEndpoint.
+func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ep := &cardsv1alpha1.WebhookEndpoint{}
+	if err := r.Get(ctx, req.NamespacedName, ep); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := ep.DeepCopy()
+	ep.Status.ObservedGeneration = ep.Generation
+	ep.Status.ReceivePath = ReceivePath(ep)
+
+	cond := metav1.Condition{Type: cardsv1alpha1.ConditionReady, ObservedGeneration: ep.Generation}
+	_, err := endpointconfig.Resolve(ctx, r.Client, ep)
+	var cfgErr *endpointconfig.Error
+	switch {
+	case err == nil:
+		cond.Status, cond.Reason = metav1.ConditionTrue, endpointconfig.ReasonReady
+		cond.Message = fmt.Sprintf("Accepting %s callbacks on %s", ep.Spec.Provider, ep.Status.ReceivePath)
+	case errors.As(err, &cfgErr):
+		// A configuration problem is terminal until the spec or a Secret changes: both are watched.
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, cfgErr.Reason, cfgErr.Message
+	default:
+		return ctrl.Result{}, err
+	}
+	old := apimeta.FindStatusCondition(before.Status.Conditions, cardsv1alpha1.ConditionReady)
+	apimeta.SetStatusCondition(&ep.Status.Conditions, cond)
+	if old == nil || old.Status != cond.Status || old.Reason != cond.Reason {
+		kind := corev1.EventTypeNormal
+		if cond.Status != metav1.ConditionTrue {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(ep, nil, kind, cond.Reason, "Validate", "%s", cond.Message)
+	}
+	if err := r.Status().Patch(ctx, ep, client.MergeFrom(before), FieldOwner); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// ReceivePath is where providers send an endpoint's callbacks.
+func ReceivePath(ep *cardsv1alpha1.WebhookEndpoint) string {
+	p := "/webhooks/" + ep.Namespace + "/" + ep.Name
+	if ep.Spec.Verification != nil && ep.Spec.Verification.RequireURLToken {
+		p += "/{urlToken}"
+	}
+	return p
+}
+
+// SetupWithManager registers the reconciler and its Secret index.
+func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &cardsv1alpha1.WebhookEndpoint{}, secretRefIndex,
+		func(o client.Object) []string { return endpointconfig.SecretNames(o.(*cardsv1alpha1.WebhookEndpoint)) })
+	if err != nil {
+		return fmt.Errorf("indexing endpoint Secrets: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&cardsv1alpha1.WebhookEndpoint{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsForSecret)).
+		Named("webhookendpoint").
+		Complete(r)
+}
+
+func (r *WebhookEndpointReconciler) endpointsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &cardsv1alpha1.WebhookEndpointList{}
+	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretRefIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing endpoints for Secret", "secret", client.ObjectKeyFromObject(o))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ep := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ep.Namespace, Name: ep.Name}})
+	}
+	return reqs
+}

@@ -1,0 +1,259 @@
+// Package endpointconfig turns a WebhookEndpoint and its Secrets into the settings the receiver verifies
+// callbacks with. The WebhookEndpoint reconciler uses the same code to decide readiness, so an endpoint
+// is Ready exactly when the receiver can serve it.
+package endpointconfig
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+)
+
+// Reasons of the Ready condition.
+const (
+	ReasonReady            = "Accepting"
+	ReasonSecretNotFound   = "SecretNotFound"
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	ReasonInvalidConfig    = "InvalidConfig"
+	ReasonSuspended        = "Suspended"
+)
+
+// DefaultTimestampTolerance bounds how old a signed timestamp may be.
+const DefaultTimestampTolerance = 5 * time.Minute
+
+// Error is a configuration problem with the reason the Ready condition shows.
+type Error struct {
+	Reason  string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// ErrSuspended is returned for a suspended endpoint.
+var ErrSuspended = &Error{Reason: ReasonSuspended, Message: "the endpoint is suspended"}
+
+// Resolved is everything the receiver needs to verify and decode one endpoint's callbacks.
+// It holds key material: never log it.
+type Resolved struct {
+	Endpoint           *cardsv1alpha1.WebhookEndpoint
+	TargetNamespace    string
+	SigningKey         []byte
+	EncryptionKey      []byte // BananaTech AES key, already derived (16, 24 or 32 bytes)
+	URLToken           string
+	SourcePrefixes     []netip.Prefix
+	TrustedProxies     []netip.Prefix
+	TimestampTolerance time.Duration
+}
+
+// SecretNames lists the Secrets an endpoint refers to, for the reconciler's field index.
+func SecretNames(ep *cardsv1alpha1.WebhookEndpoint) []string {
+	var names []string
+	if ep.Spec.CredentialsRef != nil {
+		names = append(names, ep.Spec.CredentialsRef.Name)
+	}
+	for _, d := range ep.Spec.Destinations {
+		names = append(names, d.SecretRef.Name)
+	}
+	return names
+}
+
+// Resolve reads the endpoint's Secrets and checks everything the API schema cannot.
+func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) (*Resolved, error) {
+	if ep.Spec.Suspend {
+		return nil, ErrSuspended
+	}
+	res := &Resolved{Endpoint: ep, TargetNamespace: ep.Spec.TargetNamespace, TimestampTolerance: DefaultTimestampTolerance}
+	if res.TargetNamespace == "" {
+		res.TargetNamespace = ep.Namespace
+	}
+	v := ep.Spec.Verification
+	if v == nil {
+		v = &cardsv1alpha1.Verification{}
+	}
+	if v.TimestampTolerance != nil {
+		if v.TimestampTolerance.Duration <= 0 {
+			return nil, invalid("verification.timestampTolerance must be positive")
+		}
+		res.TimestampTolerance = v.TimestampTolerance.Duration
+	}
+	var err error
+	if res.SourcePrefixes, err = parsePrefixes("verification.sourceCIDRs", v.SourceCIDRs); err != nil {
+		return nil, err
+	}
+	if res.TrustedProxies, err = parsePrefixes("verification.trustedProxyCIDRs", v.TrustedProxyCIDRs); err != nil {
+		return nil, err
+	}
+
+	var creds map[string][]byte
+	if ep.Spec.CredentialsRef != nil {
+		if creds, err = secretData(ctx, r, ep.Namespace, ep.Spec.CredentialsRef.Name); err != nil {
+			return nil, err
+		}
+	}
+	need := func(key string) ([]byte, error) {
+		val := creds[key]
+		if len(val) == 0 {
+			if ep.Spec.CredentialsRef == nil {
+				return nil, invalid("provider %s needs credentialsRef with key %q", ep.Spec.Provider, key)
+			}
+			return nil, &Error{Reason: ReasonSecretKeyMissing,
+				Message: fmt.Sprintf("Secret %s/%s has no key %q", ep.Namespace, ep.Spec.CredentialsRef.Name, key)}
+		}
+		return val, nil
+	}
+	if v.RequireURLToken {
+		tok, err := need(cardsv1alpha1.SecretKeyURLToken)
+		if err != nil {
+			return nil, err
+		}
+		res.URLToken = strings.TrimSpace(string(tok))
+		if len(res.URLToken) < 16 || strings.ContainsAny(res.URLToken, "/?#% ") {
+			return nil, invalid("urlToken must be at least 16 URL-safe characters")
+		}
+	}
+
+	switch ep.Spec.Provider {
+	case cardsv1alpha1.ProviderUPay, cardsv1alpha1.ProviderTevau:
+		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
+			return nil, err
+		}
+	case cardsv1alpha1.ProviderBananaTech:
+		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
+			return nil, err
+		}
+		material := creds[cardsv1alpha1.SecretKeyEncryptionKey]
+		if len(material) == 0 {
+			material = res.SigningKey
+		}
+		mode := "Raw"
+		if ep.Spec.BananaTech != nil && ep.Spec.BananaTech.AESKey != "" {
+			mode = ep.Spec.BananaTech.AESKey
+		}
+		if res.EncryptionKey, err = DeriveAESKey(mode, material); err != nil {
+			return nil, invalid("bananatech AES key: %v", err)
+		}
+	case cardsv1alpha1.ProviderGeneric:
+		if ep.Spec.Generic == nil {
+			return nil, invalid("provider generic needs spec.generic")
+		}
+		if ep.Spec.Generic.Signature != "None" {
+			raw, err := need(cardsv1alpha1.SecretKeySigningKey)
+			if err != nil {
+				return nil, err
+			}
+			if res.SigningKey, err = StandardWebhooksKey(raw); err != nil {
+				return nil, invalid("signingKey: %v", err)
+			}
+		}
+	}
+	unsigned := ep.Spec.Provider == cardsv1alpha1.ProviderPrepaidify || ep.Spec.Provider == cardsv1alpha1.ProviderAlchemyPay ||
+		(ep.Spec.Provider == cardsv1alpha1.ProviderGeneric && ep.Spec.Generic.Signature == "None")
+	if unsigned && len(res.SourcePrefixes) == 0 && !v.RequireURLToken && !v.AllowUnauthenticated {
+		return nil, invalid("provider %s signs nothing: set verification.sourceCIDRs or verification.requireURLToken", ep.Spec.Provider)
+	}
+
+	for _, d := range ep.Spec.Destinations {
+		data, err := secretData(ctx, r, ep.Namespace, d.SecretRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := StandardWebhooksKey(data[cardsv1alpha1.SecretKeyDestinationSecret]); err != nil {
+			return nil, &Error{Reason: ReasonSecretKeyMissing,
+				Message: fmt.Sprintf("destination %s: Secret %s/%s key %q: %v", d.Name, ep.Namespace, d.SecretRef.Name, cardsv1alpha1.SecretKeyDestinationSecret, err)}
+		}
+	}
+	return res, nil
+}
+
+func secretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &Error{Reason: ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s not found", namespace, name)}
+		}
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	return s.Data, nil
+}
+
+func parsePrefixes(field string, cidrs []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return nil, invalid("%s: %q is not a CIDR", field, c)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func invalid(format string, args ...any) error {
+	return &Error{Reason: ReasonInvalidConfig, Message: fmt.Sprintf(format, args...)}
+}
+
+// DeriveAESKey makes BananaTech's AES key from key material; how is not documented, so it is an option.
+func DeriveAESKey(mode string, material []byte) ([]byte, error) {
+	var key []byte
+	switch mode {
+	case "", "Raw":
+		key = material
+	case "Hex":
+		k, err := hex.DecodeString(strings.TrimSpace(string(material)))
+		if err != nil {
+			return nil, fmt.Errorf("not hex: %w", err)
+		}
+		key = k
+	case "Base64":
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(material)))
+		if err != nil {
+			return nil, fmt.Errorf("not base64: %w", err)
+		}
+		key = k
+	case "SHA256":
+		sum := sha256.Sum256(material)
+		key = sum[:]
+	default:
+		return nil, fmt.Errorf("unknown key mode %q", mode)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("key is %d bytes; AES needs 16, 24 or 32 (choose aesKey Hex, Base64 or SHA256 if the provider's key is not raw)", len(key))
+}
+
+// StandardWebhooksKey decodes a Standard Webhooks secret: "whsec_" followed by base64. A secret without the
+// prefix is used as raw bytes, as some senders do.
+func StandardWebhooksKey(secret []byte) ([]byte, error) {
+	s := strings.TrimSpace(string(secret))
+	if s == "" {
+		return nil, errors.New("empty secret")
+	}
+	if rest, ok := strings.CutPrefix(s, "whsec_"); ok {
+		k, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return nil, fmt.Errorf("whsec_ secret is not base64: %w", err)
+		}
+		if len(k) < 16 {
+			return nil, errors.New("secret shorter than 16 bytes")
+		}
+		return k, nil
+	}
+	if len(s) < 16 {
+		return nil, errors.New("secret shorter than 16 bytes")
+	}
+	return []byte(s), nil
+}
