@@ -1,0 +1,41 @@
+// Command cardplane is the cardplane operator: `cardplane manager` runs the controllers and the receiver,
+// `cardplane dev` runs them on an embedded local control plane.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `cardplane turns issued payment cards into Kubernetes objects.
+
+Usage:
+  cardplane manager [flags]   run the controllers and the webhook receiver (what the Deployment runs)
+  cardplane dev [flags]       run everything on an embedded local kube-apiserver and etcd, with samples
+
+Run "cardplane <command> -h" for the flags of a command.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "manager":
+		err = runManagerCommand(os.Args[2:])
+	case "dev":
+		err = runDevCommand(os.Args[2:])
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
