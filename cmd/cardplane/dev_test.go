@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cardplane/cardplane/internal/testenv"
+)
+
+// TestControlPlaneVersionMatchesHack keeps `cardplane dev`'s default asset path in step with what
+// hack/control-plane.sh builds.
+func TestControlPlaneVersionMatchesHack(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "hack", "k8s", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "k8s.io/kubernetes " + controlPlaneVersion
+	if !strings.Contains(string(data), want) {
+		t.Fatalf("hack/k8s/go.mod does not require %q: update controlPlaneVersion in dev.go", want)
+	}
+}
+
+// TestDevRunsAndStopsCleanly runs the real binary the way `make demo` does, looks at the samples with kubectl
+// through the kubeconfig it printed, then presses Ctrl-C and checks that no process is left behind.
+func TestDevRunsAndStopsCleanly(t *testing.T) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run the tests with `make test`")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "cardplane")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	cmd := exec.Command(bin, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &lockedBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+
+	ready := make(chan string, 1)
+	go func() {
+		var seen strings.Builder
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			seen.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "Press Ctrl-C") {
+				ready <- seen.String()
+			}
+		}
+	}()
+	var banner string
+	select {
+	case banner = <-ready:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("cardplane dev did not become ready; stderr:\n%s", cmd.Stderr)
+	}
+	if !strings.Contains(banner, "export KUBECONFIG="+kubeconfig) {
+		t.Errorf("banner does not print the kubeconfig path:\n%s", banner)
+	}
+	children := childPIDs(cmd.Process.Pid)
+	if len(children) < 2 {
+		t.Errorf("expected etcd and kube-apiserver as children, found PIDs %v", children)
+	}
+
+	kubectl := filepath.Join(assets, "kubectl")
+	var out []byte
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "cards,cardtransactions,webhookendpoints",
+			"-n", "default", "-o", "custom-columns=KIND:.kind,NAME:.metadata.name,READY:.status.conditions[?(@.type=='Ready')].status").CombinedOutput()
+		if err == nil && strings.Count(string(out), "True") >= 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("kubectl get: %v\n%s", err, out)
+	}
+	for _, want := range []string{"upay-main-uc10001", "upay-tx-77-1", "upay-main", "tevau-main", "bananatech-main", "prepaidify-main", "alchemypay-orders", "acme-issuing"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubectl get does not show sample %s:\n%s", want, out)
+		}
+	}
+	if got := strings.Count(string(out), "True"); got != 6 {
+		t.Errorf("want all 6 sample endpoints Ready, got %d:\n%s", got, out)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("cardplane dev exited with %v after Ctrl-C; stderr:\n%s", err, cmd.Stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cardplane dev did not stop within a minute of Ctrl-C")
+	}
+	for _, pid := range children {
+		if alive(pid) {
+			t.Errorf("process %d (a child of cardplane dev) is still running after Ctrl-C", pid)
+		}
+	}
+}
+
+// childPIDs lists the processes whose parent is pid, from /proc.
+func childPIDs(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses and may contain spaces.
+		fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// lockedBuffer collects a child's stderr for failure messages.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
