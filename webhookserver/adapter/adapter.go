@@ -253,3 +253,7 @@ func CheckTimestamp(ts, now time.Time, tolerance time.Duration) error {
 	}
 	return nil
 }
+
+// Encoder builds a correctly authenticated callback from a plaintext payload, as the provider would send it:
+// the headers and the wire body. `cardplane simulate`, the tests and the chaos suite use it.
+type Encoder func(ep *endpointconfig.Resolved, payload []byte, now time.Time) (http.Header, []byte, error)

@@ -102,11 +102,11 @@ func verify(ep *endpointconfig.Resolved, name, ts string, body []byte, sig strin
 	return err == nil && adapter.Equal(got, want)
 }
 
-// Sign is what UPay does to a body: the simulator and tests use it.
-func Sign(ep *endpointconfig.Resolved, body []byte, now time.Time) (http.Header, error) {
+// Encode signs a plaintext payload the way UPay does, for the simulator and tests.
+func Encode(ep *endpointconfig.Resolved, body []byte, now time.Time) (http.Header, []byte, error) {
 	env, err := adapter.Object(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ts := strconv.FormatInt(now.UnixMilli(), 10)
 	mac := hmac.New(sha256.New, ep.SigningKey)
@@ -121,7 +121,7 @@ func Sign(ep *endpointconfig.Resolved, body []byte, now time.Time) (http.Header,
 	h.Set(HeaderTimestamp, ts)
 	h.Set(HeaderSign, sig)
 	h.Set(HeaderRequestID, adapter.Str(env, "orderNo")+"-"+ts)
-	return h, nil
+	return h, body, nil
 }
 
 func mapEvent(name string, d map[string]any, ev *event.Event, res *adapter.Result) error {
