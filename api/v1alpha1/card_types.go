@@ -87,7 +87,7 @@ type Balance struct {
 
 	// observedAt is the provider time of the event that reported this balance; an older event never overwrites it.
 	// +optional
-	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+	ObservedAt *metav1.MicroTime `json:"observedAt,omitempty"`
 }
 
 // KYCState is the verification state of a card holder.
@@ -114,7 +114,7 @@ type KYC struct {
 
 	// observedAt is the provider time of the event that reported this state.
 	// +optional
-	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+	ObservedAt *metav1.MicroTime `json:"observedAt,omitempty"`
 }
 
 // LogisticsState is where a physical card is on its way to the holder.
@@ -147,7 +147,7 @@ type Logistics struct {
 
 	// observedAt is the provider time of the event that reported this state.
 	// +optional
-	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+	ObservedAt *metav1.MicroTime `json:"observedAt,omitempty"`
 }
 
 // CardTotals are running totals over the card's transactions, kept so that old CardTransactions
@@ -190,7 +190,7 @@ type CardStatus struct {
 
 	// phaseObservedAt is the provider time of the event that set phase; an older event never overwrites it.
 	// +optional
-	PhaseObservedAt *metav1.Time `json:"phaseObservedAt,omitempty"`
+	PhaseObservedAt *metav1.MicroTime `json:"phaseObservedAt,omitempty"`
 
 	// type says whether the card is virtual or physical.
 	// +optional

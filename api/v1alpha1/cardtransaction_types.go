@@ -241,7 +241,7 @@ type CardTransactionStatus struct {
 
 	// observedAt is the provider time of the event that set the current phase; an older event never overwrites it.
 	// +optional
-	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
+	ObservedAt *metav1.MicroTime `json:"observedAt,omitempty"`
 
 	// authorization is the decision this operator made, when it decided the authorization.
 	// +optional

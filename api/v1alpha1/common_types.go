@@ -71,7 +71,7 @@ type ProviderEvent struct {
 
 	// time is when the provider says the event happened (UTC).
 	// +optional
-	Time *metav1.Time `json:"time,omitempty"`
+	Time *metav1.MicroTime `json:"time,omitempty"`
 
 	// receivedAt is when the receiver accepted the callback (UTC).
 	// +optional
@@ -123,4 +123,7 @@ const (
 	LabelProvider = "cards.cardplane.io/provider"
 	LabelEndpoint = "cards.cardplane.io/endpoint"
 	LabelCard     = "cards.cardplane.io/card"
+	// LabelHolder is a hash of the provider's card holder ID, so holder-level facts (KYC) find their cards
+	// without putting the ID itself in a label.
+	LabelHolder = "cards.cardplane.io/holder"
 )

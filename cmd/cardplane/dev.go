@@ -52,6 +52,12 @@ func runDevCommand(args []string) error {
 	if !isFlagSet(fs, "health-probe-bind-address") {
 		opts.probeAddr = "127.0.0.1:18081"
 	}
+	if !isFlagSet(fs, "webhook-bind-address") {
+		opts.webhook.Addr = "127.0.0.1:18443"
+	}
+	if opts.webhook.TLSCertFile == "" {
+		opts.webhook.PlainHTTP = true // a local receiver on loopback
+	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	log := ctrl.Log.WithName("dev")
 
@@ -111,9 +117,11 @@ cardplane is running on a local control plane. Look at the cards with:
   export KUBECONFIG=%s
   %s get cards,cardtransactions,webhookendpoints -n %s
 
+The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>.
+
 Press Ctrl-C to stop; nothing keeps running afterwards.
 
-`, *kubeconfig, kubectl, *namespace)
+`, *kubeconfig, kubectl, *namespace, opts.webhook.Addr, *namespace)
 
 	select {
 	case err := <-done:

@@ -93,7 +93,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl get: %v\n%s", err, out)
 	}
-	for _, want := range []string{"upay-main-uc10001", "upay-tx-77-1", "upay-main", "tevau-main", "bananatech-main", "prepaidify-main", "alchemypay-orders", "acme-issuing"} {
+	for _, want := range []string{"upay-main-uc10001", "upay-main-tx-77-1", "upay-main", "tevau-main", "bananatech-main", "prepaidify-main", "alchemypay-orders", "acme-issuing"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("kubectl get does not show sample %s:\n%s", want, out)
 		}

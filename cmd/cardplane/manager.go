@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"time"
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -12,6 +13,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/webhookserver"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
 	"github.com/cardplane/cardplane/internal/scheme"
 )
 
@@ -21,6 +25,7 @@ type managerOptions struct {
 	probeAddr      string
 	leaderElection bool
 	leaderNS       string
+	webhook        webhookserver.Options
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -28,6 +33,12 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	fs.StringVar(&o.webhook.Addr, "webhook-bind-address", ":9443", "address the provider callback receiver listens on")
+	fs.StringVar(&o.webhook.TLSCertFile, "webhook-tls-cert-file", "", "TLS certificate of the receiver (PEM)")
+	fs.StringVar(&o.webhook.TLSKeyFile, "webhook-tls-key-file", "", "TLS key of the receiver (PEM)")
+	fs.BoolVar(&o.webhook.PlainHTTP, "webhook-plain-http", false, "serve the receiver without TLS (only behind a TLS-terminating proxy, or locally)")
+	fs.Int64Var(&o.webhook.MaxBodyBytes, "webhook-max-body-bytes", webhookserver.DefaultMaxBodyBytes, "largest callback body accepted; larger ones are answered 413")
+	fs.DurationVar(&o.webhook.AuthorizationBudget, "authorization-budget", 1500*time.Millisecond, "time allowed to answer a real-time authorization request (below the provider's deadline)")
 }
 
 func runManagerCommand(args []string) error {
@@ -64,6 +75,21 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("cardplane-controller"),
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	counters := &webhookserver.Counters{}
+	receiver := &webhookserver.Server{
+		Options:  opts.webhook,
+		Reader:   mgr.GetClient(),
+		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+		Adapters: adapters.All(),
+		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
+		Counters: counters,
+	}
+	if err := mgr.Add(receiver); err != nil {
+		return err
+	}
+	if err := mgr.Add(&webhookserver.CounterFlusher{Counters: counters, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: time.Second}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

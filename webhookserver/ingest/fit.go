@@ -1,0 +1,125 @@
+package ingest
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/webhookserver/event"
+)
+
+// Fit makes an event's values fit the API schema before anything is written, so a verified callback is never
+// refused by the API server (which the provider would see as an endless 5xx). Free text is shortened; values
+// that cannot be stored faithfully (an ID too long to be an identity, an amount beyond the decimal schema)
+// are errors the receiver answers 400.
+func Fit(ev *event.Event) error {
+	if len(ev.CardID) > 128 {
+		return fmt.Errorf("card ID is longer than 128 characters")
+	}
+	ev.HolderID = clip(ev.HolderID, 128)
+	ev.ID = clip(ev.ID, 128)
+	ev.Type = clip(ev.Type, 64)
+	if c := ev.Card; c != nil {
+		c.ProviderStatus = clip(c.ProviderStatus, 64)
+		c.Reason = clip(c.Reason, 512)
+	}
+	if b := ev.Balance; b != nil {
+		if err := checkMoney("balance", &b.Available); err != nil {
+			return err
+		}
+	}
+	if k := ev.KYC; k != nil {
+		k.Reason = clip(k.Reason, 512)
+	}
+	if l := ev.Logistics; l != nil {
+		l.Carrier, l.TrackingNumber = clip(l.Carrier, 128), clip(l.TrackingNumber, 128)
+	}
+	if a := ev.Authorization; a != nil {
+		if len(a.TransactionID) > 128 {
+			return fmt.Errorf("transaction ID is longer than 128 characters")
+		}
+		if err := checkMoney("amount", &a.Amount); err != nil {
+			return err
+		}
+		a.AuthorizationID, a.Channel = clip(a.AuthorizationID, 128), clip(a.Channel, 32)
+		fitMerchant(a.Merchant)
+	}
+	if t := ev.Transaction; t != nil {
+		if len(t.ID) > 128 {
+			return fmt.Errorf("transaction ID is longer than 128 characters")
+		}
+		for name, m := range map[string]*cardsv1alpha1.Money{"amount": t.Amount, "billing amount": t.BillingAmount, "fee": t.Fee} {
+			if err := checkMoney(name, m); err != nil {
+				return err
+			}
+		}
+		t.ProviderStatus, t.Channel = clip(t.ProviderStatus, 64), clip(t.Channel, 32)
+		t.Description, t.FailureReason = clip(t.Description, 512), clip(t.FailureReason, 512)
+		t.OriginalTransactionID, t.AuthorizationID = clip(t.OriginalTransactionID, 128), clip(t.AuthorizationID, 128)
+		fitMerchant(t.Merchant)
+		if c := t.Crypto; c != nil {
+			c.Asset = strings.ToUpper(c.Asset)
+			if !assetPattern.MatchString(c.Asset) {
+				return fmt.Errorf("crypto asset %q is not 2-12 letters or digits", c.Asset)
+			}
+			for name, d := range map[string]cardsv1alpha1.Decimal{"crypto amount": c.Amount, "crypto fee": c.Fee} {
+				if d != "" && !decimalPattern.MatchString(string(d)) {
+					return fmt.Errorf("%s %q does not fit an 18.18-digit decimal", name, d)
+				}
+			}
+			c.Network = clip(c.Network, 64)
+		}
+	}
+	return nil
+}
+
+var (
+	decimalPattern  = regexp.MustCompile(`^-?[0-9]{1,18}(\.[0-9]{1,18})?$`)
+	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+	mccPattern      = regexp.MustCompile(`^[0-9]{4}$`)
+	countryPattern  = regexp.MustCompile(`^[A-Z]{2,3}$`)
+	assetPattern    = regexp.MustCompile(`^[A-Z0-9]{2,12}$`)
+)
+
+func checkMoney(name string, m *cardsv1alpha1.Money) error {
+	if m == nil {
+		return nil
+	}
+	if !decimalPattern.MatchString(string(m.Value)) {
+		return fmt.Errorf("%s %q does not fit an 18.18-digit decimal", name, m.Value)
+	}
+	if !currencyPattern.MatchString(m.Currency) {
+		return fmt.Errorf("%s currency %q is not an ISO 4217 code", name, m.Currency)
+	}
+	return nil
+}
+
+// fitMerchant keeps only merchant codes the schema accepts: an MCC or country in another shape is dropped
+// (and the name kept) rather than refusing the transaction.
+func fitMerchant(m *cardsv1alpha1.Merchant) {
+	if m == nil {
+		return
+	}
+	m.Name, m.ID = clip(m.Name, 256), clip(m.ID, 64)
+	if !mccPattern.MatchString(m.MCC) {
+		m.MCC = ""
+	}
+	m.Country = strings.ToUpper(m.Country)
+	if !countryPattern.MatchString(m.Country) {
+		m.Country = ""
+	}
+}
+
+// clip shortens s to at most n bytes without splitting a UTF-8 character.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}

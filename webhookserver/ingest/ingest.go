@@ -1,0 +1,337 @@
+// Package ingest applies normalized events to Cards and CardTransactions through the API server.
+//
+// Every write is idempotent and ordered: object names are derived from provider IDs, status holds absolute
+// values, each group of facts keeps the provider time that set it and an older event never overwrites a
+// newer one, and writes carry a resourceVersion precondition (optimistic concurrency), retried on conflict.
+// A duplicate callback therefore changes nothing, on any replica.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/webhookserver/event"
+)
+
+// FieldOwner is the field manager of the receiver's writes.
+const FieldOwner = client.FieldOwner("cardplane-receiver")
+
+// Ingester writes events. Client reads from the manager's cache; APIReader reads the API server directly
+// when the cache may be behind (after a conflict or a create by another replica).
+type Ingester struct {
+	Client    client.Client
+	APIReader client.Reader
+}
+
+// Result says what an event did.
+type Result struct {
+	// Changed is false for a duplicate or an event older than what is stored: nothing was written.
+	Changed bool
+	// Cards the facts were applied to (one, or every card of a holder for holder-level facts).
+	Cards []*cardsv1alpha1.Card
+	// Transaction written, if the event carried one.
+	Transaction *cardsv1alpha1.CardTransaction
+	// NoCard is set when holder-level facts found no card of that holder: acknowledged, nothing stored.
+	NoCard bool
+}
+
+// ErrNoIdentity is an event that names neither a card nor a holder.
+var ErrNoIdentity = errors.New("event names neither a card nor a card holder")
+
+// Apply writes one event. An error means nothing may be acknowledged: the provider must retry.
+func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *event.Event, received time.Time) (*Result, error) {
+	at := ev.Ordered(received).UTC().Truncate(time.Microsecond)
+	received = received.UTC().Truncate(time.Second)
+	res := &Result{}
+	if ev.CardID == "" {
+		if ev.HolderID == "" || ev.KYC == nil {
+			return nil, ErrNoIdentity
+		}
+		return res, in.applyToHolder(ctx, ep, ev, at, received, res)
+	}
+
+	card, err := in.ensureCard(ctx, ep, ev)
+	if err != nil {
+		return nil, err
+	}
+	changed, err := in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
+		return applyCard(st, ev, at, received)
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Changed = changed
+	res.Cards = []*cardsv1alpha1.Card{card}
+
+	tx := ev.Transaction
+	fillOnly := false
+	if tx == nil && ev.Authorization != nil {
+		// An authorization request opens a pending transaction; its later pushes (clearing, reversal) win.
+		tx, fillOnly = fromAuthorization(ev.Authorization), true
+	}
+	if tx != nil {
+		txn, err := in.ensureTransaction(ctx, ep, card, tx.ID)
+		if err != nil {
+			return nil, err
+		}
+		changed, err := in.updateTransaction(ctx, txn, func(st *cardsv1alpha1.CardTransactionStatus) bool {
+			return applyTransaction(st, ev, tx, at, received, fillOnly)
+		})
+		if err != nil {
+			return nil, err
+		}
+		res.Changed = res.Changed || changed
+		res.Transaction = txn
+	}
+	return res, nil
+}
+
+func fromAuthorization(a *event.AuthorizationRequest) *event.Transaction {
+	amt := a.Amount
+	return &event.Transaction{ID: a.TransactionID, Type: cardsv1alpha1.TransactionAuthorization,
+		Phase: cardsv1alpha1.TransactionPending, Direction: cardsv1alpha1.Debit, Amount: &amt,
+		Merchant: a.Merchant, Channel: a.Channel, AuthorizationID: a.AuthorizationID}
+}
+
+func (in *Ingester) applyToHolder(ctx context.Context, ep *endpointconfig.Resolved, ev *event.Event, at, received time.Time, res *Result) error {
+	list := &cardsv1alpha1.CardList{}
+	if err := in.Client.List(ctx, list, client.InNamespace(ep.TargetNamespace), client.MatchingLabels{
+		cardsv1alpha1.LabelHolder: HolderLabel(ev.HolderID),
+	}); err != nil {
+		return fmt.Errorf("listing cards of a holder: %w", err)
+	}
+	for i := range list.Items {
+		card := &list.Items[i]
+		if card.Spec.EndpointRef.Namespace != ep.Endpoint.Namespace || card.Spec.EndpointRef.Name != ep.Endpoint.Name {
+			continue
+		}
+		changed, err := in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
+			return applyCard(st, ev, at, received)
+		})
+		if err != nil {
+			return err
+		}
+		res.Changed = res.Changed || changed
+		res.Cards = append(res.Cards, card)
+	}
+	res.NoCard = len(res.Cards) == 0
+	return nil
+}
+
+// get reads from the cache and, when the cache has not seen the object yet, from the API server.
+func (in *Ingester) get(ctx context.Context, key client.ObjectKey, obj client.Object) error {
+	err := in.Client.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) && in.APIReader != nil {
+		err = in.APIReader.Get(ctx, key, obj)
+	}
+	return err
+}
+
+func (in *Ingester) fresh(ctx context.Context, obj client.Object) error {
+	r := in.APIReader
+	if r == nil {
+		r = in.Client
+	}
+	return r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+}
+
+func labelValue(s string) string {
+	if len(s) > 63 {
+		return ""
+	}
+	return s
+}
+
+func (in *Ingester) ensureCard(ctx context.Context, ep *endpointconfig.Resolved, ev *event.Event) (*cardsv1alpha1.Card, error) {
+	ref := cardsv1alpha1.NamespacedObjectReference{Namespace: ep.Endpoint.Namespace, Name: ep.Endpoint.Name}
+	readable, hashed := names(ep.Endpoint.Name, ev.CardID, ref.Namespace+"/"+ref.Name+"/"+ev.CardID, maxCardName)
+	card, err := ensure(ctx, in, ep.TargetNamespace, readable, hashed,
+		func() *cardsv1alpha1.Card { return &cardsv1alpha1.Card{} },
+		func(c *cardsv1alpha1.Card) bool { return ours(c, ref, ev.CardID) },
+		func(name string) (*cardsv1alpha1.Card, error) {
+			card := &cardsv1alpha1.Card{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ep.TargetNamespace, Name: name, Labels: map[string]string{
+					cardsv1alpha1.LabelProvider: string(ep.Endpoint.Spec.Provider),
+				}},
+				Spec: cardsv1alpha1.CardSpec{EndpointRef: ref, Provider: ep.Endpoint.Spec.Provider, ProviderCardID: ev.CardID},
+			}
+			if v := labelValue(ep.Endpoint.Name); v != "" {
+				card.Labels[cardsv1alpha1.LabelEndpoint] = v
+			}
+			if ev.HolderID != "" {
+				card.Labels[cardsv1alpha1.LabelHolder] = HolderLabel(ev.HolderID)
+			}
+			return card, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return card, in.labelHolder(ctx, card, ev.HolderID)
+}
+
+// ensure finds the object for a provider ID under its readable or its hashed name, or creates it.
+// A readable name taken by another ID sends the object to the hashed name; a create that loses a race
+// with another replica looks again.
+func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, hashed string,
+	empty func() T, ours func(T) bool, build func(name string) (T, error)) (T, error) {
+	var zero T
+	for attempt := 0; attempt < 4; attempt++ {
+		target := readable
+		obj := empty()
+		err := in.get(ctx, client.ObjectKey{Namespace: ns, Name: readable}, obj)
+		switch {
+		case err == nil && ours(obj):
+			return obj, nil
+		case err == nil:
+			target = hashed
+		case !apierrors.IsNotFound(err):
+			return zero, fmt.Errorf("reading %s/%s: %w", ns, readable, err)
+		}
+		if readable != hashed {
+			obj = empty()
+			err = in.get(ctx, client.ObjectKey{Namespace: ns, Name: hashed}, obj)
+			switch {
+			case err == nil && ours(obj):
+				return obj, nil
+			case err == nil:
+				return zero, fmt.Errorf("%s/%s belongs to another provider ID", ns, hashed)
+			case !apierrors.IsNotFound(err):
+				return zero, fmt.Errorf("reading %s/%s: %w", ns, hashed, err)
+			}
+		}
+		obj, err = build(target)
+		if err != nil {
+			return zero, err
+		}
+		err = in.Client.Create(ctx, obj, FieldOwner)
+		if err == nil {
+			return obj, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return zero, fmt.Errorf("creating %s/%s: %w", ns, target, err)
+		}
+	}
+	return zero, fmt.Errorf("%s/%s: gave up after repeated create races", ns, readable)
+}
+
+func ours(c *cardsv1alpha1.Card, ref cardsv1alpha1.NamespacedObjectReference, cardID string) bool {
+	return c.Spec.ProviderCardID == cardID && c.Spec.EndpointRef == ref
+}
+
+func (in *Ingester) labelHolder(ctx context.Context, card *cardsv1alpha1.Card, holderID string) error {
+	if holderID == "" || card.Labels[cardsv1alpha1.LabelHolder] == HolderLabel(holderID) {
+		return nil
+	}
+	before := card.DeepCopy()
+	if card.Labels == nil {
+		card.Labels = map[string]string{}
+	}
+	card.Labels[cardsv1alpha1.LabelHolder] = HolderLabel(holderID)
+	if err := in.Client.Patch(ctx, card, client.MergeFrom(before), FieldOwner); err != nil {
+		return fmt.Errorf("labelling card %s/%s with its holder: %w", card.Namespace, card.Name, err)
+	}
+	return nil
+}
+
+// updateCard applies mutate to the card's status and writes it with a resourceVersion precondition,
+// re-reading and re-applying on conflict. mutate reports whether it changed anything.
+func (in *Ingester) updateCard(ctx context.Context, card *cardsv1alpha1.Card, mutate func(*cardsv1alpha1.CardStatus) bool) (bool, error) {
+	changed, first := false, true
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !first {
+			if err := in.fresh(ctx, card); err != nil {
+				return err
+			}
+		}
+		first = false
+		before := card.DeepCopy()
+		if changed = mutate(&card.Status); !changed {
+			return nil
+		}
+		card.Status.StateSequence++
+		return in.Client.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
+	})
+	if err != nil {
+		return false, fmt.Errorf("writing status of card %s/%s: %w", card.Namespace, card.Name, err)
+	}
+	return changed, nil
+}
+
+func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Resolved, card *cardsv1alpha1.Card, txID string) (*cardsv1alpha1.CardTransaction, error) {
+	if txID == "" {
+		return nil, errors.New("transaction has no ID")
+	}
+	endpoint := ep.Endpoint.Namespace + "/" + ep.Endpoint.Name
+	readable, hashed := names(ep.Endpoint.Name, txID, endpoint+"/"+txID, 253)
+	return ensure(ctx, in, card.Namespace, readable, hashed,
+		func() *cardsv1alpha1.CardTransaction { return &cardsv1alpha1.CardTransaction{} },
+		func(t *cardsv1alpha1.CardTransaction) bool {
+			return t.Spec.ProviderTransactionID == txID && t.Annotations[annotationEndpoint] == endpoint
+		},
+		func(name string) (*cardsv1alpha1.CardTransaction, error) {
+			txn := &cardsv1alpha1.CardTransaction{
+				ObjectMeta: metav1.ObjectMeta{Namespace: card.Namespace, Name: name,
+					Labels: map[string]string{
+						cardsv1alpha1.LabelProvider: string(ep.Endpoint.Spec.Provider),
+						cardsv1alpha1.LabelCard:     card.Name,
+					},
+					Annotations: map[string]string{annotationEndpoint: endpoint}},
+				Spec: cardsv1alpha1.CardTransactionSpec{CardRef: cardsv1alpha1.LocalObjectReference{Name: card.Name},
+					Provider: ep.Endpoint.Spec.Provider, ProviderTransactionID: txID},
+			}
+			if v := labelValue(ep.Endpoint.Name); v != "" {
+				txn.Labels[cardsv1alpha1.LabelEndpoint] = v
+			}
+			// Owned by its card: deleting the card garbage-collects its history.
+			return txn, controllerutil.SetOwnerReference(card, txn, in.Client.Scheme())
+		})
+}
+
+// annotationEndpoint records which endpoint wrote a transaction (the spec names only its card).
+const annotationEndpoint = "cards.cardplane.io/endpoint"
+
+func (in *Ingester) updateTransaction(ctx context.Context, txn *cardsv1alpha1.CardTransaction, mutate func(*cardsv1alpha1.CardTransactionStatus) bool) (bool, error) {
+	changed, first := false, true
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !first {
+			if err := in.fresh(ctx, txn); err != nil {
+				return err
+			}
+		}
+		first = false
+		before := txn.DeepCopy()
+		if changed = mutate(&txn.Status); !changed {
+			return nil
+		}
+		txn.Status.StateSequence++
+		return in.Client.Status().Patch(ctx, txn, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
+	})
+	if err != nil {
+		return false, fmt.Errorf("writing status of transaction %s/%s: %w", txn.Namespace, txn.Name, err)
+	}
+	return changed, nil
+}
+
+// RecordDecision writes an authorization decision to its transaction.
+func (in *Ingester) RecordDecision(ctx context.Context, txn *cardsv1alpha1.CardTransaction, d cardsv1alpha1.AuthorizationDecision, at time.Time) error {
+	decided := metav1.NewTime(at)
+	d.DecidedAt = &decided
+	_, err := in.updateTransaction(ctx, txn, func(st *cardsv1alpha1.CardTransactionStatus) bool {
+		if st.Authorization != nil {
+			return false // the first decision stands; a replayed request does not re-decide
+		}
+		st.Authorization = d.DeepCopy()
+		return true
+	})
+	return err
+}

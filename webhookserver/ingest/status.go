@@ -1,0 +1,151 @@
+package ingest
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/webhookserver/event"
+)
+
+// newer reports whether facts observed at `at` may replace facts observed at `stored` (nil: none yet).
+// Equal times apply, so the later arrival of two same-time events wins and a duplicate rewrites the same values.
+func newer(stored *metav1.MicroTime, at time.Time) bool {
+	return stored == nil || !at.Before(stored.Time)
+}
+
+func micro(t time.Time) *metav1.MicroTime {
+	m := metav1.NewMicroTime(t)
+	return &m
+}
+
+// applyCard merges an event's card facts into st, each group of facts only when the event is not older than
+// the facts stored. It reports whether st changed.
+func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.Time) bool {
+	before := st.DeepCopy()
+	if c := ev.Card; c != nil {
+		if (c.Phase != "" || c.ProviderStatus != "") && newer(st.PhaseObservedAt, at) {
+			if c.Phase != "" {
+				st.Phase = c.Phase
+			}
+			st.ProviderStatus = c.ProviderStatus
+			st.PhaseReason = c.Reason
+			st.PhaseObservedAt = micro(at)
+		}
+		if c.Type != "" {
+			st.Type = c.Type
+		}
+		if c.Number != nil {
+			if st.Number == nil {
+				st.Number = &cardsv1alpha1.MaskedNumber{}
+			}
+			if c.Number.BIN != "" {
+				st.Number.BIN = c.Number.BIN
+			}
+			if c.Number.Last4 != "" {
+				st.Number.Last4 = c.Number.Last4
+			}
+		}
+		if c.Expiry != nil {
+			st.Expiry = c.Expiry.DeepCopy()
+		}
+	}
+	if ev.HolderID != "" {
+		st.HolderID = ev.HolderID
+	}
+	if b := ev.Balance; b != nil && (st.Balance == nil || newer(st.Balance.ObservedAt, at)) {
+		st.Balance = &cardsv1alpha1.Balance{Available: b.Available, ObservedAt: micro(at)}
+	}
+	if k := ev.KYC; k != nil && (st.KYC == nil || newer(st.KYC.ObservedAt, at)) {
+		st.KYC = &cardsv1alpha1.KYC{State: k.State, Reason: k.Reason, ObservedAt: micro(at)}
+	}
+	if l := ev.Logistics; l != nil && (st.Logistics == nil || newer(st.Logistics.ObservedAt, at)) {
+		prev := st.Logistics
+		st.Logistics = &cardsv1alpha1.Logistics{State: l.State, Carrier: l.Carrier, TrackingNumber: l.TrackingNumber, ObservedAt: micro(at)}
+		if prev != nil { // later logistics events may omit the carrier details an earlier one gave
+			if st.Logistics.Carrier == "" {
+				st.Logistics.Carrier = prev.Carrier
+			}
+			if st.Logistics.TrackingNumber == "" {
+				st.Logistics.TrackingNumber = prev.TrackingNumber
+			}
+		}
+	}
+	factsChanged := !equality.Semantic.DeepEqual(before, st)
+	recordLastEvent(&st.LastEvent, ev, at, received, factsChanged)
+	return factsChanged || !equality.Semantic.DeepEqual(before.LastEvent, st.LastEvent)
+}
+
+// recordLastEvent notes the event as the object's last one unless an event with a later time is recorded.
+// A duplicate (same type, ID and time) changes nothing, not even the receive time.
+func recordLastEvent(last **cardsv1alpha1.ProviderEvent, ev *event.Event, at, received time.Time, factsChanged bool) {
+	cur := *last
+	if cur != nil && cur.Time != nil && at.Before(cur.Time.Time) {
+		return
+	}
+	if !factsChanged && cur != nil && cur.Type == ev.Type && cur.ID == ev.ID && cur.Time != nil && cur.Time.Equal(&metav1.MicroTime{Time: at}) {
+		return
+	}
+	r := metav1.NewTime(received)
+	*last = &cardsv1alpha1.ProviderEvent{Type: clip(ev.Type, 64), ID: clip(ev.ID, 128), Time: micro(at), ReceivedAt: &r}
+}
+
+// applyTransaction merges a transaction's facts. Facts from an event not older than the stored ones replace
+// them; an older event (or an authorization request, fillOnly) only fills fields still empty.
+func applyTransaction(st *cardsv1alpha1.CardTransactionStatus, ev *event.Event, tx *event.Transaction, at, received time.Time, fillOnly bool) bool {
+	before := st.DeepCopy()
+	replace := !fillOnly && newer(st.ObservedAt, at)
+	str := func(dst *string, v string) {
+		if v != "" && (replace || *dst == "") {
+			*dst = v
+		}
+	}
+	money := func(dst **cardsv1alpha1.Money, v *cardsv1alpha1.Money) {
+		if v != nil && (replace || *dst == nil) {
+			m := *v
+			*dst = &m
+		}
+	}
+	if tx.Type != "" && (replace || st.Type == "") {
+		st.Type = tx.Type
+	}
+	if tx.Phase != "" && (replace || st.Phase == "") {
+		st.Phase = tx.Phase
+	}
+	if tx.Direction != "" && (replace || st.Direction == "") {
+		st.Direction = tx.Direction
+	}
+	str(&st.ProviderStatus, tx.ProviderStatus)
+	money(&st.Amount, tx.Amount)
+	money(&st.BillingAmount, tx.BillingAmount)
+	money(&st.Fee, tx.Fee)
+	if m := tx.Merchant; m != nil {
+		if st.Merchant == nil {
+			st.Merchant = &cardsv1alpha1.Merchant{}
+		}
+		str(&st.Merchant.Name, m.Name)
+		str(&st.Merchant.MCC, m.MCC)
+		str(&st.Merchant.Country, m.Country)
+		str(&st.Merchant.ID, m.ID)
+	}
+	str(&st.Channel, tx.Channel)
+	str(&st.Description, clip(tx.Description, 512))
+	str(&st.FailureReason, clip(tx.FailureReason, 512))
+	str(&st.OriginalTransactionID, tx.OriginalTransactionID)
+	str(&st.AuthorizationID, tx.AuthorizationID)
+	if tx.Crypto != nil && (replace || st.Crypto == nil) {
+		st.Crypto = tx.Crypto.DeepCopy()
+	}
+	if !tx.OccurredAt.IsZero() && (replace || st.OccurredAt == nil) {
+		t := metav1.NewTime(tx.OccurredAt)
+		st.OccurredAt = &t
+	}
+	if replace {
+		st.ObservedAt = micro(at)
+	}
+	factsChanged := !equality.Semantic.DeepEqual(before, st)
+	recordLastEvent(&st.LastEvent, ev, at, received, factsChanged)
+	return factsChanged || !equality.Semantic.DeepEqual(before.LastEvent, st.LastEvent)
+}

@@ -1,0 +1,124 @@
+package webhookserver_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/testenv"
+	"github.com/cardplane/cardplane/webhookserver"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
+)
+
+// One control plane and one manager for the package: the receiver under test reads endpoints from the
+// manager's cache and writes through the real API server; callbacks arrive over real HTTP on loopback.
+var (
+	env      *testenv.Env
+	k8s      client.Client
+	receiver *webhookserver.Server
+	srv      *httptest.Server
+	mgrCtx   context.Context
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := run(m)
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func run(m *testing.M) int {
+	k8s = env.Client
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("test")}).SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	receiver = &webhookserver.Server{
+		Reader:   mgr.GetClient(),
+		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+		Adapters: adapters.All(),
+		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
+		Counters: &webhookserver.Counters{},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mgrCtx = ctx
+	go func() { _ = mgr.Start(ctx) }()
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		fmt.Fprintln(os.Stderr, "cache did not sync")
+		return 1
+	}
+	srv = httptest.NewServer(receiver.Handler())
+	defer srv.Close()
+	return m.Run()
+}
+
+// newNamespace creates a namespace for one test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rcv-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// createEndpoint creates the credentials Secret and the endpoint and waits until it is Ready.
+func createEndpoint(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint, secret map[string]string) *cardsv1alpha1.WebhookEndpoint {
+	t.Helper()
+	ctx := context.Background()
+	if secret != nil {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name + "-credentials"}, StringData: secret}
+		if err := k8s.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		ep.Spec.CredentialsRef = &cardsv1alpha1.LocalObjectReference{Name: s.Name}
+	}
+	if err := k8s.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "endpoint Ready", func() bool {
+		got := &cardsv1alpha1.WebhookEndpoint{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ep), got); err != nil {
+			return false
+		}
+		c := apimeta.FindStatusCondition(got.Status.Conditions, cardsv1alpha1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == got.Generation
+	})
+	// The receiver reads from the manager's cache: give it the Ready endpoint too.
+	time.Sleep(200 * time.Millisecond)
+	return ep
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,26 @@
+package webhookserver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cardplane_webhook_requests_total",
+		Help: "Provider callbacks by endpoint, provider, event type and result (applied, duplicate, unknown, authorized, or the rejection reason).",
+	}, []string{"endpoint", "provider", "event", "result"})
+	requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "cardplane_webhook_request_duration_seconds",
+		Help:    "Time from reading a provider callback to answering it.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"provider"})
+	challengesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cardplane_challenges_undelivered_total",
+		Help: "One-time codes received while no destination path was available to hand them to.",
+	}, []string{"endpoint"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, challengesDropped)
+}

@@ -1,0 +1,308 @@
+package webhookserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/webhookserver"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
+	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
+)
+
+const upayKey = "test-upay-signing-key-0123456789"
+
+func upayEndpoint(t *testing.T, mutate func(*cardsv1alpha1.WebhookEndpoint)) *cardsv1alpha1.WebhookEndpoint {
+	ep := &cardsv1alpha1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: newNamespace(t), Name: "upay-main"},
+		Spec:       cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay},
+	}
+	if mutate != nil {
+		mutate(ep)
+	}
+	return createEndpoint(t, ep, map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey})
+}
+
+type reply struct {
+	status int
+	body   string
+}
+
+// sendUPay signs body as UPay would (the sender side of the adapter) and posts it.
+func sendUPay(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint, body string, tamper func(http.Header)) reply {
+	t.Helper()
+	cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+	h, wire, err := upay.Encode(cfg, []byte(body), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tamper != nil {
+		tamper(h)
+	}
+	return post(t, "/webhooks/"+ep.Namespace+"/"+ep.Name, h, wire)
+}
+
+func post(t *testing.T, path string, h http.Header, body []byte) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, string(b)}
+}
+
+func statusEvent(cardID, status string, at time.Time, orderNo string) string {
+	return fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"tr","orderNo":%q,"timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326123412341234","status":%q,"orderNo":%q,"customerNo":"CUST77","reason":"r-%s"}}`,
+		orderNo, at.UnixMilli(), cardID, status, orderNo, status)
+}
+
+func getCard(t *testing.T, ns, name string) *cardsv1alpha1.Card {
+	t.Helper()
+	c := &cardsv1alpha1.Card{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+		t.Fatalf("card %s/%s: %v", ns, name, err)
+	}
+	return c
+}
+
+func TestUPayCardLifecycleIsIdempotentAndOrdered(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+
+	r := sendUPay(t, ep, statusEvent("UC10001", "2", t0, "o-1"), nil)
+	if r.status != 200 || r.body != "SUCCESS" {
+		t.Fatalf("first callback answered %d %q, want 200 SUCCESS", r.status, r.body)
+	}
+	card := getCard(t, ep.Namespace, "upay-main-uc10001")
+	if card.Spec.ProviderCardID != "UC10001" || card.Status.Phase != cardsv1alpha1.CardPendingActivation {
+		t.Fatalf("card after first callback: spec %+v phase %q", card.Spec, card.Status.Phase)
+	}
+	if n := card.Status.Number; n == nil || n.BIN != "532612" || n.Last4 != "1234" {
+		t.Errorf("masked number = %+v, want BIN 532612 last4 1234", n)
+	}
+	if card.Status.HolderID != "CUST77" || card.Labels[cardsv1alpha1.LabelHolder] != ingest.HolderLabel("CUST77") {
+		t.Errorf("holder not recorded: %q labels %v", card.Status.HolderID, card.Labels)
+	}
+	rv := card.ResourceVersion
+
+	// The same callback again (the provider retrying): same answer, nothing written.
+	if r := sendUPay(t, ep, statusEvent("UC10001", "2", t0, "o-1"), nil); r.status != 200 || r.body != "SUCCESS" {
+		t.Fatalf("duplicate answered %d %q", r.status, r.body)
+	}
+	if got := getCard(t, ep.Namespace, "upay-main-uc10001"); got.ResourceVersion != rv {
+		t.Errorf("a duplicate callback wrote the card (resourceVersion %s -> %s)", rv, got.ResourceVersion)
+	}
+
+	// Newer event (frozen at t0+2s), then an older one (active at t0+1s) arriving late: frozen stays.
+	sendUPay(t, ep, statusEvent("UC10001", "3", t0.Add(2*time.Second), "o-3"), nil)
+	if r := sendUPay(t, ep, statusEvent("UC10001", "1", t0.Add(time.Second), "o-2"), nil); r.status != 200 {
+		t.Fatalf("late event answered %d %q", r.status, r.body)
+	}
+	card = getCard(t, ep.Namespace, "upay-main-uc10001")
+	if card.Status.Phase != cardsv1alpha1.CardFrozen || card.Status.PhaseReason != "r-3" {
+		t.Errorf("older event overwrote newer state: phase %q reason %q", card.Status.Phase, card.Status.PhaseReason)
+	}
+	if card.Status.LastEvent == nil || card.Status.LastEvent.ID != "o-3" {
+		t.Errorf("lastEvent = %+v, want o-3", card.Status.LastEvent)
+	}
+	if card.Status.StateSequence != 2 {
+		t.Errorf("stateSequence = %d, want 2 (one per state change)", card.Status.StateSequence)
+	}
+
+	// Counters reach the endpoint's status in a batch.
+	receiver.Counters.Flush(context.Background(), k8s, k8s)
+	got := &cardsv1alpha1.WebhookEndpoint{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(ep), got); err != nil {
+		t.Fatal(err)
+	}
+	c := got.Status.Counters
+	if c.Received != 4 || c.Applied != 2 || c.Duplicates != 2 || got.Status.LastEventTime == nil {
+		t.Errorf("counters = %+v lastEventTime %v, want received 4, applied 2, duplicates 2", c, got.Status.LastEventTime)
+	}
+}
+
+func TestUPayTransactionsAndAuthorization(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	now := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	auth := fmt.Sprintf(`{"event":"CC_AUTHORIZATION","trace":"tr_9001","orderNo":"ON-A","timestamp":%d,"detail":{"cardId":"UC10001","cardNumber":"5326********1234","amount":"42.10","currency":"USD","merchantMcc":"5814","transactionId":"TX-77-1","authorizationId":"AU-77-1","transactionChannel":"ECOMMERCE"}}`, now.UnixMilli())
+	if r := sendUPay(t, ep, auth, nil); r.status != 200 || r.body != "approve" {
+		t.Fatalf("authorization answered %d %q, want 200 approve", r.status, r.body)
+	}
+	txn := &cardsv1alpha1.CardTransaction{}
+	key := client.ObjectKey{Namespace: ep.Namespace, Name: "upay-main-tx-77-1"}
+	if err := k8s.Get(context.Background(), key, txn); err != nil {
+		t.Fatal(err)
+	}
+	if txn.Status.Phase != cardsv1alpha1.TransactionPending || txn.Status.Authorization == nil ||
+		txn.Status.Authorization.Outcome != cardsv1alpha1.DecisionApproved || txn.Status.Amount.Value != "42.10" {
+		t.Fatalf("authorization transaction = %+v", txn.Status)
+	}
+	if len(txn.OwnerReferences) != 1 || txn.OwnerReferences[0].Name != "upay-main-uc10001" {
+		t.Errorf("transaction not owned by its card: %+v", txn.OwnerReferences)
+	}
+
+	consume := func(status string, at time.Time) string {
+		return fmt.Sprintf(`{"event":"CC_CONSUME","trace":"tr_9001","orderNo":"ON-C-%s","timestamp":%d,"detail":{"cardId":"UC10001","cardNumber":"5326123412341234","orderNo":"x","customerNo":"CUST77","type":2,"status":%s,"amount":40.00,"direction":2,"merchantName":"Coffee Bar","currency":"USD","transactionAt":%d,"transactionId":"TX-77-1","originalAmount":"37.12","originalCurrency":"EUR","fee":"0.30","merchantMcc":"5814","merchantCountry":"US"}}`,
+			status, at.UnixMilli(), status, now.UnixMilli())
+	}
+	sendUPay(t, ep, consume("1", now.Add(2*time.Second)), nil)
+	sendUPay(t, ep, consume("3", now.Add(time.Second)), nil) // the processing push arrives after the success
+	if err := k8s.Get(context.Background(), key, txn); err != nil {
+		t.Fatal(err)
+	}
+	st := txn.Status
+	if st.Phase != cardsv1alpha1.TransactionCompleted || st.Type != cardsv1alpha1.TransactionPurchase || st.Direction != cardsv1alpha1.Debit {
+		t.Errorf("transaction after clearing = type %q phase %q direction %q", st.Type, st.Phase, st.Direction)
+	}
+	if st.Amount.Value != "37.12" || st.Amount.Currency != "EUR" || st.BillingAmount.Value != "40.00" || st.Fee.Value != "0.30" {
+		t.Errorf("amounts = %+v billing %+v fee %+v", st.Amount, st.BillingAmount, st.Fee)
+	}
+	if st.Authorization == nil || st.AuthorizationID != "AU-77-1" {
+		t.Errorf("the clearing lost the authorization record: %+v", st)
+	}
+	// A retry of the authorization request gets the same answer and does not re-decide.
+	if r := sendUPay(t, ep, auth, nil); r.body != "approve" {
+		t.Errorf("replayed authorization answered %q", r.body)
+	}
+}
+
+func TestBadInputIsAnswered(t *testing.T) {
+	ep := upayEndpoint(t, func(ep *cardsv1alpha1.WebhookEndpoint) {
+		ep.Spec.RateLimit = &cardsv1alpha1.RateLimit{RequestsPerSecond: 1, Burst: 8}
+	})
+	good := statusEvent("UC2", "1", time.Now(), "o-b")
+	cases := []struct {
+		name   string
+		r      func() reply
+		status int
+		reason string
+	}{
+		{"unknown endpoint", func() reply {
+			return post(t, "/webhooks/"+ep.Namespace+"/nope", http.Header{}, []byte(good))
+		}, 404, webhookserver.ReasonNotFound},
+		{"wrong signature", func() reply {
+			return sendUPay(t, ep, good, func(h http.Header) { h.Set(upay.HeaderSign, "AAAA") })
+		}, 401, "InvalidSignature"},
+		{"missing signature", func() reply {
+			return sendUPay(t, ep, good, func(h http.Header) { h.Del(upay.HeaderSign) })
+		}, 401, "InvalidSignature"},
+		{"stale timestamp", func() reply {
+			cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+			h, b, _ := upay.Encode(cfg, []byte(good), time.Now().Add(-time.Hour))
+			return post(t, "/webhooks/"+ep.Namespace+"/"+ep.Name, h, b)
+		}, 401, "StaleTimestamp"},
+		{"not JSON (an encrypted body)", func() reply {
+			cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+			h, _, _ := upay.Encode(cfg, []byte(good), time.Now())
+			return post(t, "/webhooks/"+ep.Namespace+"/"+ep.Name, h, []byte("eyJhbGciOi.encrypted"))
+		}, 400, "Malformed"},
+		{"unknown card status", func() reply { return sendUPay(t, ep, statusEvent("UC2", "99", time.Now(), "o-x"), nil) }, 400, "Malformed"},
+		{"too large", func() reply {
+			return sendUPay(t, ep, `{"event":"CC_CONSUME","pad":"`+strings.Repeat("x", webhookserver.DefaultMaxBodyBytes)+`"}`, nil)
+		}, 413, webhookserver.ReasonTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := c.r()
+			var p struct{ Reason, Message string }
+			_ = json.Unmarshal([]byte(r.body), &p)
+			if r.status != c.status || p.Reason != c.reason || p.Message == "" {
+				t.Errorf("answered %d %s, want %d with reason %s and a message", r.status, r.body, c.status, c.reason)
+			}
+		})
+	}
+
+	t.Run("unknown event type is acknowledged", func(t *testing.T) {
+		r := sendUPay(t, ep, fmt.Sprintf(`{"event":"XX_NEW_THING","orderNo":"o-u","timestamp":%d,"detail":{}}`, time.Now().UnixMilli()), nil)
+		if r.status != 200 || r.body != "SUCCESS" {
+			t.Errorf("unknown event answered %d %q, want 200 SUCCESS", r.status, r.body)
+		}
+		waitFor(t, "an UnknownEvent Event on the endpoint", func() bool {
+			list := &corev1.EventList{}
+			_ = k8s.List(context.Background(), list, client.InNamespace(ep.Namespace))
+			for _, e := range list.Items {
+				if e.Reason == "UnknownEvent" && e.InvolvedObject.Name == ep.Name {
+					return true
+				}
+			}
+			return false
+		})
+	})
+
+	t.Run("rate limit", func(t *testing.T) {
+		limited := 0
+		for i := 0; i < 20; i++ {
+			if r := sendUPay(t, ep, good, nil); r.status == 429 {
+				limited++
+			}
+		}
+		if limited == 0 {
+			t.Error("20 callbacks at once against a 1/s burst-8 limit: none answered 429")
+		}
+	})
+
+	t.Run("endpoint not ready when its Secret is deleted", func(t *testing.T) {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name + "-credentials"}}
+		if err := k8s.Delete(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "503", func() bool {
+			time.Sleep(1100 * time.Millisecond) // let the rate limiter refill
+			return sendUPay(t, ep, good, nil).status == 503
+		})
+		r := sendUPay(t, ep, good, nil)
+		if !strings.Contains(r.body, "SecretNotFound") && !strings.Contains(r.body, "not found") {
+			t.Errorf("503 does not say why: %s", r.body)
+		}
+	})
+}
+
+// TestStoreFailureIsNotAcknowledged: when the API server cannot take the write, the provider gets a 5xx and
+// will retry; it never gets SUCCESS for an event that was not stored.
+func TestStoreFailureIsNotAcknowledged(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	dead := rest.CopyConfig(env.Config)
+	dead.Host = "https://127.0.0.1:1"
+	dead.Timeout = 2 * time.Second
+	broken, err := client.New(dead, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &webhookserver.Server{Reader: receiver.Reader, Adapters: adapters.All(),
+		Ingester: &ingest.Ingester{Client: broken, APIReader: broken}}
+	h := s.Handler()
+	cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+	hdr, body, _ := upay.Encode(cfg, []byte(statusEvent("UC3", "1", time.Now(), "o-f")), time.Now())
+	req, _ := http.NewRequest(http.MethodPost, "/webhooks/"+ep.Namespace+"/"+ep.Name, bytes.NewReader(body))
+	req.Header = hdr
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code < 500 || strings.Contains(rec.Body.String(), "SUCCESS") {
+		t.Fatalf("store failure answered %d %q, want a 5xx", rec.Code, rec.Body.String())
+	}
+}
+

@@ -1,0 +1,470 @@
+// Package webhookserver is the receiver: it routes provider callbacks to their WebhookEndpoint, verifies and
+// decodes them with the provider's adapter, applies the events through the API server and only then answers
+// the provider with its success format. It runs on every replica and keeps no state that correctness needs.
+package webhookserver
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/client-go/tools/events"
+	"golang.org/x/time/rate"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/webhookserver/adapter"
+	"github.com/cardplane/cardplane/webhookserver/event"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
+)
+
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards;cardtransactions,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status;cardtransactions/status,verbs=get;patch
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints/status,verbs=get;patch
+
+// Reasons the receiver itself (not an adapter) refuses a callback for.
+const (
+	ReasonNotFound         = "NotFound"
+	ReasonNotReady         = "NotReady"
+	ReasonTooLarge         = "TooLarge"
+	ReasonRateLimited      = "RateLimited"
+	ReasonSourceNotAllowed = "SourceNotAllowed"
+	ReasonInvalidURLToken  = "InvalidURLToken"
+	ReasonStoreFailed      = "StoreFailed"
+)
+
+// Options configure the HTTP server.
+type Options struct {
+	// Addr is the listen address, e.g. ":9443".
+	Addr string
+	// TLSCertFile and TLSKeyFile serve HTTPS (the chart mounts them from a Secret).
+	TLSCertFile, TLSKeyFile string
+	// PlainHTTP serves without TLS; it must be asked for explicitly (cardplane dev, or TLS ended by a proxy).
+	PlainHTTP bool
+	// MaxBodyBytes caps a callback body; larger ones are answered 413.
+	MaxBodyBytes int64
+	// AuthorizationBudget bounds the time to answer a real-time authorization request.
+	AuthorizationBudget time.Duration
+}
+
+// DefaultMaxBodyBytes is 1 MiB: provider callbacks are a few KiB.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Authorizer decides real-time authorization requests (the rules engine).
+type Authorizer interface {
+	Authorize(ctx context.Context, ep *endpointconfig.Resolved, card *cardsv1alpha1.Card, req *event.AuthorizationRequest) cardsv1alpha1.AuthorizationDecision
+}
+
+// ChallengeSink takes one-time codes to the destinations that subscribe to them, from memory.
+type ChallengeSink interface {
+	Deliver(ctx context.Context, ep *endpointconfig.Resolved, card *cardsv1alpha1.Card, ch *event.Challenge)
+}
+
+// Server is the receiver.
+type Server struct {
+	Options
+	// Reader reads WebhookEndpoints and Secrets, from the manager's cache.
+	Reader     client.Reader
+	Ingester   *ingest.Ingester
+	Adapters   map[cardsv1alpha1.Provider]adapter.Adapter
+	Recorder   events.EventRecorder
+	Authorizer Authorizer
+	Challenges ChallengeSink
+	Counters   *Counters
+	Now        func() time.Time
+
+	initOnce sync.Once
+	limiters sync.Map // endpoint UID/generation -> *rate.Limiter
+	replays  *cache.LRUExpireCache
+	notices  *cache.LRUExpireCache // rate limits Kubernetes Events about unknown event types
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.MaxBodyBytes <= 0 {
+			s.MaxBodyBytes = DefaultMaxBodyBytes
+		}
+		if s.AuthorizationBudget <= 0 {
+			s.AuthorizationBudget = 1500 * time.Millisecond
+		}
+		if s.Counters == nil {
+			s.Counters = &Counters{}
+		}
+		s.replays = cache.NewLRUExpireCache(100_000)
+		s.notices = cache.NewLRUExpireCache(10_000)
+	})
+}
+
+// Handler routes the receiver's paths.
+func (s *Server) Handler() http.Handler {
+	s.init()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /webhooks/{namespace}/{name}", s.serveCallback)
+	mux.HandleFunc("POST /webhooks/{namespace}/{name}/{token}", s.serveCallback)
+	return mux
+}
+
+// Start serves until ctx ends, then drains in-flight callbacks for up to 20 seconds.
+func (s *Server) Start(ctx context.Context) error {
+	s.init()
+	log := logf.FromContext(ctx).WithName("receiver")
+	if !s.PlainHTTP && (s.TLSCertFile == "" || s.TLSKeyFile == "") {
+		return errors.New("the receiver needs --webhook-tls-cert-file and --webhook-tls-key-file, or --webhook-plain-http to serve without TLS")
+	}
+	srv := &http.Server{
+		Addr:              s.Addr,
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	ln, err := net.Listen("tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("receiver: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if s.PlainHTTP {
+			errc <- srv.Serve(ln)
+		} else {
+			errc <- srv.ServeTLS(ln, s.TLSCertFile, s.TLSKeyFile)
+		}
+	}()
+	log.Info("Receiver listening", "address", ln.Addr().String(), "tls", !s.PlainHTTP)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
+
+// NeedLeaderElection is false: every replica receives.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// call is what the receiver learned about one callback, for metrics and counters.
+type call struct {
+	endpoint, provider, event, result string
+	key                               types.NamespacedName
+	known                             bool // the endpoint exists, so its counters apply
+}
+
+func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
+	received := s.Now()
+	c := &call{key: types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}}
+	defer func() {
+		requestsTotal.WithLabelValues(c.endpoint, c.provider, c.event, c.result).Inc()
+		requestDuration.WithLabelValues(c.provider).Observe(time.Since(received).Seconds())
+	}()
+	ctx := r.Context()
+
+	ep := &cardsv1alpha1.WebhookEndpoint{}
+	if err := s.Reader.Get(ctx, c.key, ep); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			s.refuse(w, c, http.StatusNotFound, ReasonNotFound, "no WebhookEndpoint "+c.key.String())
+			return
+		}
+		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, "cannot read the endpoint; retry")
+		return
+	}
+	c.endpoint, c.provider, c.known = c.key.String(), string(ep.Spec.Provider), true
+	s.Counters.Received(c.key)
+
+	ready := apimeta.FindStatusCondition(ep.Status.Conditions, cardsv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != "True" || ready.ObservedGeneration != ep.Generation {
+		msg := "endpoint is not Ready"
+		if ready != nil && ready.Status != "True" {
+			msg += ": " + ready.Reason + ": " + ready.Message
+		}
+		w.Header().Set("Retry-After", "10")
+		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, msg)
+		return
+	}
+	cfg, err := endpointconfig.Resolve(ctx, s.Reader, ep)
+	if err != nil {
+		w.Header().Set("Retry-After", "10")
+		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, "endpoint is not Ready: "+err.Error())
+		return
+	}
+	if !s.authentic(w, r, c, cfg) {
+		return
+	}
+	if lim := s.limiter(ep); lim != nil && !lim.Allow() {
+		w.Header().Set("Retry-After", "1")
+		s.refuse(w, c, http.StatusTooManyRequests, ReasonRateLimited, "rate limit of this endpoint exceeded; retry")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.refuse(w, c, http.StatusRequestEntityTooLarge, ReasonTooLarge, fmt.Sprintf("body is larger than %d bytes", s.MaxBodyBytes))
+			return
+		}
+		s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, "could not read the body: "+err.Error())
+		return
+	}
+	ad := s.Adapters[ep.Spec.Provider]
+	if ad == nil {
+		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, "no adapter for provider "+string(ep.Spec.Provider))
+		return
+	}
+	res, err := ad.Decode(&adapter.Request{Header: r.Header, Body: body, Received: received, Endpoint: cfg})
+	if err != nil {
+		if rej, ok := adapter.AsRejection(err); ok {
+			s.refuse(w, c, rej.Status, rej.Reason, rej.Message)
+			return
+		}
+		s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, err.Error())
+		return
+	}
+	c.event = metricEvent(res)
+
+	replayKey := ""
+	if res.ReplayKey != "" {
+		replayKey = string(ep.UID) + "/" + res.ReplayKey
+		if prev, ok := s.replays.Get(replayKey); ok {
+			// The same delivery again (a replay, or a retry after our answer was lost): it was applied
+			// already, so it gets the same answer and changes nothing.
+			c.result = "duplicate"
+			s.Counters.Accepted(c.key, received, false, true, false)
+			write(w, prev.(adapter.Answer))
+			return
+		}
+	}
+	if res.Unknown {
+		c.result = "unknown"
+		s.Counters.Accepted(c.key, received, false, false, true)
+		s.notice(ep, "UnknownEvent", fmt.Sprintf("acknowledged a verified %s callback of unknown event type %q without applying it", ep.Spec.Provider, clip(res.EventType, 64)))
+		s.remember(replayKey, res.Ack, cfg)
+		write(w, res.Ack)
+		return
+	}
+	for i := range res.Events {
+		if err := ingest.Fit(&res.Events[i]); err != nil {
+			s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, err.Error())
+			return
+		}
+	}
+
+	answer := res.Ack
+	applied := false
+	for i := range res.Events {
+		ev := &res.Events[i]
+		out, err := s.Ingester.Apply(ctx, cfg, ev, received)
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "Storing a callback failed; the provider will retry", "endpoint", c.key, "event", c.event)
+			w.Header().Set("Retry-After", "3")
+			s.refuse(w, c, http.StatusServiceUnavailable, ReasonStoreFailed, "the event could not be stored; retry")
+			return
+		}
+		applied = applied || out.Changed
+		if out.NoCard {
+			s.notice(ep, "NoCardForHolder", fmt.Sprintf("%s %s for a holder with no card yet; nothing stored", ep.Spec.Provider, ev.Type))
+		}
+		var card *cardsv1alpha1.Card
+		if len(out.Cards) > 0 {
+			card = out.Cards[0]
+		}
+		if ev.Challenge != nil {
+			if s.Challenges != nil {
+				s.Challenges.Deliver(ctx, cfg, card, ev.Challenge)
+			} else {
+				challengesDropped.WithLabelValues(c.endpoint).Inc()
+			}
+			ev.Challenge.Code = "" // not kept a moment longer than needed
+		}
+		if ev.Authorization != nil && res.Authorize != nil {
+			answer = s.authorize(ctx, cfg, card, ev, out.Transaction, res.Authorize, received)
+			c.result = "authorized"
+		}
+	}
+	if c.result == "" {
+		c.result = "applied"
+		if !applied {
+			c.result = "duplicate"
+		}
+	}
+	s.Counters.Accepted(c.key, received, applied, !applied, false)
+	s.remember(replayKey, answer, cfg)
+	write(w, answer)
+}
+
+func metricEvent(res *adapter.Result) string {
+	if res.Unknown || res.EventType == "" {
+		return "unknown"
+	}
+	return clip(res.EventType, 64)
+}
+
+func (s *Server) remember(key string, a adapter.Answer, cfg *endpointconfig.Resolved) {
+	if key != "" {
+		s.replays.Add(key, a, 2*cfg.TimestampTolerance)
+	}
+}
+
+// authorize decides within the budget and records the decision on the transaction.
+func (s *Server) authorize(ctx context.Context, cfg *endpointconfig.Resolved, card *cardsv1alpha1.Card, ev *event.Event,
+	txn *cardsv1alpha1.CardTransaction, format func(bool) adapter.Answer, received time.Time) adapter.Answer {
+	if txn != nil && txn.Status.Authorization != nil {
+		// Decided before (a provider retry reaching another replica): the first answer stands.
+		return format(txn.Status.Authorization.Outcome == cardsv1alpha1.DecisionApproved)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.AuthorizationBudget)
+	defer cancel()
+	var d cardsv1alpha1.AuthorizationDecision
+	if s.Authorizer != nil {
+		d = s.Authorizer.Authorize(ctx, cfg, card, ev.Authorization)
+	} else {
+		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: "NO_RULE_SET"}}
+	}
+	d.LatencyMicroseconds = s.Now().Sub(received).Microseconds()
+	if txn != nil {
+		if err := s.Ingester.RecordDecision(ctx, txn, d, s.Now()); err != nil {
+			logf.FromContext(ctx).Error(err, "Recording an authorization decision failed", "transaction", client.ObjectKeyFromObject(txn))
+		}
+	}
+	return format(d.Outcome == cardsv1alpha1.DecisionApproved)
+}
+
+// authentic checks the URL token and the source address for endpoints that use them.
+func (s *Server) authentic(w http.ResponseWriter, r *http.Request, c *call, cfg *endpointconfig.Resolved) bool {
+	token := r.PathValue("token")
+	switch {
+	case cfg.URLToken == "" && token != "":
+		s.refuse(w, c, http.StatusNotFound, ReasonNotFound, "this endpoint takes no URL token")
+		return false
+	case cfg.URLToken != "" && !adapter.Equal([]byte(token), []byte(cfg.URLToken)):
+		s.refuse(w, c, http.StatusUnauthorized, ReasonInvalidURLToken, "missing or wrong URL token")
+		return false
+	}
+	if len(cfg.SourcePrefixes) > 0 {
+		ip := clientIP(r, cfg.TrustedProxies)
+		allowed := false
+		for _, p := range cfg.SourcePrefixes {
+			allowed = allowed || (ip.IsValid() && p.Contains(ip))
+		}
+		if !allowed {
+			s.refuse(w, c, http.StatusForbidden, ReasonSourceNotAllowed, "source address "+ip.String()+" is not in verification.sourceCIDRs")
+			return false
+		}
+	}
+	return true
+}
+
+// clientIP is the peer address, or, when the peer is a trusted proxy, the nearest untrusted address in
+// X-Forwarded-For (read from the right, as each proxy appends).
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	isTrusted := func(a netip.Addr) bool {
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if !isTrusted(ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}
+		}
+		a = a.Unmap()
+		if !isTrusted(a) {
+			return a
+		}
+	}
+	return ip
+}
+
+func (s *Server) limiter(ep *cardsv1alpha1.WebhookEndpoint) *rate.Limiter {
+	rl := ep.Spec.RateLimit
+	if rl == nil {
+		return nil
+	}
+	key := fmt.Sprintf("%s/%d", ep.UID, ep.Generation)
+	if l, ok := s.limiters.Load(key); ok {
+		return l.(*rate.Limiter)
+	}
+	burst := int(rl.Burst)
+	if burst == 0 {
+		burst = int(rl.RequestsPerSecond)
+	}
+	l, _ := s.limiters.LoadOrStore(key, rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), burst))
+	return l.(*rate.Limiter)
+}
+
+// notice records a Kubernetes Event on the endpoint, at most once per reason and message every 10 minutes.
+func (s *Server) notice(ep *cardsv1alpha1.WebhookEndpoint, reason, msg string) {
+	key := string(ep.UID) + "/" + reason + "/" + msg
+	if _, seen := s.notices.Get(key); seen || s.Recorder == nil {
+		return
+	}
+	s.notices.Add(key, true, 10*time.Minute)
+	s.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, reason, "Receive", "%s", msg)
+}
+
+type problem struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+func (s *Server) refuse(w http.ResponseWriter, c *call, status int, reason, msg string) {
+	c.result = reason
+	if c.known {
+		s.Counters.Rejected(c.key, reason)
+	}
+	body, _ := json.Marshal(problem{Reason: reason, Message: msg})
+	write(w, adapter.Answer{Status: status, ContentType: "application/json", Body: body})
+}
+
+func write(w http.ResponseWriter, a adapter.Answer) {
+	if a.ContentType != "" {
+		w.Header().Set("Content-Type", a.ContentType)
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	status := a.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(a.Body)
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
