@@ -305,4 +305,3 @@ func TestStoreFailureIsNotAcknowledged(t *testing.T) {
 		t.Fatalf("store failure answered %d %q, want a 5xx", rec.Code, rec.Body.String())
 	}
 }
-

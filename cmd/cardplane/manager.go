@@ -13,10 +13,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/scheme"
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
-	"github.com/cardplane/cardplane/internal/scheme"
 )
 
 // managerOptions are the flags of `cardplane manager`; `cardplane dev` sets them itself.
