@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,8 +43,9 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
+	receiverAddr := freeAddr(t)
 	cmd := exec.Command(bin, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +104,18 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 		t.Errorf("want all 6 sample endpoints Ready, got %d:\n%s", got, out)
 	}
 
+	// A provider callback, signed by the simulator with the endpoint's Secret, becomes a card state change.
+	sim := exec.Command(bin, "simulate", "--kubeconfig", kubeconfig, "--url", "http://"+receiverAddr,
+		"--endpoint", "default/upay-main", "--file", filepath.Join(testenv.RepoRoot(), "config", "samples", "callbacks", "upay-card-status.json"))
+	if out, err := sim.CombinedOutput(); err != nil || !strings.Contains(string(out), "HTTP 200") || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("cardplane simulate: %v\n%s", err, out)
+	}
+	out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "card", "upay-main-uc10001", "-n", "default",
+		"-o", "jsonpath={.status.phase} {.status.providerStatus} {.status.lastEvent.type}").CombinedOutput()
+	if err != nil || string(out) != "Frozen 3 CSC_STATUS_CHANGE" {
+		t.Errorf("card after the simulated CSC_STATUS_CHANGE: %q (%v), want \"Frozen 3 CSC_STATUS_CHANGE\"", out, err)
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +134,16 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 			t.Errorf("process %d (a child of cardplane dev) is still running after Ctrl-C", pid)
 		}
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // childPIDs lists the processes whose parent is pid, from /proc.

@@ -12,6 +12,7 @@ const usage = `cardplane turns issued payment cards into Kubernetes objects.
 Usage:
   cardplane manager [flags]   run the controllers and the webhook receiver (what the Deployment runs)
   cardplane dev [flags]       run everything on an embedded local kube-apiserver and etcd, with samples
+  cardplane simulate [flags]  send a correctly signed provider callback to a receiver (a provider sandbox)
 
 Run "cardplane <command> -h" for the flags of a command.
 `
@@ -27,6 +28,8 @@ func main() {
 		err = runManagerCommand(os.Args[2:])
 	case "dev":
 		err = runDevCommand(os.Args[2:])
+	case "simulate":
+		err = runSimulateCommand(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
