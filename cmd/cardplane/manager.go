@@ -77,6 +77,12 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := (&controllers.CardReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("cardplane-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
 		Options:  opts.webhook,
