@@ -66,17 +66,18 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	}
 
 	res := &adapter.Result{EventType: name, Ack: ack, ReplayKey: req.Header.Get(HeaderRequestID)}
+	// A nil detail reads as empty, so an unknown event without one is still acknowledged.
 	detail := adapter.Obj(env, "detail")
-	if detail == nil {
-		return nil, adapter.Malformed("%s: envelope has no detail object", name)
-	}
 	ev := event.Event{Type: name, ID: adapter.Str(env, "orderNo"), CardID: adapter.Str(detail, "cardId"),
 		HolderID: adapter.Str(detail, "customerNo")}
 	if ev.OccurredAt, err = adapter.OptionalTime(env, "timestamp", time.UTC); err != nil {
-		return nil, err
+		return nil, named(name, err)
 	}
-	if err := mapEvent(name, detail, &ev, res); err != nil {
-		return nil, err
+	if err := mapEvent(name, detail, &ev, res); err != nil || (!res.Unknown && detail == nil) {
+		if detail == nil {
+			return nil, adapter.Malformed("%s: envelope has no detail object", name)
+		}
+		return nil, named(name, err)
 	}
 	if !res.Unknown {
 		if ev.CardID == "" && ev.KYC == nil {
@@ -85,6 +86,14 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 		res.Events = []event.Event{ev}
 	}
 	return res, nil
+}
+
+// named prefixes the event name to rejections of the shared parsers, which do not know it.
+func named(name string, err error) error {
+	if r, ok := adapter.AsRejection(err); ok && !strings.HasPrefix(r.Message, name+":") {
+		return &adapter.Rejection{Status: r.Status, Reason: r.Reason, Message: name + ": " + r.Message}
+	}
+	return err
 }
 
 func verify(ep *endpointconfig.Resolved, name, ts string, body []byte, sig string) bool {
@@ -258,9 +267,11 @@ func transaction(name string, d map[string]any) (*event.Transaction, error) {
 		t.Amount, t.BillingAmount = money.Abs(orig), billed
 	}
 	if d["fee"] != nil && adapter.Str(d, "fee") != "" {
-		if t.Fee, err = money.Major(d["fee"], cur); err != nil {
+		fee, err := money.Major(d["fee"], cur)
+		if err != nil {
 			return nil, adapter.Malformed("%s: fee: %v", name, err)
 		}
+		t.Fee = money.Abs(fee)
 	}
 	if n := adapter.Str(d, "merchantName"); n != "" || adapter.Str(d, "merchantMcc") != "" {
 		t.Merchant = &cardsv1alpha1.Merchant{Name: n, MCC: adapter.Str(d, "merchantMcc"), Country: adapter.Str(d, "merchantCountry")}
@@ -301,9 +312,9 @@ func challenge(d map[string]any, purpose, method, code string) (*event.Challenge
 	if cur := adapter.Str(d, "transactionCurrency"); cur != "" {
 		amt, err := money.Major(d["amount"], cur)
 		if err != nil {
-			return nil, adapter.Malformed("3DS: amount: %v", err)
+			return nil, adapter.Malformed("amount: %v", err)
 		}
-		c.Amount = amt
+		c.Amount = money.Abs(amt)
 	}
 	if m := adapter.Str(d, "merchants"); m != "" {
 		c.Merchant = &cardsv1alpha1.Merchant{Name: m}
