@@ -4,19 +4,31 @@ package adapters
 import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
+	"github.com/cardplane/cardplane/webhookserver/adapters/alchemypay"
+	"github.com/cardplane/cardplane/webhookserver/adapters/bananatech"
+	"github.com/cardplane/cardplane/webhookserver/adapters/prepaidify"
+	"github.com/cardplane/cardplane/webhookserver/adapters/tevau"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
 )
 
 // All returns an adapter for every provider.
 func All() map[cardsv1alpha1.Provider]adapter.Adapter {
 	return map[cardsv1alpha1.Provider]adapter.Adapter{
-		cardsv1alpha1.ProviderUPay: upay.Adapter{},
+		cardsv1alpha1.ProviderUPay:       upay.Adapter{},
+		cardsv1alpha1.ProviderTevau:      tevau.Adapter{},
+		cardsv1alpha1.ProviderBananaTech: bananatech.Adapter{},
+		cardsv1alpha1.ProviderPrepaidify: prepaidify.Adapter{},
+		cardsv1alpha1.ProviderAlchemyPay: alchemypay.Adapter{},
 	}
 }
 
 // Encoders returns the sender side of every provider, for `cardplane simulate` and tests.
 func Encoders() map[cardsv1alpha1.Provider]adapter.Encoder {
 	return map[cardsv1alpha1.Provider]adapter.Encoder{
-		cardsv1alpha1.ProviderUPay: upay.Encode,
+		cardsv1alpha1.ProviderUPay:       upay.Encode,
+		cardsv1alpha1.ProviderTevau:      tevau.Encode,
+		cardsv1alpha1.ProviderBananaTech: bananatech.Encode,
+		cardsv1alpha1.ProviderPrepaidify: prepaidify.Encode,
+		cardsv1alpha1.ProviderAlchemyPay: alchemypay.Encode,
 	}
 }
