@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	_ "time/tzdata" // explicit time zones (tevau.timeZone) must work in images without a zoneinfo database
 )
 
 const usage = `cardplane turns issued payment cards into Kubernetes objects.

@@ -125,9 +125,18 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	}
 
 	switch ep.Spec.Provider {
-	case cardsv1alpha1.ProviderUPay, cardsv1alpha1.ProviderTevau:
+	case cardsv1alpha1.ProviderUPay:
 		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
 			return nil, err
+		}
+	case cardsv1alpha1.ProviderTevau:
+		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
+			return nil, err
+		}
+		if o := ep.Spec.Tevau; o != nil && o.TimeZone != "" {
+			if _, err := time.LoadLocation(o.TimeZone); err != nil {
+				return nil, invalid("tevau.timeZone %q is not an IANA time zone", o.TimeZone)
+			}
 		}
 	case cardsv1alpha1.ProviderBananaTech:
 		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
