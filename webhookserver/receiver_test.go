@@ -109,9 +109,11 @@ func TestUPayCardLifecycleIsIdempotentAndOrdered(t *testing.T) {
 	}
 	rv := card.ResourceVersion
 
-	// The same callback again (the provider retrying): same answer, nothing written.
-	if r := sendUPay(t, ep, statusEvent("UC10001", "2", t0, "o-1"), nil); r.status != 200 || r.body != "SUCCESS" {
-		t.Fatalf("duplicate answered %d %q", r.status, r.body)
+	// The same callback twice more (the provider retrying): same answer, nothing written.
+	for i := 0; i < 2; i++ {
+		if r := sendUPay(t, ep, statusEvent("UC10001", "2", t0, "o-1"), nil); r.status != 200 || r.body != "SUCCESS" {
+			t.Fatalf("duplicate answered %d %q", r.status, r.body)
+		}
 	}
 	if got := getCard(t, ep.Namespace, "upay-main-uc10001"); got.ResourceVersion != rv {
 		t.Errorf("a duplicate callback wrote the card (resourceVersion %s -> %s)", rv, got.ResourceVersion)
@@ -140,8 +142,8 @@ func TestUPayCardLifecycleIsIdempotentAndOrdered(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := got.Status.Counters
-	if c.Received != 4 || c.Applied != 2 || c.Duplicates != 2 || got.Status.LastEventTime == nil {
-		t.Errorf("counters = %+v lastEventTime %v, want received 4, applied 2, duplicates 2", c, got.Status.LastEventTime)
+	if c.Received != 5 || c.Applied != 2 || c.Duplicates != 3 || got.Status.LastEventTime == nil {
+		t.Errorf("counters = %+v lastEventTime %v, want received 5, applied 2, duplicates 3", c, got.Status.LastEventTime)
 	}
 }
 
@@ -236,6 +238,16 @@ func TestBadInputIsAnswered(t *testing.T) {
 		})
 	}
 
+	t.Run("nothing written", func(t *testing.T) {
+		cards := &cardsv1alpha1.CardList{}
+		if err := k8s.List(context.Background(), cards, client.InNamespace(ep.Namespace)); err != nil {
+			t.Fatal(err)
+		}
+		if len(cards.Items) != 0 {
+			t.Errorf("refused callbacks wrote %d cards", len(cards.Items))
+		}
+	})
+
 	t.Run("unknown event type is acknowledged", func(t *testing.T) {
 		r := sendUPay(t, ep, fmt.Sprintf(`{"event":"XX_NEW_THING","orderNo":"o-u","timestamp":%d,"detail":{}}`, time.Now().UnixMilli()), nil)
 		if r.status != 200 || r.body != "SUCCESS" {
@@ -303,5 +315,50 @@ func TestStoreFailureIsNotAcknowledged(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code < 500 || strings.Contains(rec.Body.String(), "SUCCESS") {
 		t.Fatalf("store failure answered %d %q, want a 5xx", rec.Code, rec.Body.String())
+	}
+}
+
+// TestReverseOrderGivesTheSameState delivers one card's story in order to one endpoint and in reverse order to
+// another: the final card and transaction facts are the same.
+func TestReverseOrderGivesTheSameState(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	consume := func(status string, at time.Time, amount string) string {
+		return fmt.Sprintf(`{"event":"CC_CONSUME","trace":"tr","orderNo":"c-%s","timestamp":%d,"detail":{"cardId":"UC9","cardNumber":"5326********4321","type":2,"status":%s,"amount":%q,"direction":2,"merchantName":"Shop","currency":"USD","transactionAt":%d,"transactionId":"T-9","merchantMcc":"5411","merchantCountry":"DE"}}`,
+			status, at.UnixMilli(), status, amount, t0.UnixMilli())
+	}
+	story := []string{
+		statusEvent("UC9", "6", t0, "s-1"),
+		statusEvent("UC9", "2", t0.Add(1*time.Second), "s-2"),
+		statusEvent("UC9", "1", t0.Add(2*time.Second), "s-3"),
+		consume("3", t0.Add(3*time.Second), "10.00"),
+		consume("1", t0.Add(4*time.Second), "10.50"),
+		statusEvent("UC9", "3", t0.Add(5*time.Second), "s-4"),
+	}
+	type facts struct {
+		Phase, ProviderStatus, Reason, Last4 string
+		TxnPhase, TxnAmount, TxnProviderStatus string
+	}
+	final := func(ep *cardsv1alpha1.WebhookEndpoint) facts {
+		card := getCard(t, ep.Namespace, "upay-main-uc9")
+		txn := &cardsv1alpha1.CardTransaction{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: "upay-main-t-9"}, txn); err != nil {
+			t.Fatal(err)
+		}
+		return facts{string(card.Status.Phase), card.Status.ProviderStatus, card.Status.PhaseReason, card.Status.Number.Last4,
+			string(txn.Status.Phase), string(txn.Status.Amount.Value), txn.Status.ProviderStatus}
+	}
+	inOrder, reversed := upayEndpoint(t, nil), upayEndpoint(t, nil)
+	for i := range story {
+		if r := sendUPay(t, inOrder, story[i], nil); r.status != 200 {
+			t.Fatalf("in order: %d %s", r.status, r.body)
+		}
+		if r := sendUPay(t, reversed, story[len(story)-1-i], nil); r.status != 200 {
+			t.Fatalf("reversed: %d %s", r.status, r.body)
+		}
+	}
+	a, b := final(inOrder), final(reversed)
+	want := facts{"Frozen", "3", "r-3", "1234", "Completed", "10.50", "1"}
+	if a != want || b != want {
+		t.Errorf("final state\nin order: %+v\nreversed: %+v\nwant:     %+v", a, b, want)
 	}
 }
