@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
@@ -360,5 +361,42 @@ func TestReverseOrderGivesTheSameState(t *testing.T) {
 	want := facts{"Frozen", "3", "r-3", "1234", "Completed", "10.50", "1"}
 	if a != want || b != want {
 		t.Errorf("final state\nin order: %+v\nreversed: %+v\nwant:     %+v", a, b, want)
+	}
+}
+
+// TestMetrics: every callback is counted by endpoint, provider, event and result, and timed.
+func TestMetrics(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	sendUPay(t, ep, statusEvent("UC5", "1", time.Now(), "m-1"), nil)
+	sendUPay(t, ep, statusEvent("UC5", "1", time.Now(), "m-1"), func(h http.Header) { h.Set(upay.HeaderSign, "bad") })
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	histogram := uint64(0)
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch f.GetName() {
+			case "cardplane_webhook_requests_total":
+				if labels["endpoint"] == ep.Namespace+"/"+ep.Name {
+					counts[labels["provider"]+"/"+labels["event"]+"/"+labels["result"]] += m.GetCounter().GetValue()
+				}
+			case "cardplane_webhook_request_duration_seconds":
+				if labels["provider"] == "upay" {
+					histogram += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	if counts["upay/CSC_STATUS_CHANGE/applied"] != 1 || counts["upay//InvalidSignature"] != 1 {
+		t.Errorf("cardplane_webhook_requests_total for the endpoint = %v", counts)
+	}
+	if histogram < 2 {
+		t.Errorf("request duration histogram has %d samples", histogram)
 	}
 }
