@@ -180,15 +180,20 @@ func (in *Ingester) ensureCard(ctx context.Context, ep *endpointconfig.Resolved,
 }
 
 // ensure finds the object for a provider ID under its readable or its hashed name, or creates it.
-// A readable name taken by another ID sends the object to the hashed name; a create that loses a race
-// with another replica looks again.
+// A readable name taken by another ID sends the object to the hashed name. The first look is in the cache
+// only: a new object costs one create, and a create that finds the object already there (created by another
+// replica, or not yet in this cache) looks again, this time at the API server.
 func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, hashed string,
 	empty func() T, ours func(T) bool, build func(name string) (T, error)) (T, error) {
 	var zero T
+	lookup := func(ctx context.Context, key client.ObjectKey, obj client.Object) error { return in.Client.Get(ctx, key, obj) }
 	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			lookup = in.get
+		}
 		target := readable
 		obj := empty()
-		err := in.get(ctx, client.ObjectKey{Namespace: ns, Name: readable}, obj)
+		err := lookup(ctx, client.ObjectKey{Namespace: ns, Name: readable}, obj)
 		switch {
 		case err == nil && ours(obj):
 			return obj, nil
@@ -199,7 +204,7 @@ func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, ha
 		}
 		if readable != hashed {
 			obj = empty()
-			err = in.get(ctx, client.ObjectKey{Namespace: ns, Name: hashed}, obj)
+			err = lookup(ctx, client.ObjectKey{Namespace: ns, Name: hashed}, obj)
 			switch {
 			case err == nil && ours(obj):
 				return obj, nil
