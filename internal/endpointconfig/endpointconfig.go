@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/webhookserver/adapters/generic/mapping"
 )
 
 // Reasons of the Ready condition.
@@ -156,6 +157,11 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	case cardsv1alpha1.ProviderGeneric:
 		if ep.Spec.Generic == nil {
 			return nil, invalid("provider generic needs spec.generic")
+		}
+		// Compile the CEL mapping now, so a bad expression makes the endpoint not Ready at apply time
+		// instead of failing callbacks later. The message names the rule and field.
+		if _, err := mapping.Compile(ep.Spec.Generic); err != nil {
+			return nil, invalid("%v", err)
 		}
 		if ep.Spec.Generic.Signature != "None" {
 			raw, err := need(cardsv1alpha1.SecretKeySigningKey)

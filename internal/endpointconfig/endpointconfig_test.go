@@ -82,6 +82,9 @@ func TestResolve(t *testing.T) {
 					t.Errorf("decoded key of %d bytes", len(r.SigningKey))
 				}
 			}},
+		{"generic mapping that does not compile", cardsv1alpha1.WebhookEndpointSpec{Provider: "generic", CredentialsRef: creds,
+			Generic: &cardsv1alpha1.GenericMapping{EventType: "body.(", Events: []cardsv1alpha1.GenericEventRule{{EventTypes: []string{"x"}, Kind: "Ignore"}}}},
+			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})}, ReasonInvalidConfig, nil},
 		{"destination secret missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds,
 			Destinations: []cardsv1alpha1.Destination{{Name: "ledger", URL: "https://x", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}}}},
 			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, ReasonSecretNotFound, nil},

@@ -6,6 +6,7 @@ import (
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/adapters/alchemypay"
 	"github.com/cardplane/cardplane/webhookserver/adapters/bananatech"
+	"github.com/cardplane/cardplane/webhookserver/adapters/generic"
 	"github.com/cardplane/cardplane/webhookserver/adapters/prepaidify"
 	"github.com/cardplane/cardplane/webhookserver/adapters/tevau"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
@@ -19,6 +20,8 @@ func All() map[cardsv1alpha1.Provider]adapter.Adapter {
 		cardsv1alpha1.ProviderBananaTech: bananatech.Adapter{},
 		cardsv1alpha1.ProviderPrepaidify: prepaidify.Adapter{},
 		cardsv1alpha1.ProviderAlchemyPay: alchemypay.Adapter{},
+		// One shared instance: it caches each endpoint's compiled mapping.
+		cardsv1alpha1.ProviderGeneric: &generic.Adapter{},
 	}
 }
 
@@ -30,5 +33,6 @@ func Encoders() map[cardsv1alpha1.Provider]adapter.Encoder {
 		cardsv1alpha1.ProviderBananaTech: bananatech.Encode,
 		cardsv1alpha1.ProviderPrepaidify: prepaidify.Encode,
 		cardsv1alpha1.ProviderAlchemyPay: alchemypay.Encode,
+		cardsv1alpha1.ProviderGeneric:    generic.Encode,
 	}
 }
