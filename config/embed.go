@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -18,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-//go:embed crd/bases/*.yaml samples/*.yaml
+//go:embed crd/bases/*.yaml samples/*.yaml samples/callbacks/*.json
 var files embed.FS
 
 // CRDs returns the generated CustomResourceDefinitions (config/crd/bases).
@@ -78,6 +79,24 @@ func Samples() ([]Sample, error) {
 				out = append(out, Sample{File: path.Base(name), Object: u})
 			}
 		}
+	}
+	return out, nil
+}
+
+// Callbacks returns the example provider callbacks of config/samples/callbacks by name (file name without
+// .json, e.g. "upay-card-status"): plaintext payloads for `cardplane simulate --example`.
+func Callbacks() (map[string][]byte, error) {
+	names, err := fs.Glob(files, "samples/callbacks/*.json")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, name := range names {
+		data, err := files.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		out[strings.TrimSuffix(path.Base(name), ".json")] = data
 	}
 	return out, nil
 }

@@ -106,7 +106,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 
 	// A provider callback, signed by the simulator with the endpoint's Secret, becomes a card state change.
 	sim := exec.Command(bin, "simulate", "--kubeconfig", kubeconfig, "--url", "http://"+receiverAddr,
-		"--endpoint", "default/upay-main", "--file", filepath.Join(testenv.RepoRoot(), "config", "samples", "callbacks", "upay-card-status.json"))
+		"--endpoint", "default/upay-main", "--example", "upay-card-status")
 	if out, err := sim.CombinedOutput(); err != nil || !strings.Contains(string(out), "HTTP 200") || !strings.Contains(string(out), "SUCCESS") {
 		t.Fatalf("cardplane simulate: %v\n%s", err, out)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/config"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/scheme"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
@@ -26,24 +28,43 @@ import (
 func runSimulateCommand(args []string) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	endpoint := fs.String("endpoint", "", "the WebhookEndpoint to send to, as NAMESPACE/NAME (required)")
-	file := fs.String("file", "", "plaintext payload as the provider would send it before signing/encrypting ('-' for stdin; required)")
+	file := fs.String("file", "", "plaintext payload as the provider would send it before signing/encrypting ('-' for stdin)")
+	example := fs.String("example", "", "send a built-in example callback instead of --file (see --list-examples)")
+	list := fs.Bool("list-examples", false, "list the built-in example callbacks and exit")
 	url := fs.String("url", "http://127.0.0.1:18443", "base URL of the receiver")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig to read the endpoint and its Secret with (default $KUBECONFIG, then the cardplane dev kubeconfig)")
 	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: cardplane simulate --endpoint NAMESPACE/NAME --file PAYLOAD.json [flags]\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: cardplane simulate --endpoint NAMESPACE/NAME (--file PAYLOAD.json | --example NAME) [flags]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ns, name, ok := strings.Cut(*endpoint, "/")
-	if !ok || ns == "" || name == "" || *file == "" {
-		fs.Usage()
-		return fmt.Errorf("--endpoint NAMESPACE/NAME and --file are required")
-	}
-	payload, err := readPayload(*file)
+	examples, err := config.Callbacks()
 	if err != nil {
+		return err
+	}
+	if *list {
+		names := make([]string, 0, len(examples))
+		for n := range examples {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Println(strings.Join(names, "\n"))
+		return nil
+	}
+	ns, name, ok := strings.Cut(*endpoint, "/")
+	if !ok || ns == "" || name == "" || (*file == "") == (*example == "") {
+		fs.Usage()
+		return fmt.Errorf("--endpoint NAMESPACE/NAME and one of --file or --example are required")
+	}
+	var payload []byte
+	if *example != "" {
+		if payload = examples[*example]; payload == nil {
+			return fmt.Errorf("no example callback %q: see --list-examples", *example)
+		}
+	} else if payload, err = readPayload(*file); err != nil {
 		return err
 	}
 	path := *kubeconfig
