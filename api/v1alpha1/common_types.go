@@ -92,7 +92,12 @@ type DeliveryCursor struct {
 	// +kubebuilder:validation:Minimum=0
 	DeliveredSequence int64 `json:"deliveredSequence,omitempty"`
 
-	// attempts counts the failed attempts to deliver the current sequence.
+	// attemptedSequence is the stateSequence the failed attempts were for; a newer state starts a new budget.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	AttemptedSequence int64 `json:"attemptedSequence,omitempty"`
+
+	// attempts counts the failed attempts to deliver attemptedSequence.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Attempts int32 `json:"attempts,omitempty"`
