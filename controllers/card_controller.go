@@ -3,8 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -26,9 +28,11 @@ const (
 type CardReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// Projector delivers card states to the endpoint's destinations; nil disables projection.
+	Projector *Projector
 }
 
-// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status,verbs=get;patch
 
 // Reconcile derives the conditions of one Card.
@@ -37,7 +41,14 @@ func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, card); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	redeliver, err := takeRedeliver(ctx, r.Client, card)
+	if err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
 	before := card.DeepCopy()
+	if redeliver {
+		resetCursors(card.Status.Deliveries)
+	}
 	phase := card.Status.Phase
 	// A copy: SetStatusCondition below updates the slice in place.
 	prev := apimeta.FindStatusCondition(before.Status.Conditions, cardsv1alpha1.ConditionReady)
@@ -61,14 +72,26 @@ func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	} else if prev == nil && phase != "" {
 		r.Recorder.Eventf(card, nil, corev1.EventTypeNormal, "Card"+string(phase), "ObservePhase", "%s", phase)
 	}
-	if conditionsEqual(before.Status.Conditions, card.Status.Conditions) && before.Status.ObservedGeneration == card.Status.ObservedGeneration {
-		return ctrl.Result{}, nil
+	var next time.Duration
+	var projectErr error
+	if r.Projector != nil {
+		ep := &cardsv1alpha1.WebhookEndpoint{}
+		key := client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}
+		if err := r.Get(ctx, key, ep); client.IgnoreNotFound(err) != nil {
+			projectErr = err // conditions are still written; the error requeues
+		} else if err == nil {
+			next = r.Projector.Project(ctx, ep, projected{obj: card, eventType: cardsv1alpha1.EventCardUpdated,
+				sequence: card.Status.StateSequence, deliveries: &card.Status.Deliveries, conditions: &card.Status.Conditions,
+				data: projectionData(before)})
+		}
 	}
-	// Optimistic lock: a concurrent receiver write makes this fail and the reconcile runs again on fresh state.
-	if err := r.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if !equality.Semantic.DeepEqual(before.Status, card.Status) {
+		// Optimistic lock: a concurrent receiver write makes this fail and the reconcile runs again on fresh state.
+		if err := r.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: next}, projectErr
 }
 
 func phaseReason(p cardsv1alpha1.CardPhase) string {
@@ -106,19 +129,6 @@ func CardConditions(card *cardsv1alpha1.Card) []metav1.Condition {
 		flag(ConditionFrozen, phase == cardsv1alpha1.CardFrozen || phase == cardsv1alpha1.CardLocked, card.Status.PhaseReason),
 		flag(ConditionClosed, phase == cardsv1alpha1.CardClosed, card.Status.PhaseReason),
 	}
-}
-
-func conditionsEqual(a, b []metav1.Condition) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		c := apimeta.FindStatusCondition(b, a[i].Type)
-		if c == nil || c.Status != a[i].Status || c.Reason != a[i].Reason || c.Message != a[i].Message || c.ObservedGeneration != a[i].ObservedGeneration {
-			return false
-		}
-	}
-	return true
 }
 
 // SetupWithManager registers the reconciler.

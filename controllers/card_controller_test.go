@@ -28,9 +28,11 @@ func setPhase(t *testing.T, card *cardsv1alpha1.Card, phase cardsv1alpha1.CardPh
 
 func TestCardConditionsAndPhaseEvents(t *testing.T) {
 	ctx := context.Background()
+	ns := newNamespace(t)
+	startManager(t, ns)
 	card := &cardsv1alpha1.Card{
-		ObjectMeta: metav1.ObjectMeta{Namespace: newNamespace(t), Name: "upay-main-c1"},
-		Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: "x", Name: "upay-main"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upay-main-c1"},
+		Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: ns, Name: "upay-main"},
 			Provider: cardsv1alpha1.ProviderUPay, ProviderCardID: "C1"},
 	}
 	if err := k8s.Create(ctx, card); err != nil {

@@ -10,53 +10,75 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/testenv"
 )
 
-// One control plane and one manager running the reconcilers for the package.
+// One control plane for the package; each test runs its own manager over its own namespace, so a test can
+// stop and restart "the operator" without disturbing the others.
 var (
 	env *testenv.Env
 	k8s client.Client
 )
 
 func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	var err error
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	k8s = env.Client
-	code := run(m)
+	code := m.Run()
 	_ = env.Stop()
 	os.Exit(code)
 }
 
-func run(m *testing.M) int {
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+// startManager runs every reconciler over namespace ns until the returned stop is called (or the test ends).
+func startManager(t *testing.T, ns string) (stop func()) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:     env.Scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		t.Fatal(err)
 	}
 	rec := mgr.GetEventRecorder("cardplane-controller")
-	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := (&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	projector := &controllers.Projector{Reader: mgr.GetClient(), Sender: &projection.Sender{AllowLoopback: true}, Recorder: rec, Now: time.Now}
+	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
+		&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: rec},
+		&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: rec, Projector: projector},
+		&controllers.CardTransactionReconciler{Client: mgr.GetClient(), Projector: projector},
+	} {
+		if err := r.SetupWithManager(mgr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = mgr.Start(ctx) }()
-	return m.Run()
+	done := make(chan struct{})
+	go func() { _ = mgr.Start(ctx); close(done) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func newNamespace(t *testing.T) string {

@@ -55,6 +55,7 @@ func runDevCommand(args []string) error {
 	if !isFlagSet(fs, "webhook-bind-address") {
 		opts.webhook.Addr = "127.0.0.1:18443"
 	}
+	opts.allowLoopback = true // destinations of a local demo run on this machine
 	if opts.webhook.TLSCertFile == "" {
 		opts.webhook.PlainHTTP = true // a local receiver on loopback
 	}

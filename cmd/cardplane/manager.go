@@ -13,6 +13,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/scheme"
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
@@ -26,6 +27,8 @@ type managerOptions struct {
 	leaderElection bool
 	leaderNS       string
 	webhook        webhookserver.Options
+	// allowLoopback lets destinations on loopback addresses receive deliveries (cardplane dev).
+	allowLoopback bool
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -33,6 +36,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	fs.BoolVar(&o.allowLoopback, "allow-loopback-destinations", false, "deliver to destinations on loopback addresses (for local development; private addresses need spec.allowPrivateDestinations)")
 	fs.StringVar(&o.webhook.Addr, "webhook-bind-address", ":9443", "address the provider callback receiver listens on")
 	fs.StringVar(&o.webhook.TLSCertFile, "webhook-tls-cert-file", "", "TLS certificate of the receiver (PEM)")
 	fs.StringVar(&o.webhook.TLSKeyFile, "webhook-tls-key-file", "", "TLS key of the receiver (PEM)")
@@ -77,10 +81,17 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
+	projector := &controllers.Projector{Reader: mgr.GetClient(), Sender: sender,
+		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}
 	if err := (&controllers.CardReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("cardplane-controller"),
+		Client:    mgr.GetClient(),
+		Recorder:  mgr.GetEventRecorder("cardplane-controller"),
+		Projector: projector,
 	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&controllers.CardTransactionReconciler{Client: mgr.GetClient(), Projector: projector}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	counters := &webhookserver.Counters{}
@@ -91,6 +102,8 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		Adapters: adapters.All(),
 		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
 		Counters: counters,
+		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
+		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(), Sender: sender},
 	}
 	if err := mgr.Add(receiver); err != nil {
 		return err

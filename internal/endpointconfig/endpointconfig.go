@@ -272,3 +272,16 @@ func StandardWebhooksKey(secret []byte) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
+
+// DestinationSecret reads the Standard Webhooks secret a destination's deliveries are signed with.
+func DestinationSecret(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint, d *cardsv1alpha1.Destination) ([]byte, error) {
+	data, err := secretData(ctx, r, ep.Namespace, d.SecretRef.Name)
+	if err != nil {
+		return nil, err
+	}
+	key, err := StandardWebhooksKey(data[cardsv1alpha1.SecretKeyDestinationSecret])
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: Secret %s/%s key %q: %w", d.Name, ep.Namespace, d.SecretRef.Name, cardsv1alpha1.SecretKeyDestinationSecret, err)
+	}
+	return key, nil
+}

@@ -1,0 +1,233 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/projection"
+)
+
+// Retry policy defaults of a destination.
+const (
+	defaultMaxAttempts = 12
+	defaultMinBackoff  = time.Second
+	defaultMaxBackoff  = 5 * time.Minute
+)
+
+// Projector delivers the latest state of an object to the destinations of its WebhookEndpoint. Each object's
+// status carries a cursor per destination (the last delivered stateSequence), so delivery resumes after a
+// restart exactly where it stopped; deliveries are at least once, and every attempt of one state carries the
+// same webhook-id (object UID and sequence) for consumers to deduplicate.
+type Projector struct {
+	Reader   client.Reader
+	Sender   *projection.Sender
+	Recorder events.EventRecorder
+	Now      func() time.Time
+}
+
+// projected is what Project needs of a Card or CardTransaction.
+type projected struct {
+	obj        client.Object
+	eventType  cardsv1alpha1.DestinationEventType
+	sequence   int64
+	deliveries *[]cardsv1alpha1.DeliveryCursor
+	conditions *[]metav1.Condition
+	data       any
+}
+
+func wants(d *cardsv1alpha1.Destination, t cardsv1alpha1.DestinationEventType) bool {
+	if len(d.EventTypes) == 0 {
+		return t != cardsv1alpha1.EventChallengeOTP
+	}
+	return slices.Contains(d.EventTypes, t)
+}
+
+// Project delivers what is due and updates the cursors and the ProjectionFailed condition in place.
+// It returns how long until the next attempt is due (0: nothing pending).
+func (p *Projector) Project(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, x projected) time.Duration {
+	if x.sequence == 0 {
+		return 0 // no observed state yet
+	}
+	now := p.Now()
+	var next time.Duration
+	failed := []string{}
+	for i := range ep.Spec.Destinations {
+		d := &ep.Spec.Destinations[i]
+		if !wants(d, x.eventType) {
+			continue
+		}
+		if c := find(*x.deliveries, d.Name); c != nil && c.DeliveredSequence >= x.sequence {
+			continue
+		}
+		cur := cursor(x.deliveries, d.Name)
+		maxAttempts, minB, maxB := policy(d)
+		if cur.AttemptedSequence != x.sequence {
+			cur.AttemptedSequence, cur.Attempts = x.sequence, 0
+		}
+		if cur.Attempts >= maxAttempts {
+			failed = append(failed, fmt.Sprintf("%s: %s", d.Name, cur.LastError))
+			continue
+		}
+		if cur.Attempts > 0 && cur.LastAttemptTime != nil {
+			due := cur.LastAttemptTime.Add(backoff(cur.Attempts, minB, maxB))
+			if wait := due.Sub(now); wait > 0 {
+				next = earliest(next, wait)
+				continue
+			}
+		}
+		err := p.deliver(ctx, ep, d, x)
+		t := metav1.NewTime(now)
+		cur.LastAttemptTime = &t
+		if err == nil {
+			cur.DeliveredSequence, cur.Attempts, cur.LastError = x.sequence, 0, ""
+			continue
+		}
+		cur.Attempts++
+		cur.LastError = clip(err.Error(), 512)
+		if cur.Attempts >= maxAttempts {
+			failed = append(failed, fmt.Sprintf("%s: %s", d.Name, cur.LastError))
+			p.Recorder.Eventf(x.obj, nil, corev1.EventTypeWarning, "ProjectionFailed", "Deliver",
+				"gave up delivering state %d to destination %s after %d attempts: %s", x.sequence, d.Name, cur.Attempts, cur.LastError)
+			continue
+		}
+		wait := backoff(cur.Attempts, minB, maxB)
+		var perr *projection.Error
+		if errors.As(err, &perr) && perr.RetryAfter > wait {
+			wait = min(perr.RetryAfter, maxB)
+		}
+		next = earliest(next, wait)
+	}
+	cond := metav1.Condition{Type: cardsv1alpha1.ConditionProjectionFailed, Status: metav1.ConditionFalse, Reason: "Delivering",
+		Message: "No destination has exhausted its retry budget", ObservedGeneration: x.obj.GetGeneration()}
+	if len(failed) > 0 {
+		cond.Status, cond.Reason = metav1.ConditionTrue, "RetryBudgetExhausted"
+		cond.Message = clip("Not delivered (annotate with "+cardsv1alpha1.AnnotationRedeliver+" to retry): "+fmt.Sprint(failed), 1024)
+	}
+	if len(failed) > 0 || apimeta.FindStatusCondition(*x.conditions, cond.Type) != nil {
+		apimeta.SetStatusCondition(x.conditions, cond)
+	}
+	return next
+}
+
+func (p *Projector) deliver(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, d *cardsv1alpha1.Destination, x projected) error {
+	secret, err := endpointconfig.DestinationSecret(ctx, p.Reader, ep, d)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(projection.Envelope{Type: string(x.eventType), Timestamp: p.Now().UTC(), Data: x.data})
+	if err != nil {
+		return err
+	}
+	timeout := 10 * time.Second
+	if d.Timeout != nil {
+		timeout = d.Timeout.Duration
+	}
+	return p.Sender.Send(ctx, projection.Message{
+		ID:   fmt.Sprintf("%s-%d", x.obj.GetUID(), x.sequence),
+		Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowPrivate: ep.Spec.AllowPrivateDestinations,
+	})
+}
+
+func find(list []cardsv1alpha1.DeliveryCursor, name string) *cardsv1alpha1.DeliveryCursor {
+	for i := range list {
+		if list[i].Destination == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+func cursor(list *[]cardsv1alpha1.DeliveryCursor, name string) *cardsv1alpha1.DeliveryCursor {
+	if c := find(*list, name); c != nil {
+		return c
+	}
+	*list = append(*list, cardsv1alpha1.DeliveryCursor{Destination: name})
+	return &(*list)[len(*list)-1]
+}
+
+// resetCursors makes every destination receive the current state again (the redeliver annotation).
+func resetCursors(list []cardsv1alpha1.DeliveryCursor) {
+	for i := range list {
+		list[i].DeliveredSequence, list[i].Attempts, list[i].AttemptedSequence, list[i].LastError = 0, 0, 0, ""
+	}
+}
+
+func policy(d *cardsv1alpha1.Destination) (int32, time.Duration, time.Duration) {
+	maxAttempts, minB, maxB := int32(defaultMaxAttempts), defaultMinBackoff, defaultMaxBackoff
+	if r := d.Retry; r != nil {
+		if r.MaxAttempts > 0 {
+			maxAttempts = r.MaxAttempts
+		}
+		if r.MinBackoff != nil && r.MinBackoff.Duration > 0 {
+			minB = r.MinBackoff.Duration
+		}
+		if r.MaxBackoff != nil && r.MaxBackoff.Duration > 0 {
+			maxB = r.MaxBackoff.Duration
+		}
+	}
+	return maxAttempts, minB, max(minB, maxB)
+}
+
+// backoff is exponential from min, capped at max, with up to 20% jitter so retries of many objects spread out.
+func backoff(attempts int32, minB, maxB time.Duration) time.Duration {
+	d := time.Duration(float64(minB) * math.Pow(2, float64(attempts-1)))
+	if d > maxB || d <= 0 {
+		d = maxB
+	}
+	return wait.Jitter(d, 0.2)
+}
+
+func earliest(a, b time.Duration) time.Duration {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// projectionData is the object as delivered: without managed fields and without the delivery cursors.
+func projectionData(obj client.Object) any {
+	data, _ := json.Marshal(obj)
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "managedFields")
+	}
+	if st, ok := m["status"].(map[string]any); ok {
+		delete(st, "deliveries")
+	}
+	return m
+}
+
+// takeRedeliver removes the redeliver annotation and reports whether it was there.
+func takeRedeliver(ctx context.Context, c client.Client, obj client.Object) (bool, error) {
+	if _, ok := obj.GetAnnotations()[cardsv1alpha1.AnnotationRedeliver]; !ok {
+		return false, nil
+	}
+	patch := client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"annotations":{"`+cardsv1alpha1.AnnotationRedeliver+`":null}}}`))
+	if err := c.Patch(ctx, obj, patch, FieldOwner); err != nil {
+		return false, err
+	}
+	return true, nil
+}
