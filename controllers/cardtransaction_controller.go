@@ -110,4 +110,3 @@ func (r *CardTransactionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).For(&cardsv1alpha1.CardTransaction{}).Named("cardtransaction").Complete(r)
 }
-

@@ -336,7 +336,7 @@ func TestReverseOrderGivesTheSameState(t *testing.T) {
 		statusEvent("UC9", "3", t0.Add(5*time.Second), "s-4"),
 	}
 	type facts struct {
-		Phase, ProviderStatus, Reason, Last4 string
+		Phase, ProviderStatus, Reason, Last4   string
 		TxnPhase, TxnAmount, TxnProviderStatus string
 	}
 	final := func(ep *cardsv1alpha1.WebhookEndpoint) facts {

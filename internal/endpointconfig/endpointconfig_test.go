@@ -52,10 +52,10 @@ func TestResolve(t *testing.T) {
 			Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"10.0.0.0/33"}}}, nil, ReasonInvalidConfig, nil},
 		{"CIDRs", cardsv1alpha1.WebhookEndpointSpec{Provider: "alchemypay",
 			Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"203.0.113.7/24"}}}, nil, "", func(t *testing.T, r *Resolved) {
-				if len(r.SourcePrefixes) != 1 || r.SourcePrefixes[0].String() != "203.0.113.0/24" {
-					t.Errorf("prefixes %v", r.SourcePrefixes)
-				}
-			}},
+			if len(r.SourcePrefixes) != 1 || r.SourcePrefixes[0].String() != "203.0.113.0/24" {
+				t.Errorf("prefixes %v", r.SourcePrefixes)
+			}
+		}},
 		{"short URL token", cardsv1alpha1.WebhookEndpointSpec{Provider: "prepaidify", CredentialsRef: creds,
 			Verification: &cardsv1alpha1.Verification{RequireURLToken: true}},
 			[]*corev1.Secret{secret("creds", map[string]string{"urlToken": "short"})}, ReasonInvalidConfig, nil},

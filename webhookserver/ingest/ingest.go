@@ -186,7 +186,9 @@ func (in *Ingester) ensureCard(ctx context.Context, ep *endpointconfig.Resolved,
 func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, hashed string,
 	empty func() T, ours func(T) bool, build func(name string) (T, error)) (T, error) {
 	var zero T
-	lookup := func(ctx context.Context, key client.ObjectKey, obj client.Object) error { return in.Client.Get(ctx, key, obj) }
+	lookup := func(ctx context.Context, key client.ObjectKey, obj client.Object) error {
+		return in.Client.Get(ctx, key, obj)
+	}
 	for attempt := 0; attempt < 4; attempt++ {
 		if attempt > 0 {
 			lookup = in.get
