@@ -43,8 +43,9 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	var expireIn time.Duration
 	if Settled(txn.Status.Phase) {
+		// Age counts from the provider time of the last state, so retention keeps a window of transaction history.
 		last := txn.CreationTimestamp.Time
-		if txn.Status.ObservedAt != nil && txn.Status.ObservedAt.After(last) {
+		if txn.Status.ObservedAt != nil {
 			last = txn.Status.ObservedAt.Time
 		}
 		if expireIn = last.Add(retention).Sub(r.Now()); expireIn <= 0 {
