@@ -20,6 +20,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
@@ -91,6 +92,8 @@ func run(m *testing.M) int {
 		Adapters: adapters.All(),
 		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
 		Counters: &webhookserver.Counters{},
+		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(),
+			Sender: &projection.Sender{AllowLoopback: true}, Backoff: 50 * time.Millisecond},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -3,12 +3,16 @@ package webhookserver_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -398,5 +402,63 @@ func TestMetrics(t *testing.T) {
 	}
 	if histogram < 2 {
 		t.Errorf("request duration histogram has %d samples", histogram)
+	}
+}
+
+// TestOneTimeCodesGoOnlyToSubscribedDestinations: a 3-D Secure code reaches the destination that lists
+// challenge.otp, signed, after one failed attempt, and is not written to the card.
+func TestOneTimeCodesGoOnlyToSubscribedDestinations(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var got []string
+	failures := 1
+	key := []byte("0123456789abcdef0123")
+	dest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, key)
+		fmt.Fprintf(mac, "%s.%s.%s", r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), body)
+		if r.Header.Get("webhook-signature") != "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 {
+			failures--
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		got = append(got, r.URL.Path+" "+string(body))
+	}))
+	defer dest.Close()
+	ep := upayEndpoint(t, func(ep *cardsv1alpha1.WebhookEndpoint) {
+		ep.Spec.AllowPrivateDestinations = true
+		ep.Spec.Destinations = []cardsv1alpha1.Destination{
+			{Name: "otp", URL: dest.URL + "/otp", EventTypes: []cardsv1alpha1.DestinationEventType{"challenge.otp"},
+				SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}},
+			{Name: "ledger", URL: dest.URL + "/ledger", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}},
+		}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: "dest"},
+			StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: string(key)}}
+		if err := k8s.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	otp := fmt.Sprintf(`{"event":"3DS_OTP","trace":"t","orderNo":"o-otp","timestamp":%d,"detail":{"cardId":"UC7","cardNumber":"5326123412341234","customerNo":"C","3dsCode":"739164","orderNo":"o-otp","merchants":"Shop","amount":"9.99","transactionCurrency":"USD","transactionTime":%d}}`,
+		time.Now().UnixMilli(), time.Now().UnixMilli())
+	if r := sendUPay(t, ep, otp, nil); r.status != 200 || r.body != "SUCCESS" {
+		t.Fatalf("3DS_OTP answered %d %s", r.status, r.body)
+	}
+	waitFor(t, "the code delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "/otp ") || !strings.Contains(got[0], `"code":"739164"`) || !strings.Contains(got[0], `"type":"challenge.otp"`) {
+		t.Errorf("deliveries = %q, want one challenge.otp with the code to /otp only", got)
+	}
+	card := getCard(t, ep.Namespace, "upay-main-uc7")
+	data, _ := json.Marshal(card)
+	if strings.Contains(string(data), "739164") {
+		t.Error("the one-time code was written to the card")
 	}
 }

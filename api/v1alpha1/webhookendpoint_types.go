@@ -94,7 +94,7 @@ type Verification struct {
 	// +optional
 	TimestampTolerance *metav1.Duration `json:"timestampTolerance,omitempty"`
 
-	// sourceCIDRs, when set, are the only client addresses accepted (401 otherwise).
+	// sourceCIDRs, when set, are the only client addresses accepted (403 SourceNotAllowed otherwise).
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=64
@@ -192,7 +192,7 @@ type GenericMapping struct {
 	// +kubebuilder:validation:MaxLength=1024
 	OccurredAt string `json:"occurredAt,omitempty"`
 
-	// events map event types to cardplane events; the first rule whose types match applies.
+	// events map event types to cardplane events; an event type may appear in one rule only.
 	// Verified callbacks that match no rule are acknowledged and counted as unknown.
 	// +required
 	// +kubebuilder:validation:MinItems=1
@@ -309,7 +309,7 @@ type RetryPolicy struct {
 
 // ReasonCount counts rejected callbacks by reason.
 type ReasonCount struct {
-	// reason, e.g. InvalidSignature, Replay, Malformed, TooLarge, RateLimited, SourceNotAllowed.
+	// reason, e.g. InvalidSignature, StaleTimestamp, Malformed, TooLarge, RateLimited, SourceNotAllowed, NotReady.
 	// +required
 	// +kubebuilder:validation:MaxLength=64
 	Reason string `json:"reason"`
