@@ -41,6 +41,7 @@ func runDevCommand(args []string) error {
 	kubeconfig := fs.String("kubeconfig-out", filepath.Join(cacheDir(), "dev", "kubeconfig"), "where to write the admin kubeconfig")
 	namespace := fs.String("namespace", "default", "namespace the samples are applied to")
 	noSamples := fs.Bool("no-samples", false, "do not apply config/samples")
+	destAddr := fs.String("demo-destination-address", "127.0.0.1:18090", "where the demo destination (the sample endpoint's ledger) listens; empty disables it")
 	opts := &managerOptions{}
 	opts.bind(fs)
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +106,15 @@ func runDevCommand(args []string) error {
 		}
 	}
 
+	destLog := filepath.Join(filepath.Dir(*kubeconfig), "destination.log")
+	if *destAddr != "" {
+		dest, err := startDemoDestination(*destAddr, destLog)
+		if err != nil {
+			return err
+		}
+		defer dest.Close()
+	}
+
 	done := make(chan error, 1)
 	go func() { done <- runManager(ctx, cfg, opts) }()
 
@@ -118,11 +128,15 @@ cardplane is running on a local control plane. Look at the cards with:
   export KUBECONFIG=%s
   %s get cards,cardtransactions,webhookendpoints -n %s
 
-The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>.
+The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>; send one with
+
+  cardplane simulate --endpoint %s/upay-main --example upay-card-status
+
+The demo destination verifies and logs every delivery (also in %s).
 
 Press Ctrl-C to stop; nothing keeps running afterwards.
 
-`, *kubeconfig, kubectl, *namespace, opts.webhook.Addr, *namespace)
+`, *kubeconfig, kubectl, *namespace, opts.webhook.Addr, *namespace, *namespace, destLog)
 
 	select {
 	case err := <-done:
