@@ -172,6 +172,60 @@ type CardTotals struct {
 	Transactions int64 `json:"transactions,omitempty"`
 }
 
+// SpendWindowKind is a spending-limit window.
+// +kubebuilder:validation:Enum=Daily;Weekly;Monthly;AllTime
+type SpendWindowKind string
+
+const (
+	SpendDaily   SpendWindowKind = "Daily"
+	SpendWeekly  SpendWindowKind = "Weekly"
+	SpendMonthly SpendWindowKind = "Monthly"
+	SpendAllTime SpendWindowKind = "AllTime"
+)
+
+// SpendWindow is what the card spent, by approved authorizations, in one window and currency.
+type SpendWindow struct {
+	// window kind.
+	// +required
+	Window SpendWindowKind `json:"window"`
+
+	// start of the window (midnight, Monday or the 1st in the rule set's time zone); absent for AllTime.
+	// +optional
+	Start *metav1.Time `json:"start,omitempty"`
+
+	// currency of the amount.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[A-Z]{3}$`
+	Currency string `json:"currency"`
+
+	// amount approved in the window.
+	// +required
+	Amount Decimal `json:"amount"`
+
+	// count of approved authorizations in the window.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Count int64 `json:"count,omitempty"`
+}
+
+// CardSpend is the spend ledger the authorization rules read. It lives on the Card so that every receiver
+// replica updates it under the API server's optimistic concurrency: two replicas can never both approve past a
+// limit, and a restart forgets nothing.
+type CardSpend struct {
+	// windows are the current windows; a window whose start has passed is replaced when next written.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	Windows []SpendWindow `json:"windows,omitempty"`
+
+	// recentAuthorizations are the latest authorization IDs counted, so a retried request is not counted twice.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=128
+	RecentAuthorizations []string `json:"recentAuthorizations,omitempty"`
+}
+
 // CardStatus is the state of a card as observed from its provider's callbacks.
 type CardStatus struct {
 	// phase is the normalized lifecycle phase.
@@ -216,6 +270,10 @@ type CardStatus struct {
 	// totals are running sums over the card's transactions.
 	// +optional
 	Totals *CardTotals `json:"totals,omitempty"`
+
+	// spend is the authorization spend ledger (approved amounts per window).
+	// +optional
+	Spend *CardSpend `json:"spend,omitempty"`
 
 	// kyc is the holder's verification state.
 	// +optional
