@@ -161,9 +161,10 @@ func TestUPayTransactionsAndAuthorization(t *testing.T) {
 	}
 	txn := &cardsv1alpha1.CardTransaction{}
 	key := client.ObjectKey{Namespace: ep.Namespace, Name: "upay-main-tx-77-1"}
-	if err := k8s.Get(context.Background(), key, txn); err != nil {
-		t.Fatal(err)
-	}
+	// The record is written right after the answer.
+	waitFor(t, "the decision recorded", func() bool {
+		return k8s.Get(context.Background(), key, txn) == nil && txn.Status.Authorization != nil
+	})
 	if txn.Status.Phase != cardsv1alpha1.TransactionPending || txn.Status.Authorization == nil ||
 		txn.Status.Authorization.Outcome != cardsv1alpha1.DecisionApproved || txn.Status.Amount.Value != "42.10" {
 		t.Fatalf("authorization transaction = %+v", txn.Status)

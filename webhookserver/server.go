@@ -60,6 +60,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// AuthorizationBudget bounds the time to answer a real-time authorization request.
 	AuthorizationBudget time.Duration
+	// ReviewToken is the bearer token callers of /v1alpha1/authorizationreviews must present; empty disables
+	// the endpoint.
+	ReviewToken string
 }
 
 // DefaultMaxBodyBytes is 1 MiB: provider callbacks are a few KiB.
@@ -67,7 +70,8 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Authorizer decides real-time authorization requests (the rules engine).
 type Authorizer interface {
-	Authorize(ctx context.Context, ep *endpointconfig.Resolved, card *cardsv1alpha1.Card, req *event.AuthorizationRequest) cardsv1alpha1.AuthorizationDecision
+	// Authorize decides within ctx's deadline (answering a stand-in decision when it passes).
+	Authorize(ctx context.Context, card *cardsv1alpha1.Card, req *event.AuthorizationRequest) cardsv1alpha1.AuthorizationDecision
 }
 
 // ChallengeSink takes one-time codes to the destinations that subscribe to them, from memory.
@@ -119,6 +123,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /webhooks/{namespace}/{name}", s.serveCallback)
 	mux.HandleFunc("POST /webhooks/{namespace}/{name}/{token}", s.serveCallback)
+	mux.HandleFunc("POST /v1alpha1/authorizationreviews", s.serveReview)
 	return mux
 }
 
@@ -270,6 +275,11 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if res.Authorize != nil && len(res.Events) == 1 && res.Events[0].Authorization != nil {
+		s.serveAuthorization(w, c, cfg, &res.Events[0], res, replayKey, received)
+		return
+	}
+
 	answer := res.Ack
 	applied := false
 	for i := range res.Events {
@@ -297,10 +307,6 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			}
 			ev.Challenge.Code = "" // not kept a moment longer than needed
 		}
-		if ev.Authorization != nil && res.Authorize != nil {
-			answer = s.authorize(ctx, cfg, card, ev, out.Transaction, res.Authorize, received)
-			c.result = "authorized"
-		}
 	}
 	if c.result == "" {
 		c.result = "applied"
@@ -326,28 +332,52 @@ func (s *Server) remember(key string, a adapter.Answer, cfg *endpointconfig.Reso
 	}
 }
 
-// authorize decides within the budget and records the decision on the transaction.
-func (s *Server) authorize(ctx context.Context, cfg *endpointconfig.Resolved, card *cardsv1alpha1.Card, ev *event.Event,
-	txn *cardsv1alpha1.CardTransaction, format func(bool) adapter.Answer, received time.Time) adapter.Answer {
-	if txn != nil && txn.Status.Authorization != nil {
-		// Decided before (a provider retry reaching another replica): the first answer stands.
-		return format(txn.Status.Authorization.Outcome == cardsv1alpha1.DecisionApproved)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.AuthorizationBudget)
+// serveAuthorization answers a real-time authorization request (UPay CC_AUTHORIZATION) within the budget,
+// counted from when the request arrived: the card is read from the cache (and created only on first sight),
+// the decision (with its spend-ledger write) is made, the provider gets its answer, and only then is the
+// pending transaction with the decision written. A provider retry of the same request gets the same answer.
+func (s *Server) serveAuthorization(w http.ResponseWriter, c *call, cfg *endpointconfig.Resolved, ev *event.Event,
+	res *adapter.Result, replayKey string, received time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), received.Add(s.AuthorizationBudget))
 	defer cancel()
+	c.result = "authorized"
+	card, err := s.Ingester.FindCard(ctx, cfg, ev.CardID)
+	if err == nil && card == nil {
+		var out *ingest.Result
+		if out, err = s.Ingester.Apply(ctx, cfg, ev, received); err == nil && len(out.Cards) > 0 {
+			card = out.Cards[0]
+		}
+	}
 	var d cardsv1alpha1.AuthorizationDecision
-	if s.Authorizer != nil {
-		d = s.Authorizer.Authorize(ctx, cfg, card, ev.Authorization)
-	} else {
+	switch {
+	case err != nil || card == nil:
+		// Without the card no rule can be evaluated: the provider's deadline still holds, so decline
+		// (there is no rule set to name a stand-in).
+		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionDeclined, Reason: "STAND_IN_CARD_UNAVAILABLE"}}
+	case s.Authorizer != nil:
+		d = s.Authorizer.Authorize(ctx, card, ev.Authorization)
+	default:
 		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: "NO_RULE_SET"}}
 	}
 	d.LatencyMicroseconds = s.Now().Sub(received).Microseconds()
-	if txn != nil {
-		if err := s.Ingester.RecordDecision(ctx, txn, d, s.Now()); err != nil {
-			logf.FromContext(ctx).Error(err, "Recording an authorization decision failed", "transaction", client.ObjectKeyFromObject(txn))
+	answer := res.Authorize(d.Outcome == cardsv1alpha1.DecisionApproved)
+	s.remember(replayKey, answer, cfg)
+	write(w, answer)
+	s.Counters.Accepted(c.key, received, true, false, false)
+
+	// The record: after the answer, with its own time.
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	out, err := s.Ingester.Apply(rctx, cfg, ev, received)
+	if err == nil && out.Transaction != nil {
+		if out.Transaction.Status.Authorization != nil {
+			return // decided before (a retry that reached another replica): the first record stands
 		}
+		err = s.Ingester.RecordDecision(rctx, out.Transaction, d, s.Now())
 	}
-	return format(d.Outcome == cardsv1alpha1.DecisionApproved)
+	if err != nil {
+		logf.FromContext(rctx).Error(err, "Recording an authorization decision failed", "endpoint", c.key)
+	}
 }
 
 // authentic checks the URL token and the source address for endpoints that use them.

@@ -154,7 +154,7 @@ func labelValue(s string) string {
 
 func (in *Ingester) ensureCard(ctx context.Context, ep *endpointconfig.Resolved, ev *event.Event) (*cardsv1alpha1.Card, error) {
 	ref := cardsv1alpha1.NamespacedObjectReference{Namespace: ep.Endpoint.Namespace, Name: ep.Endpoint.Name}
-	readable, hashed := names(ep.Endpoint.Name, ev.CardID, ref.Namespace+"/"+ref.Name+"/"+ev.CardID, maxCardName)
+	readable, hashed := CardNames(ref.Namespace, ref.Name, ev.CardID)
 	card, err := ensure(ctx, in, ep.TargetNamespace, readable, hashed,
 		func() *cardsv1alpha1.Card { return &cardsv1alpha1.Card{} },
 		func(c *cardsv1alpha1.Card) bool { return ours(c, ref, ev.CardID) },
@@ -341,4 +341,20 @@ func (in *Ingester) RecordDecision(ctx context.Context, txn *cardsv1alpha1.CardT
 		return true
 	})
 	return err
+}
+
+// FindCard returns an endpoint's card for a provider card ID from the cache, or nil when there is none yet.
+func (in *Ingester) FindCard(ctx context.Context, ep *endpointconfig.Resolved, cardID string) (*cardsv1alpha1.Card, error) {
+	readable, hashed := CardNames(ep.Endpoint.Namespace, ep.Endpoint.Name, cardID)
+	for _, name := range []string{readable, hashed} {
+		card := &cardsv1alpha1.Card{}
+		err := in.Client.Get(ctx, client.ObjectKey{Namespace: ep.TargetNamespace, Name: name}, card)
+		if err == nil && card.Spec.ProviderCardID == cardID && card.Spec.EndpointRef.Namespace == ep.Endpoint.Namespace && card.Spec.EndpointRef.Name == ep.Endpoint.Name {
+			return card, nil
+		}
+		if client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }

@@ -60,3 +60,8 @@ func HolderLabel(holderID string) string {
 	sum := sha256.Sum256([]byte(holderID))
 	return hex.EncodeToString(sum[:12])
 }
+
+// CardNames are the readable and the collision-proof object names of an endpoint's card.
+func CardNames(endpointNamespace, endpointName, cardID string) (readable, hashed string) {
+	return names(endpointName, cardID, endpointNamespace+"/"+endpointName+"/"+cardID, maxCardName)
+}
