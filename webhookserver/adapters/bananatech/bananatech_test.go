@@ -274,7 +274,7 @@ func TestNoSecretsInEvents(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		for _, ev := range res.Events {
-			text := fmt.Sprintf("%+v", ev) + render([]event.Event{ev})
+			text := pointerAddr.ReplaceAllString(fmt.Sprintf("%+v", ev), "0x…") + render([]event.Event{ev})
 			if found := pan.Find(text); len(found) > 0 {
 				t.Errorf("%s: full card number in event: %s", tc.name, text)
 			}
@@ -658,3 +658,7 @@ func FuzzDecode(f *testing.F) {
 		check(decode(ep, envelope(ep.SigningKey, typ, encryptRaw(ep.EncryptionKey, make([]byte, 16), plaintext))))
 	})
 }
+
+// pointerAddr matches the addresses %+v prints for pointers: they are random hex and could contain a secret's
+// digits by chance, so the leak checks leave them out.
+var pointerAddr = regexp.MustCompile(`0x[0-9a-f]+`)

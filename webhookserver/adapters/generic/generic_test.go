@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -690,7 +691,7 @@ func TestNoSecretsInEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ev := range res.Events {
-			text := fmt.Sprintf("%+v", ev)
+			text := pointerAddr.ReplaceAllString(fmt.Sprintf("%+v", ev), "0x…")
 			for _, fact := range []any{ev.Card, ev.Balance, ev.Transaction, ev.KYC, ev.Logistics} {
 				text += fmt.Sprintf(" %+v", fact)
 			}
@@ -824,3 +825,7 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// pointerAddr matches the addresses %+v prints for pointers: they are random hex and could contain a secret's
+// digits by chance, so the leak checks leave them out.
+var pointerAddr = regexp.MustCompile(`0x[0-9a-f]+`)

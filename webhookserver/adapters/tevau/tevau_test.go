@@ -603,7 +603,7 @@ func TestNoSecretsInEvents(t *testing.T) {
 		}
 		for _, ev := range res.Events {
 			js, _ := json.Marshal(ev)
-			for _, out := range []string{fmt.Sprintf("%+v", ev), dump(ev), string(js)} {
+			for _, out := range []string{pointerAddr.ReplaceAllString(fmt.Sprintf("%+v", ev), "0x…"), dump(ev), string(js)} {
 				if found := pan.Find(scrubIDs(ev, out)); len(found) > 0 {
 					t.Errorf("full PAN %v in %s", found, out)
 				}
@@ -700,3 +700,7 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// pointerAddr matches the addresses %+v prints for pointers: they are random hex and could contain a secret's
+// digits by chance, so the leak checks leave them out.
+var pointerAddr = regexp.MustCompile(`0x[0-9a-f]+`)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -753,7 +754,7 @@ func walk(b *strings.Builder, v reflect.Value) {
 
 // printed is everything fmt.Sprintf("%+v") shows of an event: the event itself and each fact it points to.
 func printed(ev event.Event) string {
-	return fmt.Sprintf("%+v", ev) + "\n" + deep(ev)
+	return pointerAddr.ReplaceAllString(fmt.Sprintf("%+v", ev), "0x…") + "\n" + deep(ev)
 }
 
 func TestNoSecretsInEvents(t *testing.T) {
@@ -924,3 +925,7 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// pointerAddr matches the addresses %+v prints for pointers: they are random hex and could contain a secret's
+// digits by chance, so the leak checks leave them out.
+var pointerAddr = regexp.MustCompile(`0x[0-9a-f]+`)
