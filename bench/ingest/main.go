@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -43,7 +44,9 @@ func main() {
 	n := flag.Int("n", 2000, "cards written in each saturation phase")
 	workers := flag.Int("workers", 16, "concurrent writers / HTTP clients")
 	paced := flag.Duration("paced", 20*time.Second, "length of the paced phase at half the raw rate")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the receiver phase to this file")
 	flag.Parse()
+	cpuProfile = *profile
 	if err := run(*n, *workers, *paced); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -139,7 +142,17 @@ func run(n, workers int, pacedFor time.Duration) error {
 		}
 		return nil
 	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		_ = pprof.StartCPUProfile(f)
+	}
 	rcv := measure(n, workers, func(i int) error { return send(eps[0], i) })
+	if cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 
 	// 3. Paced at half the raw rate: latency when not saturated.
 	rate := raw.rate / 2
@@ -157,6 +170,8 @@ func run(n, workers int, pacedFor time.Duration) error {
 	fmt.Printf("\nreceiver / raw throughput: **%.0f%%**; p99 at half the raw rate: **%s**\n", 100*rcv.rate/raw.rate, ms(p.p99))
 	return nil
 }
+
+var cpuProfile string
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
