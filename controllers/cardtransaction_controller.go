@@ -2,13 +2,20 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
+
+	"github.com/shopspring/decimal"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/money"
 )
 
 // DefaultTransactionRetention is how long settled or failed transactions are kept when the endpoint does not say.
@@ -36,13 +43,18 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if Settled(txn.Status.Phase) && txn.Annotations[AnnotationCounted] == "" {
+		if err := r.count(ctx, txn); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 
 	retention := DefaultTransactionRetention
 	if ep != nil && ep.Spec.TransactionRetention != nil && ep.Spec.TransactionRetention.Duration > 0 {
 		retention = ep.Spec.TransactionRetention.Duration
 	}
 	var expireIn time.Duration
-	if Settled(txn.Status.Phase) {
+	if Settled(txn.Status.Phase) && txn.Annotations[AnnotationCounted] != "" {
 		// Age counts from the provider time of the last state, so retention keeps a window of transaction history.
 		last := txn.CreationTimestamp.Time
 		if txn.Status.ObservedAt != nil {
@@ -78,6 +90,87 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		next = earliest(next, expireIn)
 	}
 	return ctrl.Result{RequeueAfter: next}, nil
+}
+
+// AnnotationCounted marks a transaction whose amounts are in its card's running totals; only counted
+// transactions are deleted by retention, so the totals never lose one.
+const AnnotationCounted = "cards.cardplane.io/counted"
+
+// count adds a settled transaction to its card's running totals, then marks it counted. The card remembers the
+// latest transactions it added, so a crash between the two writes never counts one twice.
+func (r *CardTransactionReconciler) count(ctx context.Context, txn *cardsv1alpha1.CardTransaction) error {
+	card := &cardsv1alpha1.Card{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: txn.Namespace, Name: txn.Spec.CardRef.Name}, card)
+	if client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	if err == nil {
+		first := true
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if !first {
+				if err := r.Get(ctx, client.ObjectKeyFromObject(card), card); err != nil {
+					return err
+				}
+			}
+			first = false
+			before := card.DeepCopy()
+			if !AddToTotals(&card.Status, txn) {
+				return nil
+			}
+			return r.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
+		})
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("adding %s to the totals of card %s: %w", txn.Name, card.Name, err)
+		}
+	}
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+AnnotationCounted+`":"true"}}}`))
+	return client.IgnoreNotFound(r.Patch(ctx, txn, patch, FieldOwner))
+}
+
+// AddToTotals adds a settled transaction to a card's totals: every settled transaction is counted, and the
+// amount of a Completed one (in the card's currency: the billing amount when there is one) is added to spent
+// (debits) or credited (credits). The totals keep the currency of the first amount; amounts in another currency
+// are counted but not summed. It reports false when the transaction was added before.
+func AddToTotals(st *cardsv1alpha1.CardStatus, txn *cardsv1alpha1.CardTransaction) bool {
+	amount := txn.Status.BillingAmount
+	if amount == nil {
+		amount = txn.Status.Amount
+	}
+	if st.Totals == nil {
+		st.Totals = &cardsv1alpha1.CardTotals{Currency: "USD"}
+		if amount != nil {
+			st.Totals.Currency = amount.Currency
+		}
+	}
+	t := st.Totals
+	if slices.Contains(t.RecentTransactions, txn.Name) {
+		return false
+	}
+	t.Transactions++
+	if txn.Status.Phase == cardsv1alpha1.TransactionCompleted && amount != nil && amount.Currency == t.Currency {
+		v, err := decimal.NewFromString(string(amount.Value))
+		if err == nil {
+			switch txn.Status.Direction {
+			case cardsv1alpha1.Debit:
+				t.Spent = money.Format(decimalOf(t.Spent).Add(v.Abs()), t.Currency)
+			case cardsv1alpha1.Credit:
+				t.Credited = money.Format(decimalOf(t.Credited).Add(v.Abs()), t.Currency)
+			}
+		}
+	}
+	t.RecentTransactions = append(t.RecentTransactions, txn.Name)
+	if n := len(t.RecentTransactions); n > 64 {
+		t.RecentTransactions = t.RecentTransactions[n-64:]
+	}
+	return true
+}
+
+func decimalOf(d cardsv1alpha1.Decimal) decimal.Decimal {
+	v, err := decimal.NewFromString(string(d))
+	if err != nil {
+		return decimal.Zero
+	}
+	return v
 }
 
 // Settled reports whether a transaction has reached a final phase.

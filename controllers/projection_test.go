@@ -281,6 +281,7 @@ func TestRetentionDeletesOnlyOldSettledTransactions(t *testing.T) {
 		b := txn.DeepCopy()
 		at := metav1.NewMicroTime(time.Now().Add(-age))
 		txn.Status.Phase, txn.Status.ObservedAt, txn.Status.StateSequence = phase, &at, 1
+		txn.Status.Direction, txn.Status.Amount = cardsv1alpha1.Debit, &cardsv1alpha1.Money{Value: "10.25", Currency: "USD"}
 		if err := k8s.Status().Patch(ctx, txn, client.MergeFrom(b)); err != nil {
 			t.Fatal(err)
 		}
@@ -299,5 +300,13 @@ func TestRetentionDeletesOnlyOldSettledTransactions(t *testing.T) {
 	})
 	if !exists("old-pending") || !exists("new-completed") {
 		t.Error("retention deleted a pending or a recent transaction")
+	}
+	// The card keeps the running totals of both settled transactions, the deleted one included.
+	waitFor(t, "totals", func() bool {
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "c5"}, card)
+		return card.Status.Totals != nil && card.Status.Totals.Transactions == 2
+	})
+	if tt := card.Status.Totals; tt.Spent != "20.50" || tt.Currency != "USD" {
+		t.Errorf("totals = %+v, want 20.50 USD spent over 2 transactions", tt)
 	}
 }

@@ -166,10 +166,18 @@ type CardTotals struct {
 	// +optional
 	Credited Decimal `json:"credited,omitempty"`
 
-	// transactions counts the transactions ever recorded for the card.
+	// transactions counts the settled transactions ever recorded for the card.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Transactions int64 `json:"transactions,omitempty"`
+
+	// recentTransactions are the names of the latest transactions added, so a retried addition is not counted
+	// twice.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	RecentTransactions []string `json:"recentTransactions,omitempty"`
 }
 
 // SpendWindowKind is a spending-limit window.
