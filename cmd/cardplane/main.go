@@ -14,6 +14,7 @@ Usage:
   cardplane manager [flags]   run the controllers and the webhook receiver (what the Deployment runs)
   cardplane dev [flags]       run everything on an embedded local kube-apiserver and etcd, with samples
   cardplane simulate [flags]  send a correctly signed provider callback to a receiver (a provider sandbox)
+  cardplane rules COMMAND     lint, test or backtest authorization rule sets offline (for GitOps CI)
 
 Run "cardplane <command> -h" for the flags of a command.
 `
@@ -31,6 +32,8 @@ func main() {
 		err = runDevCommand(os.Args[2:])
 	case "simulate":
 		err = runSimulateCommand(os.Args[2:])
+	case "rules":
+		err = runRulesCommand(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
