@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-//go:embed crd/bases/*.yaml samples/*.yaml samples/callbacks/*.json
+//go:embed crd/bases/*.yaml samples/*.yaml samples/callbacks/*.json samples/rules/*.yaml
 var files embed.FS
 
 // CRDs returns the generated CustomResourceDefinitions (config/crd/bases).
@@ -55,6 +55,15 @@ func Samples() ([]Sample, error) {
 	names, err := fs.Glob(files, "samples/*.yaml")
 	if err != nil {
 		return nil, err
+	}
+	rules, err := fs.Glob(files, "samples/rules/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		if !strings.HasSuffix(r, "-cases.yaml") { // test cases for `cardplane rules test`, not objects
+			names = append(names, r)
+		}
 	}
 	sort.Strings(names)
 	var out []Sample

@@ -41,6 +41,19 @@ func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, card); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	var ep *cardsv1alpha1.WebhookEndpoint
+	var epErr error // requeues after the conditions are written
+	if r.Projector != nil {
+		ep = &cardsv1alpha1.WebhookEndpoint{}
+		key := client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}
+		if err := r.Get(ctx, key, ep); err != nil {
+			ep = nil
+			epErr = client.IgnoreNotFound(err)
+		}
+		if err := r.Projector.Fresh(ctx, ep, cardsv1alpha1.EventCardUpdated, card.Status.StateSequence, card.Status.Deliveries, card); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	redeliver, err := takeRedeliver(ctx, r.Client, card)
 	if err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -73,17 +86,10 @@ func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		r.Recorder.Eventf(card, nil, corev1.EventTypeNormal, "Card"+string(phase), "ObservePhase", "%s", phase)
 	}
 	var next time.Duration
-	var projectErr error
-	if r.Projector != nil {
-		ep := &cardsv1alpha1.WebhookEndpoint{}
-		key := client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}
-		if err := r.Get(ctx, key, ep); client.IgnoreNotFound(err) != nil {
-			projectErr = err // conditions are still written; the error requeues
-		} else if err == nil {
-			next = r.Projector.Project(ctx, ep, projected{obj: card, eventType: cardsv1alpha1.EventCardUpdated,
-				sequence: card.Status.StateSequence, deliveries: &card.Status.Deliveries, conditions: &card.Status.Conditions,
-				data: projectionData(before)})
-		}
+	if r.Projector != nil && ep != nil {
+		next = r.Projector.Project(ctx, ep, projected{obj: card, eventType: cardsv1alpha1.EventCardUpdated,
+			sequence: card.Status.StateSequence, deliveries: &card.Status.Deliveries, conditions: &card.Status.Conditions,
+			data: projectionData(before)})
 	}
 	if !equality.Semantic.DeepEqual(before.Status, card.Status) {
 		// Optimistic lock: a concurrent receiver write makes this fail and the reconcile runs again on fresh state.
@@ -91,7 +97,7 @@ func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	return ctrl.Result{RequeueAfter: next}, projectErr
+	return ctrl.Result{RequeueAfter: next}, epErr
 }
 
 func phaseReason(p cardsv1alpha1.CardPhase) string {

@@ -43,6 +43,11 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if r.Projector != nil {
+		if err := r.Projector.Fresh(ctx, ep, cardsv1alpha1.EventTransactionUpdated, txn.Status.StateSequence, txn.Status.Deliveries, txn); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	if Settled(txn.Status.Phase) && txn.Annotations[AnnotationCounted] == "" {
 		if err := r.count(ctx, txn); err != nil {
 			return ctrl.Result{}, err

@@ -33,10 +33,13 @@ const (
 // restart exactly where it stopped; deliveries are at least once, and every attempt of one state carries the
 // same webhook-id (object UID and sequence) for consumers to deduplicate.
 type Projector struct {
-	Reader   client.Reader
-	Sender   *projection.Sender
-	Recorder events.EventRecorder
-	Now      func() time.Time
+	Reader client.Reader
+	// APIReader, when set, re-reads an object from the API server before a delivery is made: the cache may
+	// not yet show the cursor a previous delivery wrote, and delivering from it would send a duplicate.
+	APIReader client.Reader
+	Sender    *projection.Sender
+	Recorder  events.EventRecorder
+	Now       func() time.Time
 }
 
 // projected is what Project needs of a Card or CardTransaction.
@@ -54,6 +57,22 @@ func wants(d *cardsv1alpha1.Destination, t cardsv1alpha1.DestinationEventType) b
 		return t != cardsv1alpha1.EventChallengeOTP
 	}
 	return slices.Contains(d.EventTypes, t)
+}
+
+// Fresh re-reads obj from the API server when one of ep's destinations is due a delivery according to the
+// (possibly stale) cached copy.
+func (p *Projector) Fresh(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, eventType cardsv1alpha1.DestinationEventType,
+	sequence int64, deliveries []cardsv1alpha1.DeliveryCursor, obj client.Object) error {
+	if p.APIReader == nil || ep == nil || sequence == 0 {
+		return nil
+	}
+	for i := range ep.Spec.Destinations {
+		d := &ep.Spec.Destinations[i]
+		if c := find(deliveries, d.Name); wants(d, eventType) && (c == nil || c.DeliveredSequence < sequence) {
+			return p.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		}
+	}
+	return nil
 }
 
 // Project delivers what is due and updates the cursors and the ProjectionFailed condition in place.

@@ -20,6 +20,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver"
@@ -35,7 +36,11 @@ var (
 	receiver *webhookserver.Server
 	srv      *httptest.Server
 	mgrCtx   context.Context
+	// ruleSets are the rule sets in force for the receiver under test (the RuleSet reconciler's store).
+	ruleSets = &authz.Store{}
 )
+
+const reviewToken = "test-review-token-0123456789"
 
 func TestMain(m *testing.M) {
 	var err error
@@ -87,17 +92,23 @@ func run(m *testing.M) int {
 		return 1
 	}
 	receiver = &webhookserver.Server{
-		Reader:   mgr.GetClient(),
-		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
-		Adapters: adapters.All(),
-		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
-		Counters: &webhookserver.Counters{},
+		Options:    webhookserver.Options{ReviewToken: reviewToken},
+		Authorizer: &authz.Authorizer{Store: ruleSets, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
+		Reader:     mgr.GetClient(),
+		Ingester:   &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+		Adapters:   adapters.All(),
+		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
+		Counters:   &webhookserver.Counters{},
 		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(),
 			Sender: &projection.Sender{AllowLoopback: true}, Backoff: 50 * time.Millisecond},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	mgrCtx = ctx
+	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		fmt.Fprintln(os.Stderr, "cache did not sync")

@@ -76,6 +76,9 @@ func run(n, workers int, pacedFor time.Duration) error {
 	if err := mgr.Add(&webhookserver.CounterFlusher{Counters: counters, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: time.Second}); err != nil {
 		return err
 	}
+	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
 	go func() { _ = mgr.Start(ctx) }()
 	mgr.GetCache().WaitForCacheSync(ctx)
 	srv := httptest.NewServer(receiver.Handler())

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,6 +108,15 @@ func runDevCommand(args []string) error {
 		}
 	}
 
+	if opts.reviewTokenFile == "" {
+		// A fresh bearer token for the AuthorizationReview API of this local run.
+		opts.reviewTokenFile = filepath.Join(filepath.Dir(*kubeconfig), "review-token")
+		token := make([]byte, 24)
+		_, _ = rand.Read(token)
+		if err := os.WriteFile(opts.reviewTokenFile, []byte(hex.EncodeToString(token)), 0o600); err != nil {
+			return err
+		}
+	}
 	destLog := filepath.Join(filepath.Dir(*kubeconfig), "destination.log")
 	if *destAddr != "" {
 		dest, err := startDemoDestination(*destAddr, destLog)
@@ -133,10 +144,11 @@ The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>; send 
   cardplane simulate --endpoint %s/upay-main --example upay-card-status
 
 The demo destination verifies and logs every delivery (also in %s).
+AuthorizationReviews: POST http://%s/v1alpha1/authorizationreviews with the bearer token in %s.
 
 Press Ctrl-C to stop; nothing keeps running afterwards.
 
-`, *kubeconfig, kubectl, *namespace, opts.webhook.Addr, *namespace, *namespace, destLog)
+`, *kubeconfig, kubectl, *namespace, opts.webhook.Addr, *namespace, *namespace, destLog, opts.webhook.Addr, opts.reviewTokenFile)
 
 	select {
 	case err := <-done:

@@ -4,15 +4,21 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/scheme"
 	"github.com/cardplane/cardplane/webhookserver"
@@ -28,7 +34,8 @@ type managerOptions struct {
 	leaderNS       string
 	webhook        webhookserver.Options
 	// allowLoopback lets destinations on loopback addresses receive deliveries (cardplane dev).
-	allowLoopback bool
+	allowLoopback   bool
+	reviewTokenFile string
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -36,6 +43,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "file holding the bearer token callers of /v1alpha1/authorizationreviews present (unset: the API is disabled)")
 	fs.BoolVar(&o.allowLoopback, "allow-loopback-destinations", false, "deliver to destinations on loopback addresses (for local development; private addresses need spec.allowPrivateDestinations)")
 	fs.StringVar(&o.webhook.Addr, "webhook-bind-address", ":9443", "address the provider callback receiver listens on")
 	fs.StringVar(&o.webhook.TLSCertFile, "webhook-tls-cert-file", "", "TLS certificate of the receiver (PEM)")
@@ -71,6 +79,10 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		LeaderElection:          opts.leaderElection,
 		LeaderElectionID:        "cardplane-controllers.cards.cardplane.io",
 		LeaderElectionNamespace: opts.leaderNS,
+		// Only rule-set ConfigMaps are cached, not every ConfigMap of the cluster.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Label: controllers.RuleSetCache},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -82,7 +94,7 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		return err
 	}
 	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
-	projector := &controllers.Projector{Reader: mgr.GetClient(), Sender: sender,
+	projector := &controllers.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: sender,
 		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}
 	if err := (&controllers.CardReconciler{
 		Client:    mgr.GetClient(),
@@ -94,14 +106,30 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	if err := (&controllers.CardTransactionReconciler{Client: mgr.GetClient(), Projector: projector}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
+	store := &authz.Store{}
+	if err := (&controllers.RuleSetReconciler{Client: mgr.GetClient(), Store: store,
+		Recorder: mgr.GetEventRecorder("cardplane-rules")}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if opts.reviewTokenFile != "" {
+		token, err := os.ReadFile(opts.reviewTokenFile)
+		if err != nil {
+			return fmt.Errorf("--authorization-review-token-file: %w", err)
+		}
+		opts.webhook.ReviewToken = strings.TrimSpace(string(token))
+	}
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
-		Options:  opts.webhook,
-		Reader:   mgr.GetClient(),
-		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
-		Adapters: adapters.All(),
-		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
-		Counters: counters,
+		Options:    opts.webhook,
+		Reader:     mgr.GetClient(),
+		Ingester:   &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+		Adapters:   adapters.All(),
+		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
+		Counters:   counters,
+		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
 		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(), Sender: sender},
 	}

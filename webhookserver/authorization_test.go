@@ -1,0 +1,118 @@
+package webhookserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/rules"
+	"github.com/cardplane/cardplane/webhookserver"
+)
+
+func putRules(t *testing.T, ns, yaml string) {
+	t.Helper()
+	rs, err := rules.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Name, rs.Version = ns+"/card-rules", ns+"/card-rules@1"
+	ruleSets.Set(ns, "card-rules", rs)
+	t.Cleanup(func() { ruleSets.Delete(ns, "card-rules") })
+}
+
+func review(t *testing.T, token string, req map[string]any) (int, *webhookserver.AuthorizationReview) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"apiVersion": "cards.cardplane.io/v1alpha1", "kind": "AuthorizationReview", "request": req})
+	h := http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}
+	r := post(t, "/v1alpha1/authorizationreviews", h, body)
+	out := &webhookserver.AuthorizationReview{}
+	_ = json.NewDecoder(bytes.NewReader([]byte(r.body))).Decode(out)
+	return r.status, out
+}
+
+// TestUPayAuthorizationFollowsTheRules: CC_AUTHORIZATION is answered decline by a blocking rule, approve
+// otherwise, and the decision is recorded on the transaction with the rule and rule-set version.
+func TestUPayAuthorizationFollowsTheRules(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	putRules(t, ep.Namespace, `
+rules:
+- name: block-gambling
+  reason: BLOCKED_MCC
+  mcc: {block: ["7995"]}
+- name: big-spender
+  reason: AMOUNT_LIMIT
+  mode: shadow
+  amount: {max: "40.00", currency: USD}
+`)
+	auth := func(txID, mcc string) string {
+		return fmt.Sprintf(`{"event":"CC_AUTHORIZATION","trace":"t","orderNo":"%s","timestamp":%d,"detail":{"cardId":"UC31","cardNumber":"5326********1234","amount":"42.10","currency":"USD","merchantMcc":%q,"transactionId":%q,"authorizationId":"A-%s","transactionChannel":"ECOMMERCE"}}`,
+			txID, time.Now().UnixMilli(), mcc, txID, txID)
+	}
+	if r := sendUPay(t, ep, auth("T-1", "7995"), nil); r.status != 200 || r.body != "decline" {
+		t.Fatalf("gambling authorization answered %d %q, want decline", r.status, r.body)
+	}
+	if r := sendUPay(t, ep, auth("T-2", "5814"), nil); r.status != 200 || r.body != "approve" {
+		t.Fatalf("coffee authorization answered %d %q, want approve", r.status, r.body)
+	}
+	txn := &cardsv1alpha1.CardTransaction{}
+	waitFor(t, "the declined decision recorded", func() bool {
+		return k8s.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: "upay-main-t-1"}, txn) == nil && txn.Status.Authorization != nil
+	})
+	a := txn.Status.Authorization
+	if a.Outcome != cardsv1alpha1.DecisionDeclined || a.Rule != "block-gambling" || a.Reason != "BLOCKED_MCC" || a.Mode != cardsv1alpha1.RuleEnforce ||
+		a.RuleSetVersion != ep.Namespace+"/card-rules@1" || a.LatencyMicroseconds <= 0 {
+		t.Errorf("recorded decision = %+v", a)
+	}
+	if len(a.Shadow) != 1 || a.Shadow[0].Rule != "big-spender" {
+		t.Errorf("shadow results = %+v, want big-spender recorded beside the enforced outcome", a.Shadow)
+	}
+}
+
+func TestAuthorizationReviewAPI(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	putRules(t, ep.Namespace, `
+rules:
+- name: eu-only
+  reason: BLOCKED_COUNTRY
+  merchantCountry: {allow: [DE, FR]}
+`)
+	// A card the receiver knows.
+	sendUPay(t, ep, statusEvent("UC40", "1", time.Now(), "o-40"), nil)
+	byName := map[string]any{"uid": "u-1", "card": map[string]string{"namespace": ep.Namespace, "name": "upay-main-uc40"},
+		"transactionID": "t-40", "amount": "12.50", "currency": "USD", "merchant": map[string]string{"name": "Cafe", "mcc": "5814", "country": "US"}}
+	status, out := review(t, reviewToken, byName)
+	if status != 200 || out.Response == nil || out.Response.UID != "u-1" || out.Response.Allowed || out.Response.Reason != "BLOCKED_COUNTRY" || out.Response.Rule != "eu-only" {
+		t.Fatalf("review answered %d %+v", status, out.Response)
+	}
+	byEndpoint := map[string]any{"uid": "u-2", "endpoint": map[string]string{"namespace": ep.Namespace, "name": ep.Name}, "providerCardID": "UC40",
+		"amount": "12.50", "currency": "EUR", "merchant": map[string]string{"country": "DE"}}
+	if status, out := review(t, reviewToken, byEndpoint); status != 200 || !out.Response.Allowed || out.Response.RuleSetVersion == "" {
+		t.Errorf("review by endpoint answered %d %+v", status, out.Response)
+	}
+	unknown := map[string]any{"uid": "u-3", "card": map[string]string{"namespace": ep.Namespace, "name": "nope"}, "amount": "1", "currency": "USD"}
+	if status, out := review(t, reviewToken, unknown); status != 200 || out.Response.Allowed || out.Response.Reason != webhookserver.ReasonUnknownCard {
+		t.Errorf("unknown card answered %d %+v", status, out.Response)
+	}
+	if status, _ := review(t, "wrong", byName); status != 401 {
+		t.Errorf("wrong token answered %d", status)
+	}
+	bad := map[string]any{"uid": "u-4", "card": map[string]string{"namespace": ep.Namespace, "name": "upay-main-uc40"}, "amount": "1.5e3", "currency": "USD"}
+	if status, _ := review(t, reviewToken, bad); status != 400 {
+		t.Errorf("an exponent amount answered %d, want 400", status)
+	}
+	// The decision of u-1 is recorded on its transaction.
+	txn := &cardsv1alpha1.CardTransaction{}
+	waitFor(t, "the review decision recorded", func() bool {
+		return k8s.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: "upay-main-t-40"}, txn) == nil && txn.Status.Authorization != nil
+	})
+	if txn.Status.Authorization.Reason != "BLOCKED_COUNTRY" {
+		t.Errorf("recorded %+v", txn.Status.Authorization)
+	}
+}
