@@ -77,6 +77,16 @@ run: manifests ## Run the manager against the cluster in the current kubeconfig.
 build: ## Build bin/cardplane.
 	go build -o $(BIN)/cardplane ./cmd/cardplane
 
+OPA ?= $(BIN)/opa
+
+.PHONY: bench
+bench: control-plane $(OPA) ## Run the benchmark harnesses in bench/ and print their reports (docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./bench/ingest
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./bench/authz -opa $(OPA)
+
+$(OPA): hack/tools/go.mod
+	cd hack/tools && go build -o $(OPA) github.com/open-policy-agent/opa
+
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN): hack/tools/go.mod

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,23 @@ type Authorizer struct {
 	Now       func() time.Time
 	// slow, when set, runs before each evaluation: tests inject a slow dependency with it.
 	slow func(context.Context)
+
+	// cards serializes the decisions of one card within this replica (a one-slot channel per card UID), so
+	// concurrent requests for a card queue instead of racing to conflicts; other cards stay parallel, and
+	// other replicas are kept honest by the resourceVersion precondition.
+	cards sync.Map
+}
+
+// lock takes the card's slot, or fails when ctx ends first.
+func (a *Authorizer) lock(ctx context.Context, card *cardsv1alpha1.Card) (func(), error) {
+	v, _ := a.cards.LoadOrStore(card.UID, make(chan struct{}, 1))
+	slot := v.(chan struct{})
+	select {
+	case slot <- struct{}{}:
+		return func() { <-slot }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Request is what an authorization is decided on.
@@ -84,7 +102,14 @@ func (a *Authorizer) decide(ctx context.Context, card *cardsv1alpha1.Card, tx ru
 		RuleSetVersion: sets[0].Version}
 
 	result := make(chan cardsv1alpha1.AuthorizationDecision, 1)
-	go func() { result <- a.evaluateAndRecord(ctx, card.DeepCopy(), tx, sets) }()
+	go func() {
+		unlock, err := a.lock(ctx, card)
+		if err != nil {
+			return // the deadline passed while queued: the stand-in is answered below
+		}
+		defer unlock()
+		result <- a.evaluateAndRecord(ctx, card.DeepCopy(), tx, sets)
+	}()
 	select {
 	case d := <-result:
 		return d
@@ -98,7 +123,7 @@ func (a *Authorizer) decide(ctx context.Context, card *cardsv1alpha1.Card, tx ru
 // the same card meanwhile) it re-reads the card and evaluates again, so the limit is checked against what is
 // really recorded.
 func (a *Authorizer) evaluateAndRecord(ctx context.Context, card *cardsv1alpha1.Card, tx rules.Transaction, sets []*rules.RuleSet) cardsv1alpha1.AuthorizationDecision {
-	for attempt := 0; ; attempt++ {
+	for {
 		if a.slow != nil {
 			a.slow(ctx)
 		}
@@ -123,7 +148,7 @@ func (a *Authorizer) evaluateAndRecord(ctx context.Context, card *cardsv1alpha1.
 		if err == nil {
 			return d.AuthorizationDecision
 		}
-		if !apierrors.IsConflict(err) || attempt >= 20 {
+		if !apierrors.IsConflict(err) || ctx.Err() != nil {
 			if ctx.Err() == nil {
 				logf.FromContext(ctx).Error(err, "Spend ledger write failed; answering the stand-in decision", "card", client.ObjectKeyFromObject(card))
 			}
