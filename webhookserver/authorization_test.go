@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/rules"
 	"github.com/cardplane/cardplane/webhookserver"
 )
@@ -114,5 +118,74 @@ rules:
 	})
 	if txn.Status.Authorization.Reason != "BLOCKED_COUNTRY" {
 		t.Errorf("recorded %+v", txn.Status.Authorization)
+	}
+}
+
+// TestTwoReceiversNeverApprovePastTheLimit: two receiver instances, each with its own API client, rule-set
+// store and per-card queue (two replicas), answer 40 concurrent AuthorizationReviews of 9.00 USD for one card
+// under a 100.00 USD daily limit: exactly 11 are approved.
+func TestTwoReceiversNeverApprovePastTheLimit(t *testing.T) {
+	ep := upayEndpoint(t, nil)
+	sendUPay(t, ep, statusEvent("UC50", "1", time.Now(), "o-50"), nil)
+	const limits = `
+rules:
+- name: daily
+  reason: SPEND_LIMIT_DAILY
+  spend: {window: Daily, maxAmount: "100.00", currency: USD}
+`
+	putRules(t, ep.Namespace, limits)
+	second := &authz.Store{}
+	rs, err := rules.Parse([]byte(limits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Name, rs.Version = ep.Namespace+"/card-rules", ep.Namespace+"/card-rules@1"
+	second.Set(ep.Namespace, "card-rules", rs)
+	c2, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := &webhookserver.Server{Options: webhookserver.Options{ReviewToken: reviewToken, AuthorizationBudget: 10 * time.Second},
+		Reader: receiver.Reader, Ingester: receiver.Ingester,
+		Authorizer: &authz.Authorizer{Store: second, Client: c2, APIReader: c2, Now: time.Now}}
+	srv2 := httptest.NewServer(replica.Handler())
+	defer srv2.Close()
+
+	var approved, declined atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			base := srv.URL
+			if i%2 == 1 {
+				base = srv2.URL
+			}
+			body, _ := json.Marshal(map[string]any{"apiVersion": "cards.cardplane.io/v1alpha1", "kind": "AuthorizationReview",
+				"request": map[string]any{"uid": fmt.Sprint("u-", i), "authorizationID": fmt.Sprint("a-", i), "amount": "9.00", "currency": "USD",
+					"card": map[string]string{"namespace": ep.Namespace, "name": "upay-main-uc50"}}})
+			req, _ := http.NewRequest(http.MethodPost, base+"/v1alpha1/authorizationreviews", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+reviewToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			out := &webhookserver.AuthorizationReview{}
+			_ = json.NewDecoder(resp.Body).Decode(out)
+			switch {
+			case out.Response != nil && out.Response.Allowed:
+				approved.Add(1)
+			case out.Response != nil && out.Response.Reason == "SPEND_LIMIT_DAILY":
+				declined.Add(1)
+			default:
+				t.Errorf("review %d: %d %+v", i, resp.StatusCode, out.Response)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if approved.Load() != 11 || declined.Load() != 29 {
+		t.Errorf("approved %d, declined %d: want exactly 11 approvals (11 x 9.00 <= 100.00 < 12 x 9.00)", approved.Load(), declined.Load())
 	}
 }
