@@ -283,7 +283,10 @@ func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Re
 	return ensure(ctx, in, card.Namespace, readable, hashed,
 		func() *cardsv1alpha1.CardTransaction { return &cardsv1alpha1.CardTransaction{} },
 		func(t *cardsv1alpha1.CardTransaction) bool {
-			return t.Spec.ProviderTransactionID == txID && t.Annotations[annotationEndpoint] == endpoint
+			// Objects applied by hand (the samples) may carry only the endpoint label.
+			owner := t.Annotations[annotationEndpoint]
+			return t.Spec.ProviderTransactionID == txID &&
+				(owner == endpoint || (owner == "" && t.Labels[cardsv1alpha1.LabelEndpoint] == ep.Endpoint.Name))
 		},
 		func(name string) (*cardsv1alpha1.CardTransaction, error) {
 			txn := &cardsv1alpha1.CardTransaction{
