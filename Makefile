@@ -6,6 +6,8 @@ export GOTOOLCHAIN := local
 
 BIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(BIN)/controller-gen
+HELM ?= $(BIN)/helm
+CHART ?= charts/cardplane
 GO_TEST_FLAGS ?= -count=1 -timeout=25m
 
 .PHONY: all
@@ -36,7 +38,7 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: verify
-verify: manifests generate ## Fail when generated files are stale or gofmt/go vet complain.
+verify: manifests generate chart ## Fail when generated files are stale or gofmt/go vet complain.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	go vet ./...
 	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
@@ -47,8 +49,8 @@ control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules into th
 	hack/control-plane.sh
 
 .PHONY: test
-test: control-plane ## Run unit and integration tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
+test: control-plane $(HELM) ## Run unit and integration tests against a real kube-apiserver and etcd.
+	HELM=$(HELM) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
 
 FUZZTIME ?= 10s
 
@@ -60,6 +62,28 @@ fuzz: ## Run every fuzz target for FUZZTIME each (CI runs them briefly; crashers
 	    go test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+##@ Helm chart
+
+.PHONY: chart
+chart: chart-crds chart-rbac chart-docs ## Regenerate the generated parts of charts/cardplane (make verify checks them).
+
+.PHONY: chart-crds
+chart-crds: manifests ## Copy the generated CRDs into charts/cardplane/crds.
+	rm -f $(CHART)/crds/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+
+.PHONY: chart-rbac
+chart-rbac: manifests ## Copy config/rbac/role.yaml into the chart; its ClusterRole takes the rules from there.
+	cp config/rbac/role.yaml $(CHART)/files/role.yaml
+
+.PHONY: chart-docs
+chart-docs: ## Write the values table of charts/cardplane/README.md from the comments in values.yaml.
+	go run ./hack/chart-docs $(CHART)
+
+.PHONY: chart-lint
+chart-lint: $(HELM) ## Lint charts/cardplane with helm.
+	$(HELM) lint --strict $(CHART)
 
 ##@ Run
 
@@ -86,6 +110,11 @@ bench: control-plane $(OPA) ## Run the benchmark harnesses in bench/ and print t
 
 $(OPA): hack/tools/go.mod
 	cd hack/tools && go build -o $(OPA) github.com/open-policy-agent/opa
+
+.PHONY: helm
+helm: $(HELM)
+$(HELM): hack/tools/go.mod
+	cd hack/tools && go build -o $(HELM) helm.sh/helm/v3/cmd/helm
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)
