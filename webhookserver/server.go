@@ -31,6 +31,7 @@ import (
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/event"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
+	"github.com/cardplane/cardplane/webhookserver/spool"
 )
 
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards;cardtransactions,verbs=get;list;watch;create;patch
@@ -90,7 +91,9 @@ type Server struct {
 	Authorizer Authorizer
 	Challenges ChallengeSink
 	Counters   *Counters
-	Now        func() time.Time
+	// Spool, when set, keeps verified events the API server cannot take so the provider can be answered.
+	Spool *spool.Spool
+	Now   func() time.Time
 
 	initOnce sync.Once
 	limiters sync.Map // endpoint UID/generation -> *rate.Limiter
@@ -286,6 +289,14 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		ev := &res.Events[i]
 		out, err := s.Ingester.Apply(ctx, cfg, ev, received)
 		if err != nil {
+			if s.spool(ctx, c, cfg, res.Events[i:], received, err) {
+				// Durable in the spool: the provider gets its success answer, the replayer applies it later.
+				c.result = "spooled"
+				s.Counters.Accepted(c.key, received, true, false, false)
+				s.remember(replayKey, answer, cfg)
+				write(w, answer)
+				return
+			}
 			logf.FromContext(ctx).Error(err, "Storing a callback failed; the provider will retry", "endpoint", c.key, "event", c.event)
 			w.Header().Set("Retry-After", "3")
 			s.refuse(w, c, http.StatusServiceUnavailable, ReasonStoreFailed, "the event could not be stored; retry")
@@ -317,6 +328,32 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	s.Counters.Accepted(c.key, received, applied, !applied, false)
 	s.remember(replayKey, answer, cfg)
 	write(w, answer)
+}
+
+// spool appends the events a failed write left undone; it reports whether they are durable now.
+func (s *Server) spool(ctx context.Context, c *call, cfg *endpointconfig.Resolved, events []event.Event, received time.Time, cause error) bool {
+	if s.Spool == nil || !spoolable(cause) {
+		return false
+	}
+	entries := make([]spool.Entry, 0, len(events))
+	for _, ev := range events {
+		entries = append(entries, spool.Entry{Endpoint: c.key, Received: received, Event: ev})
+	}
+	if err := s.Spool.Append(entries...); err != nil {
+		if errors.Is(err, spool.ErrFull) {
+			spoolFull.Inc()
+		}
+		logf.Log.Error(err, "Spooling failed; answering 5xx", "endpoint", c.key)
+		return false
+	}
+	spoolAppended.Add(float64(len(entries)))
+	// One-time codes are not spooled: they go to their destinations from memory now, card or no card.
+	for _, ev := range events {
+		if ev.Challenge != nil && s.Challenges != nil {
+			s.Challenges.Deliver(ctx, cfg, nil, ev.Challenge)
+		}
+	}
+	return true
 }
 
 func metricEvent(res *adapter.Result) string {

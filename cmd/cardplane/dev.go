@@ -59,6 +59,9 @@ func runDevCommand(args []string) error {
 		opts.webhook.Addr = "127.0.0.1:18443"
 	}
 	opts.allowLoopback = true // destinations of a local demo run on this machine
+	if !isFlagSet(fs, "spool-dir") {
+		opts.spoolDir = filepath.Join(filepath.Dir(*kubeconfig), "spool")
+	}
 	if opts.webhook.TLSCertFile == "" {
 		opts.webhook.PlainHTTP = true // a local receiver on loopback
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
+	"github.com/cardplane/cardplane/webhookserver/spool"
 )
 
 // managerOptions are the flags of `cardplane manager`; `cardplane dev` sets them itself.
@@ -36,6 +37,8 @@ type managerOptions struct {
 	// allowLoopback lets destinations on loopback addresses receive deliveries (cardplane dev).
 	allowLoopback   bool
 	reviewTokenFile string
+	spoolDir        string
+	spoolMaxBytes   int64
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -44,6 +47,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "file holding the bearer token callers of /v1alpha1/authorizationreviews present (unset: the API is disabled)")
+	fs.StringVar(&o.spoolDir, "spool-dir", "/var/lib/cardplane/spool", "directory of the receiver's write-ahead spool for events the API server cannot take (empty disables it: the provider then gets 5xx during an outage)")
+	fs.Int64Var(&o.spoolMaxBytes, "spool-max-bytes", 256<<20, "size bound of the spool; when full, callbacks are answered 5xx")
 	fs.BoolVar(&o.allowLoopback, "allow-loopback-destinations", false, "deliver to destinations on loopback addresses (for local development; private addresses need spec.allowPrivateDestinations)")
 	fs.StringVar(&o.webhook.Addr, "webhook-bind-address", ":9443", "address the provider callback receiver listens on")
 	fs.StringVar(&o.webhook.TLSCertFile, "webhook-tls-cert-file", "", "TLS certificate of the receiver (PEM)")
@@ -121,6 +126,13 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		}
 		opts.webhook.ReviewToken = strings.TrimSpace(string(token))
 	}
+	var sp *spool.Spool
+	if opts.spoolDir != "" {
+		if sp, err = spool.Open(opts.spoolDir, opts.spoolMaxBytes); err != nil {
+			return fmt.Errorf("--spool-dir: %w", err)
+		}
+		defer sp.Close()
+	}
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
 		Options:    opts.webhook,
@@ -133,8 +145,14 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
 		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(), Sender: sender},
 	}
+	receiver.Spool = sp
 	if err := mgr.Add(receiver); err != nil {
 		return err
+	}
+	if sp != nil {
+		if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: receiver.Ingester, Interval: time.Second}); err != nil {
+			return err
+		}
 	}
 	if err := mgr.Add(&webhookserver.CounterFlusher{Counters: counters, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: time.Second}); err != nil {
 		return err
