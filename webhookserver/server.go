@@ -61,6 +61,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// AuthorizationBudget bounds the time to answer a real-time authorization request.
 	AuthorizationBudget time.Duration
+	// StoreTimeout bounds the API writes of one callback (default 3s): past it the events go to the spool (or
+	// the provider gets a 5xx) well inside providers' answer windows (UPay: 5 s).
+	StoreTimeout time.Duration
 	// ReviewToken is the bearer token callers of /v1alpha1/authorizationreviews must present; empty disables
 	// the endpoint.
 	ReviewToken string
@@ -111,6 +114,9 @@ func (s *Server) init() {
 		}
 		if s.AuthorizationBudget <= 0 {
 			s.AuthorizationBudget = 1500 * time.Millisecond
+		}
+		if s.StoreTimeout <= 0 {
+			s.StoreTimeout = 3 * time.Second
 		}
 		if s.Counters == nil {
 			s.Counters = &Counters{}
@@ -285,9 +291,11 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 
 	answer := res.Ack
 	applied := false
+	storeCtx, cancelStore := context.WithTimeout(ctx, s.StoreTimeout)
+	defer cancelStore()
 	for i := range res.Events {
 		ev := &res.Events[i]
-		out, err := s.Ingester.Apply(ctx, cfg, ev, received)
+		out, err := s.Ingester.Apply(storeCtx, cfg, ev, received)
 		if err != nil {
 			if s.spool(ctx, c, cfg, res.Events[i:], received, err) {
 				// Durable in the spool: the provider gets its success answer, the replayer applies it later.
