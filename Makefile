@@ -42,7 +42,7 @@ verify: manifests generate chart ## Fail when generated files are stale or gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	go vet ./...
 	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
-	  echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; fi
+	  echo "generated files are stale; run 'make manifests generate chart' and commit:"; git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; fi
 
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules into the cache (once).

@@ -1,0 +1,58 @@
+{{/* Chart name, truncated to the 63 characters of a label value. */}}
+{{- define "cardplane.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name when it contains the chart name, else <release>-<chart>. */}}
+{{- define "cardplane.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "cardplane.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "cardplane.labels" -}}
+helm.sh/chart: {{ include "cardplane.chart" . }}
+{{ include "cardplane.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Labels selecting the manager pods. */}}
+{{- define "cardplane.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cardplane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: manager
+{{- end }}
+
+{{- define "cardplane.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cardplane.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the receiver's TLS Secret. */}}
+{{- define "cardplane.tlsSecretName" -}}
+{{- default (printf "%s-receiver-tls" (include "cardplane.fullname" .)) .Values.webhook.tls.secretName }}
+{{- end }}
+
+{{- define "cardplane.receiverServiceName" -}}
+{{- printf "%s-receiver" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "cardplane.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

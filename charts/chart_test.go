@@ -1,0 +1,394 @@
+// Package charts_test checks charts/cardplane: helm lint, helm template with defaults and with every option
+// on, a server-side dry run of the result against a real kube-apiserver (envtest), the restricted Pod
+// Security Standard, and that the generated parts (CRDs, ClusterRole rules) match config/.
+//
+// The helm binary comes from the HELM environment variable: `make test` builds bin/helm from hack/tools and
+// sets it. By hand:
+//
+//	make helm && HELM=$PWD/bin/helm KUBEBUILDER_ASSETS=$(hack/control-plane.sh) go test ./charts/...
+package charts_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/cardplane/cardplane/internal/testenv"
+)
+
+var (
+	env      *testenv.Env
+	helm     string
+	helmHome string
+	chartDir = filepath.Join(testenv.RepoRoot(), "charts", "cardplane")
+	testdata = filepath.Join(testenv.RepoRoot(), "charts", "testdata")
+)
+
+func TestMain(m *testing.M) {
+	helm = os.Getenv("HELM")
+	if helm == "" {
+		fmt.Fprintln(os.Stderr, "HELM is not set: run the chart tests with `make test`, which builds bin/helm from hack/tools, "+
+			"or `make helm && HELM=$PWD/bin/helm KUBEBUILDER_ASSETS=$(hack/control-plane.sh) go test ./charts/...`")
+		os.Exit(1)
+	}
+	if !filepath.IsAbs(helm) { // relative to the repository root, where make runs
+		helm = filepath.Join(testenv.RepoRoot(), helm)
+	}
+	var err error
+	if _, err := os.Stat(helm); err != nil {
+		fmt.Fprintf(os.Stderr, "HELM=%s: %v (build it with `make helm`)\n", helm, err)
+		os.Exit(1)
+	}
+	if helmHome, err = os.MkdirTemp("", "cardplane-helm-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// Stand-ins for the CRDs of the Prometheus Operator and cert-manager, so their objects can be dry-run too.
+	if _, err = envtest.InstallCRDs(env.Config, envtest.CRDInstallOptions{Paths: []string{filepath.Join(testdata, "crds")}, ErrorIfPathMissing: true}); err != nil {
+		fmt.Fprintln(os.Stderr, "installing stand-in CRDs:", err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	_ = os.RemoveAll(helmHome)
+	os.Exit(code)
+}
+
+// runHelm runs helm with its cache, config and data directories in a temporary directory.
+func runHelm(t *testing.T, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(helm, args...)
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
+		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return out
+}
+
+// render runs helm template for release cardplane in namespace ns with extra helm arguments.
+func render(t *testing.T, ns string, args ...string) []byte {
+	t.Helper()
+	return runHelm(t, append([]string{"template", "cardplane", chartDir, "--namespace", ns}, args...)...)
+}
+
+// objects splits a rendered manifest into objects.
+func objects(t *testing.T, manifest []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatalf("decoding rendered manifest: %v", err)
+		}
+		if m != nil {
+			objs = append(objs, &unstructured.Unstructured{Object: m})
+		}
+	}
+}
+
+func kinds(objs []*unstructured.Unstructured) []string {
+	var ks []string
+	for _, o := range objs {
+		ks = append(ks, o.GetKind())
+	}
+	return ks
+}
+
+// find returns the only object of kind, converted to out.
+func find(t *testing.T, objs []*unstructured.Unstructured, kind string, out any) {
+	t.Helper()
+	var found []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one %s in the rendered chart, got %d (kinds: %v)", kind, len(found), kinds(objs))
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(found[0].Object, out); err != nil {
+		t.Fatalf("converting %s: %v", kind, err)
+	}
+}
+
+func createNamespace(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dryRun has the API server validate and admit the manifest without storing it, and returns kubectl's output
+// (warnings included).
+func dryRun(t *testing.T, manifest []byte) string {
+	t.Helper()
+	cmd := exec.Command(env.Kubectl, "--kubeconfig", env.Kubeconfig, "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-")
+	cmd.Stdin = bytes.NewReader(manifest)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("server-side dry run refused the rendered chart: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func TestLint(t *testing.T) {
+	out := runHelm(t, "lint", "--strict", chartDir)
+	if !bytes.Contains(out, []byte("0 chart(s) failed")) {
+		t.Errorf("helm lint:\n%s", out)
+	}
+	out = runHelm(t, "lint", "--strict", chartDir, "-f", filepath.Join(testdata, "all-features.yaml"))
+	if !bytes.Contains(out, []byte("0 chart(s) failed")) {
+		t.Errorf("helm lint with every feature on:\n%s", out)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	objs := objects(t, render(t, "cardplane-system"))
+	got := kinds(objs)
+	slices.Sort(got)
+	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "Service", "ServiceAccount"}
+	if !slices.Equal(got, want) {
+		t.Errorf("default kinds = %v, want %v (optional features must be off by default)", got, want)
+	}
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", &d)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas = %v, want 2", d.Spec.Replicas)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	for _, arg := range []string{"manager", "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+		"--webhook-bind-address=:9443", "--webhook-max-body-bytes=1048576", "--authorization-budget=1500ms",
+		"--webhook-tls-cert-file=/tls/tls.crt", "--webhook-tls-key-file=/tls/tls.key",
+		"--spool-dir=/var/lib/cardplane/spool", "--spool-max-bytes=268435456"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("args %v lack %s", c.Args, arg)
+		}
+	}
+	for _, arg := range []string{"--webhook-plain-http", "--allow-loopback-destinations"} {
+		if slices.Contains(c.Args, arg) {
+			t.Errorf("default args %v contain %s", c.Args, arg)
+		}
+	}
+	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--authorization-review-token-file") }) {
+		t.Errorf("the AuthorizationReview token must be off by default: %v", c.Args)
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.ReadinessProbe.HTTPGet.Port.String() != "probes" ||
+		c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.LivenessProbe.HTTPGet.Port.String() != "probes" {
+		t.Errorf("probes: readiness %+v liveness %+v", c.ReadinessProbe, c.LivenessProbe)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources: %+v", c.Resources)
+	}
+	if len(c.VolumeMounts) != 2 || c.VolumeMounts[0].MountPath != "/tls" || d.Spec.Template.Spec.Volumes[0].Secret.SecretName != "cardplane-receiver-tls" {
+		t.Errorf("TLS Secret cardplane-receiver-tls is not mounted at /tls: %+v %+v", c.VolumeMounts, d.Spec.Template.Spec.Volumes)
+	}
+	// The root filesystem is read-only: the spool needs its own writable volume.
+	if len(c.VolumeMounts) != 2 || c.VolumeMounts[1].MountPath != "/var/lib/cardplane/spool" || d.Spec.Template.Spec.Volumes[1].EmptyDir == nil {
+		t.Errorf("no writable spool volume at /var/lib/cardplane/spool: %+v %+v", c.VolumeMounts, d.Spec.Template.Spec.Volumes)
+	}
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if !reflect.DeepEqual(ports, map[string]int32{"webhook": 9443, "metrics": 8080, "probes": 8081}) {
+		t.Errorf("container ports = %v", ports)
+	}
+	services := map[string][2]string{}
+	for _, o := range objs {
+		if o.GetKind() != "Service" {
+			continue
+		}
+		var s corev1.Service
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &s); err != nil {
+			t.Fatal(err)
+		}
+		services[s.Name] = [2]string{fmt.Sprint(s.Spec.Ports[0].Port), s.Spec.Ports[0].TargetPort.String()}
+	}
+	if want := map[string][2]string{"cardplane-receiver": {"443", "webhook"}, "cardplane-metrics": {"8080", "metrics"}}; !reflect.DeepEqual(services, want) {
+		t.Errorf("services = %v, want %v", services, want)
+	}
+	var pdb policyv1.PodDisruptionBudget
+	find(t, objs, "PodDisruptionBudget", &pdb)
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.String() != "1" || pdb.Spec.MaxUnavailable != nil {
+		t.Errorf("PDB minAvailable = %v, want 1", pdb.Spec.MinAvailable)
+	}
+}
+
+func TestSingleReplicaHasNoPDBAndPlainHTTPNoSpool(t *testing.T) {
+	objs := objects(t, render(t, "cardplane-system", "--set", "replicaCount=1", "--set", "webhook.plainHTTP=true", "--set", "spool.enabled=false"))
+	if slices.Contains(kinds(objs), "PodDisruptionBudget") {
+		t.Error("a PodDisruptionBudget with minAvailable 1 on one replica would block every node drain")
+	}
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", &d)
+	c := d.Spec.Template.Spec.Containers[0]
+	if !slices.Contains(c.Args, "--webhook-plain-http") || slices.Contains(c.Args, "--webhook-tls-cert-file=/tls/tls.crt") || !slices.Contains(c.Args, "--spool-dir=") ||
+		len(c.VolumeMounts) != 0 || len(d.Spec.Template.Spec.Volumes) != 0 {
+		t.Errorf("plainHTTP, no spool: args %v mounts %v volumes %v", c.Args, c.VolumeMounts, d.Spec.Template.Spec.Volumes)
+	}
+}
+
+// TestDefaultsPassDryRunAndRestrictedPSS dry-runs the default rendering into a namespace that enforces (and
+// warns about) the restricted Pod Security Standard, then dry-runs a Pod made from the Deployment's template,
+// which the PodSecurity admission plugin rejects on any violation.
+func TestDefaultsPassDryRunAndRestrictedPSS(t *testing.T) {
+	const ns = "cardplane-system"
+	createNamespace(t, ns, map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+		"pod-security.kubernetes.io/warn":    "restricted",
+		"pod-security.kubernetes.io/audit":   "restricted",
+	})
+	manifest := render(t, ns)
+	out := dryRun(t, manifest)
+	if strings.Contains(strings.ToLower(out), "warning") {
+		t.Errorf("server-side dry run warned:\n%s", out)
+	}
+	if got, want := strings.Count(out, "(server dry run)"), len(objects(t, manifest)); got != want {
+		t.Errorf("%d of %d objects dry-run applied:\n%s", got, want, out)
+	}
+
+	var d appsv1.Deployment
+	find(t, objects(t, manifest), "Deployment", &d)
+	pod := func() *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "manager-", Namespace: ns, Labels: d.Spec.Template.Labels},
+			Spec: *d.Spec.Template.Spec.DeepCopy()}
+	}
+	if err := env.Client.Create(context.Background(), pod(), client.DryRunAll); err != nil {
+		t.Errorf("a pod of the default Deployment is refused in a restricted namespace: %v", err)
+	}
+	// The check above means something only if the API server enforces Pod Security: a pod that may escalate
+	// privileges must be refused.
+	bad := pod()
+	bad.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+	err := env.Client.Create(context.Background(), bad, client.DryRunAll)
+	if err == nil || !strings.Contains(err.Error(), "PodSecurity") {
+		t.Errorf("the API server does not enforce Pod Security (a pod without allowPrivilegeEscalation=false was answered %v)", err)
+	}
+	// Likewise the warning check: a Deployment that breaks the standard must draw a warning.
+	out = dryRun(t, render(t, ns, "--set", "securityContext.allowPrivilegeEscalation=null"))
+	if !strings.Contains(out, "would violate PodSecurity") {
+		t.Errorf("a Deployment without allowPrivilegeEscalation=false drew no PodSecurity warning:\n%s", out)
+	}
+}
+
+// TestAllFeaturesPassDryRun renders every optional feature and has the API server validate the result.
+func TestAllFeaturesPassDryRun(t *testing.T) {
+	const ns = "cardplane-all"
+	createNamespace(t, ns, map[string]string{"pod-security.kubernetes.io/warn": "restricted"})
+	manifest := render(t, ns, "-f", filepath.Join(testdata, "all-features.yaml"))
+	objs := objects(t, manifest)
+	for _, k := range []string{"ServiceMonitor", "NetworkPolicy", "Certificate", "PodDisruptionBudget"} {
+		if !slices.Contains(kinds(objs), k) {
+			t.Errorf("every feature on renders no %s (kinds: %v)", k, kinds(objs))
+		}
+	}
+	out := dryRun(t, manifest)
+	if strings.Contains(strings.ToLower(out), "warning") {
+		t.Errorf("server-side dry run warned:\n%s", out)
+	}
+	if got := strings.Count(out, "(server dry run)"); got != len(objs) {
+		t.Errorf("%d of %d objects dry-run applied:\n%s", got, len(objs), out)
+	}
+
+	var d appsv1.Deployment
+	find(t, objs, "Deployment", &d)
+	spec := d.Spec.Template.Spec
+	c := spec.Containers[0]
+	for _, arg := range []string{"--authorization-review-token-file=/var/run/cardplane/review-token/token", "--zap-log-level=debug",
+		"--authorization-budget=900ms", "--webhook-max-body-bytes=2097152"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("args %v lack %s", c.Args, arg)
+		}
+	}
+	if len(spec.Volumes) != 3 || spec.Volumes[0].Secret.SecretName != "cardplane-receiver-tls" ||
+		spec.Volumes[1].Secret.SecretName != "cardplane-review-token" || spec.Volumes[1].Secret.Items[0].Key != "bearer" {
+		t.Errorf("volumes: %+v", spec.Volumes)
+	}
+	if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil || len(spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 1 {
+		t.Errorf("hard anti-affinity: %+v", spec.Affinity)
+	}
+	if len(spec.TopologySpreadConstraints) != 1 {
+		t.Errorf("topology spread: %+v", spec.TopologySpreadConstraints)
+	}
+	var cert unstructured.Unstructured
+	find(t, objs, "Certificate", &cert.Object)
+	if s, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName"); s != "cardplane-receiver-tls" {
+		t.Errorf("the Certificate writes %q, not the Secret the Deployment mounts", s)
+	}
+	names, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if !slices.Contains(names, "cards.example.com") || !slices.Contains(names, "cardplane-receiver."+ns+".svc") {
+		t.Errorf("certificate dnsNames = %v", names)
+	}
+}
+
+// TestClusterRoleMatchesConfig checks that the chart's ClusterRole has exactly the rules controller-gen wrote to
+// config/rbac/role.yaml (`make chart-rbac` copies them).
+func TestClusterRoleMatchesConfig(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want rbacv1.ClusterRole
+	if err := yaml.Unmarshal(bytes.TrimPrefix(src, []byte("---\n")), &want); err != nil {
+		t.Fatal(err)
+	}
+	var got rbacv1.ClusterRole
+	find(t, objects(t, render(t, "cardplane-system")), "ClusterRole", &got)
+	if len(want.Rules) == 0 || !reflect.DeepEqual(got.Rules, want.Rules) {
+		t.Errorf("chart ClusterRole rules differ from config/rbac/role.yaml (run `make chart-rbac`):\nchart:  %+v\nconfig: %+v", got.Rules, want.Rules)
+	}
+}
+
+// TestCRDsMatchConfig checks that charts/cardplane/crds is a copy of config/crd/bases (`make chart-crds`).
+func TestCRDsMatchConfig(t *testing.T) {
+	bases := filepath.Join(testenv.RepoRoot(), "config", "crd", "bases")
+	want, _ := filepath.Glob(filepath.Join(bases, "*.yaml"))
+	got, _ := filepath.Glob(filepath.Join(chartDir, "crds", "*.yaml"))
+	if len(want) == 0 || len(got) != len(want) {
+		t.Fatalf("chart has %d CRDs, config/crd/bases %d (run `make chart-crds`)", len(got), len(want))
+	}
+	for _, w := range want {
+		a, _ := os.ReadFile(w)
+		b, err := os.ReadFile(filepath.Join(chartDir, "crds", filepath.Base(w)))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("charts/cardplane/crds/%s differs from config/crd/bases (run `make chart-crds`): %v", filepath.Base(w), err)
+		}
+	}
+}
