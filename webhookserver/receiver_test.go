@@ -200,7 +200,7 @@ func TestUPayTransactionsAndAuthorization(t *testing.T) {
 
 func TestBadInputIsAnswered(t *testing.T) {
 	ep := upayEndpoint(t, func(ep *cardsv1alpha1.WebhookEndpoint) {
-		ep.Spec.RateLimit = &cardsv1alpha1.RateLimit{RequestsPerSecond: 1, Burst: 8}
+		ep.Spec.RateLimit = &cardsv1alpha1.RateLimit{RequestsPerSecond: 1, Burst: 12}
 	})
 	good := statusEvent("UC2", "1", time.Now(), "o-b")
 	cases := []struct {
@@ -227,6 +227,17 @@ func TestBadInputIsAnswered(t *testing.T) {
 			cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
 			h, _, _ := upay.Encode(cfg, []byte(good), time.Now())
 			return post(t, "/webhooks/"+ep.Namespace+"/"+ep.Name, h, []byte("eyJhbGciOi.encrypted"))
+		}, 400, "Malformed"},
+		{"JSON nested 40 levels deep", func() reply {
+			deep := `{"event":"CSC_STATUS_CHANGE","detail":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`
+			cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+			h, _, _ := upay.Encode(cfg, []byte(good), time.Now()) // the body is refused before the signature is checked
+			return post(t, "/webhooks/"+ep.Namespace+"/"+ep.Name, h, []byte(deep))
+		}, 400, "Malformed"},
+		{"trailing data after the JSON", func() reply {
+			cfg := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+			h, b, _ := upay.Encode(cfg, []byte(good), time.Now())
+			return post(t, "/webhooks/"+ep.Namespace+"/"+ep.Name, h, append(b, []byte(`{"x":1}`)...))
 		}, 400, "Malformed"},
 		{"unknown card status", func() reply { return sendUPay(t, ep, statusEvent("UC2", "99", time.Now(), "o-x"), nil) }, 400, "Malformed"},
 		{"too large", func() reply {
@@ -279,7 +290,7 @@ func TestBadInputIsAnswered(t *testing.T) {
 			}
 		}
 		if limited == 0 {
-			t.Error("20 callbacks at once against a 1/s burst-8 limit: none answered 429")
+			t.Error("20 callbacks at once against a 1/s burst-12 limit: none answered 429")
 		}
 	})
 
