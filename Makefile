@@ -54,6 +54,12 @@ test: control-plane $(HELM) ## Run unit and integration tests against a real kub
 
 FUZZTIME ?= 10s
 
+CHAOS_OUTAGE ?= 60s
+
+.PHONY: test-chaos
+test-chaos: control-plane ## Run the chaos suite with a CHAOS_OUTAGE-long API-server outage (make test runs a 10 s one).
+	CHAOS_OUTAGE=$(CHAOS_OUTAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -count=1 -v -timeout=20m ./test/chaos/
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (CI runs them briefly; crashers go to testdata/fuzz).
 	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
@@ -93,7 +99,7 @@ demo: control-plane build ## Run cardplane on an embedded local control plane wi
 
 .PHONY: run
 run: manifests ## Run the manager against the cluster in the current kubeconfig.
-	go run ./cmd/cardplane manager
+	go run ./cmd/cardplane manager --webhook-plain-http --webhook-bind-address=127.0.0.1:9443 --spool-dir=$(CURDIR)/.cache/spool
 
 ##@ Build
 
