@@ -58,7 +58,7 @@ CHAOS_OUTAGE ?= 60s
 
 .PHONY: test-chaos
 test-chaos: control-plane ## Run the chaos suite with a CHAOS_OUTAGE-long API-server outage (make test runs a 10 s one).
-	CHAOS_OUTAGE=$(CHAOS_OUTAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -count=1 -v -timeout=20m ./test/chaos/
+	CHAOS_OUTAGE=$(CHAOS_OUTAGE) CHAOS_CALLBACKS=10000 KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -count=1 -v -timeout=20m ./test/chaos/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (CI runs them briefly; crashers go to testdata/fuzz).
