@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -19,11 +20,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/pan"
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
@@ -106,6 +109,7 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 		phase string
 	}
 	lastCard, lastTxn := map[string]last{}, map[string]last{}
+	pans := map[string]bool{}
 	phases := map[string]string{"1": "Active", "3": "Frozen"}
 	txPhases := map[string]string{"1": "Completed", "2": "Failed", "3": "Pending"}
 	for i := 0; i < unique; i++ {
@@ -114,8 +118,10 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 		case k < 5: // a card status change
 			card := fmt.Sprintf("U%03d", rng.Intn(unique/10+1))
 			st := []string{"1", "3"}[rng.Intn(2)]
-			body := fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"t","orderNo":"s-%d","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","status":%q,"orderNo":"s-%d","customerNo":"C"}}`,
-				i, at.UnixMilli(), card, st, i)
+			number := fullPAN(card) // a full card number, as UPay sends in some pushes: the leak scan looks for it
+			pans[number] = true
+			body := fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"t","orderNo":"s-%d","timestamp":%d,"detail":{"cardId":%q,"cardNumber":%q,"status":%q,"orderNo":"s-%d","customerNo":"C"}}`,
+				i, at.UnixMilli(), card, number, st, i)
 			list = append(list, callback{"/webhooks/" + ns.Name + "/upay", []byte(body), true})
 			if l, ok := lastCard[card]; !ok || !at.Before(l.at) {
 				lastCard[card] = last{at, phases[st]}
@@ -229,4 +235,56 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 	if lost.Load() != 0 || wrong != 0 || len(cards.Items) != len(wantCards) || len(txns.Items) != len(wantTxns) {
 		t.Error("the load lost, duplicated or misordered something")
 	}
+
+	// Leak scan: every object of the namespace, every Event, every log line and every metric label.
+	var dump bytes.Buffer
+	evs := &corev1.EventList{}
+	eps := &cardsv1alpha1.WebhookEndpointList{}
+	for _, l := range []client.ObjectList{evs, eps} {
+		if err := env.Client.List(ctx, l, client.InNamespace(ns.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []any{cards, txns, evs, eps} {
+		b, _ := json.Marshal(o)
+		dump.Write(b)
+	}
+	dump.WriteString(logs.String())
+	families, _ := metrics.Registry.Gather()
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				dump.WriteString(l.GetValue() + "\n")
+			}
+		}
+	}
+	leaked := 0
+	for p := range pans {
+		if bytes.Contains(dump.Bytes(), []byte(p)) {
+			leaked++
+		}
+	}
+	t.Logf("leak scan: %d full card numbers sent, %d found in %d bytes of objects, Events, logs and metric labels", len(pans), leaked, dump.Len())
+	if leaked != 0 || len(pans) == 0 || !bytes.Contains(dump.Bytes(), []byte(`"last4":"`)) {
+		t.Errorf("%d full card numbers leaked (or the scan saw no card numbers at all)", leaked)
+	}
+}
+
+// fullPAN makes a Luhn-valid 16-digit card number for a card ID.
+func fullPAN(card string) string {
+	digits := fmt.Sprintf("532612%09d", crc(card)%1_000_000_000)
+	for check := 0; check < 10; check++ {
+		if n := digits + strconv.Itoa(check); pan.Luhn(n) {
+			return n
+		}
+	}
+	return ""
+}
+
+func crc(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
 }
