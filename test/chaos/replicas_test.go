@@ -1,0 +1,145 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/webhookserver"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
+	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
+)
+
+// TestTwoReceiversNoLostUpdate: two receiver replicas, each with its own manager, cache and clients, take
+// shuffled status changes for the same five hot cards at once. Every card ends in the state of its newest
+// callback: optimistic concurrency, not in-process state, keeps replicas from overwriting each other.
+func TestTwoReceiversNoLostUpdate(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "replicas-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
+		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey}}); err != nil {
+		t.Fatal(err)
+	}
+	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "upay"},
+		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "creds"}}}
+	if err := env.Client.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var urls []string
+	for r := 0; r < 2; r++ {
+		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+			Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r == 0 { // the leader's reconciler makes the endpoint Ready
+			if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("replicas")}).SetupWithManager(mgr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := webhookserver.WarmCache(mctx, mgr.GetCache()); err != nil {
+			t.Fatal(err)
+		}
+		rcv := &webhookserver.Server{Reader: mgr.GetClient(), Adapters: adapters.All(),
+			Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}}
+		go func() { _ = mgr.Start(mctx) }()
+		srv := httptest.NewServer(rcv.Handler())
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+		waitFor(t, 30*time.Second, "endpoint Ready in replica's cache", func() bool {
+			got := &cardsv1alpha1.WebhookEndpoint{}
+			_ = mgr.GetClient().Get(ctx, client.ObjectKeyFromObject(ep), got)
+			return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
+		})
+	}
+
+	rng := rand.New(rand.NewSource(3))
+	t0 := time.Now().Add(-time.Hour)
+	type cb struct{ body string }
+	var list []cb
+	want := map[string]cardsv1alpha1.CardPhase{}
+	latest := map[string]time.Time{}
+	for i := 0; i < 400; i++ {
+		card := fmt.Sprintf("H%d", i%5)
+		st := []string{"1", "3"}[rng.Intn(2)]
+		at := t0.Add(time.Duration(i) * time.Second)
+		list = append(list, cb{fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"t","orderNo":"r-%d","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","status":%q,"orderNo":"r-%d","customerNo":"C"}}`,
+			i, at.UnixMilli(), card, st, i)})
+		if at.After(latest[card]) {
+			latest[card], want[card] = at, map[string]cardsv1alpha1.CardPhase{"1": cardsv1alpha1.CardActive, "3": cardsv1alpha1.CardFrozen}[st]
+		}
+	}
+	rng.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+
+	resolved := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
+	var acked, failed atomic.Int64
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				h, wire, _ := upay.Encode(resolved, []byte(list[i].body), time.Now())
+				req, _ := http.NewRequest(http.MethodPost, urls[i%2]+"/webhooks/"+ns.Name+"/upay", bytes.NewReader(wire))
+				req.Header = h
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					acked.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := range list {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+
+	cards := &cardsv1alpha1.CardList{}
+	if err := env.Client.List(ctx, cards, client.InNamespace(ns.Name)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]cardsv1alpha1.CardPhase{}
+	for _, c := range cards.Items {
+		got[c.Spec.ProviderCardID] = c.Status.Phase
+	}
+	t.Logf("400 callbacks for 5 cards through 2 replicas: acknowledged %d, failed %d; cards %d; final states %v (want %v)",
+		acked.Load(), failed.Load(), len(cards.Items), got, want)
+	if acked.Load() != 400 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Error("an update was lost or a replica overwrote a newer state")
+	}
+}
