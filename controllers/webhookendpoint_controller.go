@@ -54,6 +54,9 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	cond := metav1.Condition{Type: cardsv1alpha1.ConditionReady, ObservedGeneration: ep.Generation}
 	_, err := endpointconfig.Resolve(ctx, r.Client, ep)
+	if err == nil {
+		err = endpointconfig.Validate(ep)
+	}
 	var cfgErr *endpointconfig.Error
 	switch {
 	case err == nil:

@@ -134,11 +134,6 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
 			return nil, err
 		}
-		if o := ep.Spec.Tevau; o != nil && o.TimeZone != "" {
-			if _, err := time.LoadLocation(o.TimeZone); err != nil {
-				return nil, invalid("tevau.timeZone %q is not an IANA time zone", o.TimeZone)
-			}
-		}
 	case cardsv1alpha1.ProviderBananaTech:
 		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
 			return nil, err
@@ -157,11 +152,6 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	case cardsv1alpha1.ProviderGeneric:
 		if ep.Spec.Generic == nil {
 			return nil, invalid("provider generic needs spec.generic")
-		}
-		// Compile the CEL mapping now, so a bad expression makes the endpoint not Ready at apply time
-		// instead of failing callbacks later. The message names the rule and field.
-		if _, err := mapping.Compile(ep.Spec.Generic); err != nil {
-			return nil, invalid("%v", err)
 		}
 		if ep.Spec.Generic.Signature != "None" {
 			raw, err := need(cardsv1alpha1.SecretKeySigningKey)
@@ -190,6 +180,23 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 		}
 	}
 	return res, nil
+}
+
+// Validate checks what only the reconciler needs to check, once per generation: the Tevau time zone and the
+// generic CEL mapping. The receiver serves an endpoint only while it is Ready at its current generation, so it
+// does not repeat this work (a CEL compile) on every callback. The message names the rule and field.
+func Validate(ep *cardsv1alpha1.WebhookEndpoint) error {
+	if o := ep.Spec.Tevau; ep.Spec.Provider == cardsv1alpha1.ProviderTevau && o != nil && o.TimeZone != "" {
+		if _, err := time.LoadLocation(o.TimeZone); err != nil {
+			return invalid("tevau.timeZone %q is not an IANA time zone", o.TimeZone)
+		}
+	}
+	if ep.Spec.Provider == cardsv1alpha1.ProviderGeneric && ep.Spec.Generic != nil {
+		if _, err := mapping.Compile(ep.Spec.Generic); err != nil {
+			return invalid("%v", err)
+		}
+	}
+	return nil
 }
 
 func secretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {

@@ -96,7 +96,11 @@ func TestResolve(t *testing.T) {
 				b = b.WithObjects(s)
 			}
 			ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ep"}, Spec: c.spec}
+			// What the reconciler decides readiness with.
 			r, err := Resolve(context.Background(), b.Build(), ep)
+			if err == nil {
+				err = Validate(ep)
+			}
 			var cfgErr *Error
 			switch {
 			case c.reason == "" && err != nil:
