@@ -19,6 +19,7 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/projection"
+	"github.com/cardplane/cardplane/internal/text"
 )
 
 // Retry policy defaults of a destination.
@@ -116,7 +117,7 @@ func (p *Projector) Project(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoi
 			continue
 		}
 		cur.Attempts++
-		cur.LastError = clip(err.Error(), 512)
+		cur.LastError = text.Clip(err.Error(), 512)
 		if cur.Attempts >= maxAttempts {
 			failed = append(failed, fmt.Sprintf("%s: %s", d.Name, cur.LastError))
 			p.Recorder.Eventf(x.obj, nil, corev1.EventTypeWarning, "ProjectionFailed", "Deliver",
@@ -134,7 +135,7 @@ func (p *Projector) Project(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoi
 		Message: "No destination has exhausted its retry budget", ObservedGeneration: x.obj.GetGeneration()}
 	if len(failed) > 0 {
 		cond.Status, cond.Reason = metav1.ConditionTrue, "RetryBudgetExhausted"
-		cond.Message = clip("Not delivered (annotate with "+cardsv1alpha1.AnnotationRedeliver+" to retry): "+fmt.Sprint(failed), 1024)
+		cond.Message = text.Clip("Not delivered (annotate with "+cardsv1alpha1.AnnotationRedeliver+" to retry): "+fmt.Sprint(failed), 1024)
 	}
 	if len(failed) > 0 || apimeta.FindStatusCondition(*x.conditions, cond.Type) != nil {
 		apimeta.SetStatusCondition(x.conditions, cond)
@@ -215,13 +216,6 @@ func earliest(a, b time.Duration) time.Duration {
 		return b
 	}
 	return a
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // projectionData is the object as delivered: without managed fields and without the delivery cursors.

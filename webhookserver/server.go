@@ -28,6 +28,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/text"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/event"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
@@ -272,7 +273,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if res.Unknown {
 		c.result = "unknown"
 		s.Counters.Accepted(c.key, received, false, false, true)
-		s.notice(ep, "UnknownEvent", fmt.Sprintf("acknowledged a verified %s callback of unknown event type %q without applying it", ep.Spec.Provider, clip(res.EventType, 64)))
+		s.notice(ep, "UnknownEvent", fmt.Sprintf("acknowledged a verified %s callback of unknown event type %q without applying it", ep.Spec.Provider, text.Clip(res.EventType, 64)))
 		s.remember(replayKey, res.Ack, cfg)
 		write(w, res.Ack)
 		return
@@ -368,7 +369,7 @@ func metricEvent(res *adapter.Result) string {
 	if res.Unknown || res.EventType == "" {
 		return "unknown"
 	}
-	return clip(res.EventType, 64)
+	return text.Clip(res.EventType, 64)
 }
 
 func (s *Server) remember(key string, a adapter.Answer, cfg *endpointconfig.Resolved) {
@@ -535,11 +536,4 @@ func write(w http.ResponseWriter, a adapter.Answer) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(a.Body)
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

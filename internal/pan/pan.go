@@ -83,6 +83,20 @@ func trailingDigits(s string) string {
 
 var digitRun = regexp.MustCompile(`[0-9][0-9 -]{11,30}[0-9]`)
 
+// Redact replaces every full card number in free text (a reason, a description, a merchant name) with
+// "[card number removed]": providers sometimes type one there, and it must not be stored.
+func Redact(text string) string {
+	if len(text) < 13 {
+		return text
+	}
+	return digitRun.ReplaceAllStringFunc(text, func(run string) string {
+		if len(Find(run)) > 0 {
+			return "[card number removed]"
+		}
+		return run
+	})
+}
+
 // Find returns every Luhn-valid run of 13 to 19 digits in text (spaces and dashes allowed between digits):
 // what a leaked card number looks like.
 func Find(text string) []string {

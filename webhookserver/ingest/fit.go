@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"unicode/utf8"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/pan"
+	"github.com/cardplane/cardplane/internal/text"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
@@ -18,9 +19,9 @@ func Fit(ev *event.Event) error {
 	if len(ev.CardID) > 128 {
 		return fmt.Errorf("card ID is longer than 128 characters")
 	}
-	ev.HolderID = clip(ev.HolderID, 128)
-	ev.ID = clip(ev.ID, 128)
-	ev.Type = clip(ev.Type, 64)
+	ev.HolderID = text.Clip(ev.HolderID, 128)
+	ev.ID = text.Clip(ev.ID, 128)
+	ev.Type = text.Clip(ev.Type, 64)
 	if c := ev.Card; c != nil {
 		c.ProviderStatus = clip(c.ProviderStatus, 64)
 		c.Reason = clip(c.Reason, 512)
@@ -34,7 +35,7 @@ func Fit(ev *event.Event) error {
 		k.Reason = clip(k.Reason, 512)
 	}
 	if l := ev.Logistics; l != nil {
-		l.Carrier, l.TrackingNumber = clip(l.Carrier, 128), clip(l.TrackingNumber, 128)
+		l.Carrier, l.TrackingNumber = clip(l.Carrier, 128), text.Clip(l.TrackingNumber, 128)
 	}
 	if a := ev.Authorization; a != nil {
 		if len(a.TransactionID) > 128 {
@@ -43,7 +44,7 @@ func Fit(ev *event.Event) error {
 		if err := checkMoney("amount", &a.Amount); err != nil {
 			return err
 		}
-		a.AuthorizationID, a.Channel = clip(a.AuthorizationID, 128), clip(a.Channel, 32)
+		a.AuthorizationID, a.Channel = text.Clip(a.AuthorizationID, 128), clip(a.Channel, 32)
 		fitMerchant(a.Merchant)
 	}
 	if t := ev.Transaction; t != nil {
@@ -57,7 +58,7 @@ func Fit(ev *event.Event) error {
 		}
 		t.ProviderStatus, t.Channel = clip(t.ProviderStatus, 64), clip(t.Channel, 32)
 		t.Description, t.FailureReason = clip(t.Description, 512), clip(t.FailureReason, 512)
-		t.OriginalTransactionID, t.AuthorizationID = clip(t.OriginalTransactionID, 128), clip(t.AuthorizationID, 128)
+		t.OriginalTransactionID, t.AuthorizationID = text.Clip(t.OriginalTransactionID, 128), text.Clip(t.AuthorizationID, 128)
 		fitMerchant(t.Merchant)
 		if c := t.Crypto; c != nil {
 			c.Asset = strings.ToUpper(c.Asset)
@@ -69,7 +70,7 @@ func Fit(ev *event.Event) error {
 					return fmt.Errorf("%s %q does not fit an 18.18-digit decimal", name, d)
 				}
 			}
-			c.Network = clip(c.Network, 64)
+			c.Network = text.Clip(c.Network, 64)
 		}
 	}
 	return nil
@@ -102,7 +103,7 @@ func fitMerchant(m *cardsv1alpha1.Merchant) {
 	if m == nil {
 		return
 	}
-	m.Name, m.ID = clip(m.Name, 256), clip(m.ID, 64)
+	m.Name, m.ID = clip(m.Name, 256), text.Clip(m.ID, 64)
 	if !mccPattern.MatchString(m.MCC) {
 		m.MCC = ""
 	}
@@ -112,14 +113,7 @@ func fitMerchant(m *cardsv1alpha1.Merchant) {
 	}
 }
 
-// clip shortens s to at most n bytes without splitting a UTF-8 character.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
+// clip bounds provider free text (reasons, descriptions, names) for the API and removes any full card number
+// typed into it: every adapter's events pass through here, so no adapter has to remember to. Identifiers are
+// only bounded (text.Clip): long numeric IDs can look like card numbers.
+func clip(s string, n int) string { return text.Clip(pan.Redact(s), n) }

@@ -58,6 +58,7 @@ import (
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/money"
 	"github.com/cardplane/cardplane/internal/pan"
+	"github.com/cardplane/cardplane/internal/text"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
@@ -879,26 +880,6 @@ func firstOf(d map[string]any, keys ...string) string {
 	return ""
 }
 
-var digitRun = regexp.MustCompile(`[0-9][0-9 -]{11,30}[0-9]`)
-
 // clip prepares provider free text: a full card number in it is removed, and it is shortened to at most n
 // bytes on a rune boundary, for fields the API bounds.
-func clip(s string, n int) string {
-	if len(pan.Find(s)) > 0 {
-		s = digitRun.ReplaceAllStringFunc(s, func(run string) string {
-			if len(pan.Find(run)) > 0 {
-				return "[card number removed]"
-			}
-			return run
-		})
-	}
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+func clip(s string, n int) string { return text.Clip(pan.Redact(s), n) }

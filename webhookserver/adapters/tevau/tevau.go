@@ -787,22 +787,9 @@ func firstText(d map[string]any, keys ...string) string {
 	return ""
 }
 
-var digitRun = regexp.MustCompile(`[0-9][0-9 -]{11,30}[0-9]`)
-
-// text is a free-text field (remark, merchant name, ...): a card number typed into it is cut to its last four
-// digits, so no full PAN reaches the event even by accident.
-func text(m map[string]any, key string) string {
-	s := adapter.Str(m, key)
-	if len(s) < 13 {
-		return s
-	}
-	return digitRun.ReplaceAllStringFunc(s, func(run string) string {
-		if len(pan.Find(run)) == 0 {
-			return run
-		}
-		return "****" + pan.Last4(run)
-	})
-}
+// text is a free-text field (remark, merchant name, ...): a card number typed into it is removed, so no full
+// PAN reaches the event even by accident.
+func text(m map[string]any, key string) string { return pan.Redact(adapter.Str(m, key)) }
 
 func containsAny(s string, subs ...string) bool {
 	for _, sub := range subs {
