@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -96,19 +94,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 	cfg.Host = "https://" + proxy.Addr()
 	cfg.Timeout = 5 * time.Second
 
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "chaos-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
-		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey}}); err != nil {
-		t.Fatal(err)
-	}
-	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "upay"},
-		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "creds"}}}
-	if err := env.Client.Create(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := newUPayEndpoint(t, "chaos")
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}) // several operators in one test binary
@@ -136,11 +122,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 	go func() { _ = mgr.Start(mctx) }()
 	srv := httptest.NewServer(receiver.Handler())
 	defer srv.Close()
-	waitFor(t, 30*time.Second, "endpoint Ready", func() bool {
-		got := &cardsv1alpha1.WebhookEndpoint{}
-		_ = mgr.GetClient().Get(ctx, client.ObjectKeyFromObject(ep), got)
-		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
-	})
+	waitFor(t, 30*time.Second, "endpoint Ready", ready(mgr.GetClient(), ep))
 
 	// The callbacks: 20 cards, each Active then Frozen then (for even cards) Active again, sent shuffled.
 	type callback struct {
@@ -185,7 +167,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 			for try := 0; try < 5; try++ {
 				tries.Add(1)
 				h, wire, _ := upay.Encode(resolved, []byte(body), time.Now())
-				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/"+ns.Name+"/upay", bytes.NewReader(wire))
+				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/"+ep.Namespace+"/upay", bytes.NewReader(wire))
 				req.Header = h
 				resp, err := http.DefaultClient.Do(req)
 				if err == nil {
@@ -208,7 +190,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 	var got map[string]cardsv1alpha1.CardPhase
 	ok := waitFor(t, 60*time.Second, "every card in its last state", func() bool {
 		list := &cardsv1alpha1.CardList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
+		if err := env.Client.List(ctx, list, client.InNamespace(ep.Namespace)); err != nil {
 			return false
 		}
 		got = map[string]cardsv1alpha1.CardPhase{}

@@ -87,11 +87,7 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 	srv := httptest.NewServer(receiver.Handler())
 	defer srv.Close()
 	for _, ep := range []*cardsv1alpha1.WebhookEndpoint{up, ap} {
-		waitFor(t, 30*time.Second, "endpoint Ready", func() bool {
-			got := &cardsv1alpha1.WebhookEndpoint{}
-			_ = mgr.GetClient().Get(ctx, client.ObjectKeyFromObject(ep), got)
-			return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
-		})
+		waitFor(t, 30*time.Second, "endpoint Ready", ready(mgr.GetClient(), ep))
 	}
 
 	// Build the callbacks and, independently, the expected final state.

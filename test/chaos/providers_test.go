@@ -84,11 +84,7 @@ func TestAllProvidersLoad(t *testing.T) {
 	defer srv.Close()
 	resolved := map[cardsv1alpha1.Provider]*endpointconfig.Resolved{}
 	for p, ep := range endpoints {
-		waitFor(t, 30*time.Second, "endpoint "+ep.Name+" Ready", func() bool {
-			got := &cardsv1alpha1.WebhookEndpoint{}
-			_ = mgr.GetClient().Get(ctx, client.ObjectKeyFromObject(ep), got)
-			return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
-		})
+		waitFor(t, 30*time.Second, "endpoint "+ep.Name+" Ready", ready(mgr.GetClient(), ep))
 		if resolved[p], err = endpointconfig.Resolve(ctx, env.Client, ep); err != nil {
 			t.Fatal(err)
 		}

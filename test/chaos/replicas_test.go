@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,19 +33,7 @@ import (
 // callback: optimistic concurrency, not in-process state, keeps replicas from overwriting each other.
 func TestTwoReceiversNoLostUpdate(t *testing.T) {
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "replicas-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
-		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey}}); err != nil {
-		t.Fatal(err)
-	}
-	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "upay"},
-		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "creds"}}}
-	if err := env.Client.Create(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := newUPayEndpoint(t, "replicas")
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var urls []string
@@ -71,11 +57,7 @@ func TestTwoReceiversNoLostUpdate(t *testing.T) {
 		srv := httptest.NewServer(rcv.Handler())
 		defer srv.Close()
 		urls = append(urls, srv.URL)
-		waitFor(t, 30*time.Second, "endpoint Ready in replica's cache", func() bool {
-			got := &cardsv1alpha1.WebhookEndpoint{}
-			_ = mgr.GetClient().Get(ctx, client.ObjectKeyFromObject(ep), got)
-			return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
-		})
+		waitFor(t, 30*time.Second, "endpoint Ready in replica's cache", ready(mgr.GetClient(), ep))
 	}
 
 	rng := rand.New(rand.NewSource(3))
@@ -106,7 +88,7 @@ func TestTwoReceiversNoLostUpdate(t *testing.T) {
 			defer wg.Done()
 			for i := range jobs {
 				h, wire, _ := upay.Encode(resolved, []byte(list[i].body), time.Now())
-				req, _ := http.NewRequest(http.MethodPost, urls[i%2]+"/webhooks/"+ns.Name+"/upay", bytes.NewReader(wire))
+				req, _ := http.NewRequest(http.MethodPost, urls[i%2]+"/webhooks/"+ep.Namespace+"/upay", bytes.NewReader(wire))
 				req.Header = h
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -130,7 +112,7 @@ func TestTwoReceiversNoLostUpdate(t *testing.T) {
 	wg.Wait()
 
 	cards := &cardsv1alpha1.CardList{}
-	if err := env.Client.List(ctx, cards, client.InNamespace(ns.Name)); err != nil {
+	if err := env.Client.List(ctx, cards, client.InNamespace(ep.Namespace)); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]cardsv1alpha1.CardPhase{}

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -96,19 +94,7 @@ func TestManagerKilledMidLoadLosesNothing(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "sigkill-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
-		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey}}); err != nil {
-		t.Fatal(err)
-	}
-	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "upay"},
-		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "creds"}}}
-	if err := env.Client.Create(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := newUPayEndpoint(t, "sigkill")
 
 	addr := freePort(t)
 	mp := &managerProc{
@@ -138,7 +124,7 @@ func TestManagerKilledMidLoadLosesNothing(t *testing.T) {
 	base := "http://" + addr
 	hc := &http.Client{Timeout: 5 * time.Second}
 	receiverUp := func() bool {
-		resp, err := hc.Post(base+"/webhooks/"+ns.Name+"/no-such-endpoint", "application/json", strings.NewReader("{}"))
+		resp, err := hc.Post(base+"/webhooks/"+ep.Namespace+"/no-such-endpoint", "application/json", strings.NewReader("{}"))
 		if err != nil {
 			return false
 		}
@@ -148,11 +134,7 @@ func TestManagerKilledMidLoadLosesNothing(t *testing.T) {
 	if !waitFor(t, 30*time.Second, "receiver answering", receiverUp) {
 		t.FailNow()
 	}
-	if !waitFor(t, 30*time.Second, "endpoint Ready", func() bool {
-		got := &cardsv1alpha1.WebhookEndpoint{}
-		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ep), got)
-		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
-	}) {
+	if !waitFor(t, 30*time.Second, "endpoint Ready", ready(env.Client, ep)) {
 		t.FailNow()
 	}
 
@@ -185,7 +167,7 @@ func TestManagerKilledMidLoadLosesNothing(t *testing.T) {
 	// The provider: 8 workers, each callback up to 5 tries 3 s apart until 200 SUCCESS.
 	resolved := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
 	var acked, lost, tries, failedTries atomic.Int64
-	url := base + "/webhooks/" + ns.Name + "/upay"
+	url := base + "/webhooks/" + ep.Namespace + "/upay"
 	send := func(cb callback) {
 		body := fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"t","orderNo":%q,"timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","status":%q,"orderNo":%q,"customerNo":"C"}}`,
 			cb.id, cb.at.UnixMilli(), cb.card, cb.status, cb.id)
@@ -254,7 +236,7 @@ func TestManagerKilledMidLoadLosesNothing(t *testing.T) {
 	dupObjects := map[string]int{}
 	ok := waitFor(t, 30*time.Second, "every card in its last state", func() bool {
 		list := &cardsv1alpha1.CardList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
+		if err := env.Client.List(ctx, list, client.InNamespace(ep.Namespace)); err != nil {
 			return false
 		}
 		got, stored = map[string]cardsv1alpha1.CardPhase{}, len(list.Items)

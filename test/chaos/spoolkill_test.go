@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -49,19 +47,7 @@ func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "spoolkill-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
-		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey}}); err != nil {
-		t.Fatal(err)
-	}
-	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "upay"},
-		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "creds"}}}
-	if err := env.Client.Create(ctx, ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := newUPayEndpoint(t, "spoolkill")
 	addr := freePort(t)
 	mp := &managerProc{bin: bin, log: filepath.Join(tmp, "manager.log"),
 		args: []string{"manager", "--webhook-plain-http", "--webhook-bind-address=" + addr, "--metrics-bind-address=0",
@@ -77,11 +63,7 @@ func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 	if err := mp.start(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, 30*time.Second, "endpoint Ready", func() bool {
-		got := &cardsv1alpha1.WebhookEndpoint{}
-		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ep), got)
-		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
-	}) {
+	if !waitFor(t, 30*time.Second, "endpoint Ready", ready(env.Client, ep)) {
 		t.FailNow()
 	}
 	time.Sleep(time.Second) // the manager's cache has the Ready endpoint
@@ -97,7 +79,7 @@ func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 		body := fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"t","orderNo":"z-%d","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","status":%q,"orderNo":"z-%d","customerNo":"C"}}`,
 			i, t0.Add(time.Duration(i)*time.Second).UnixMilli(), card, st, i)
 		h, wire, _ := upay.Encode(resolved, []byte(body), time.Now())
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/"+ns.Name+"/upay", bytes.NewReader(wire))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/"+ep.Namespace+"/upay", bytes.NewReader(wire))
 		req.Header = h
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -120,7 +102,7 @@ func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 	var got map[string]cardsv1alpha1.CardPhase
 	ok := waitFor(t, 60*time.Second, "the spool replayed after the restart", func() bool {
 		list := &cardsv1alpha1.CardList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
+		if err := env.Client.List(ctx, list, client.InNamespace(ep.Namespace)); err != nil {
 			return false
 		}
 		got = map[string]cardsv1alpha1.CardPhase{}
