@@ -174,21 +174,14 @@ func (s *Server) reviewCard(ctx context.Context, req *ReviewRequest) (*cardsv1al
 		if ns == "" {
 			ns = ep.Namespace
 		}
-		found := false
-		readable, hashed := ingest.CardNames(ep.Namespace, ep.Name, req.ProviderCardID)
-		for _, name := range []string{readable, hashed} {
-			err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, card)
-			if err == nil && card.Spec.ProviderCardID == req.ProviderCardID && card.Spec.EndpointRef.Name == ep.Name && card.Spec.EndpointRef.Namespace == ep.Namespace {
-				found = true
-				break
-			}
-			if client.IgnoreNotFound(err) != nil {
-				return nil, nil, err
-			}
+		found, err := s.Ingester.FindCard(ctx, &endpointconfig.Resolved{Endpoint: ep, TargetNamespace: ns}, req.ProviderCardID)
+		if err != nil {
+			return nil, nil, err
 		}
-		if !found {
+		if found == nil {
 			return nil, nil, errUnknownCard
 		}
+		card = found
 	}
 	ep := &cardsv1alpha1.WebhookEndpoint{}
 	if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}, ep); err != nil {
