@@ -1,3 +1,9 @@
+//go:build !nodev
+
+// The container image is built with -tags nodev: the embedded control plane needs kube-apiserver and etcd
+// binaries the image does not carry, and envtest's init writes a port cache that a read-only root filesystem
+// refuses (the manager would crash at start).
+
 package main
 
 import (
@@ -28,14 +34,6 @@ import (
 
 // controlPlaneVersion is the Kubernetes version hack/control-plane.sh builds (hack/k8s/go.mod).
 const controlPlaneVersion = "v1.37.2"
-
-func cacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "cardplane")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "cardplane")
-}
 
 func runDevCommand(args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)

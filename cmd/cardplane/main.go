@@ -5,7 +5,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	_ "time/tzdata" // explicit time zones (tevau.timeZone) must work in images without a zoneinfo database
+
+	_ "golang.org/x/crypto/x509roots/fallback" // HTTPS destinations must verify in an image without a CA bundle
 )
 
 const usage = `cardplane turns issued payment cards into Kubernetes objects.
@@ -45,4 +48,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
+}
+
+// cacheDir is where the dev control plane, its kubeconfig and the simulate defaults live.
+func cacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "cardplane")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "cardplane")
 }
