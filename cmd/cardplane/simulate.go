@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +36,7 @@ func runSimulateCommand(args []string) error {
 	url := fs.String("url", "http://127.0.0.1:18443", "base URL of the receiver")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig to read the endpoint and its Secret with (default $KUBECONFIG, then the cardplane dev kubeconfig)")
 	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
+	cacert := fs.String("cacert", "", "PEM file of the CA that signed the receiver's certificate (default: the system roots)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cardplane simulate --endpoint NAMESPACE/NAME (--file PAYLOAD.json | --example NAME) [flags]\n\n")
 		fs.PrintDefaults()
@@ -84,7 +87,19 @@ func runSimulateCommand(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	status, body, err := simulate(ctx, c, client.ObjectKey{Namespace: ns, Name: name}, payload, strings.TrimRight(*url, "/"), time.Now())
+	httpClient := http.DefaultClient
+	if *cacert != "" {
+		pem, err := os.ReadFile(*cacert)
+		if err != nil {
+			return err
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--cacert %s: no PEM certificate in it", *cacert)
+		}
+		httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	}
+	status, body, err := simulate(ctx, c, httpClient, client.ObjectKey{Namespace: ns, Name: name}, payload, strings.TrimRight(*url, "/"), time.Now())
 	if err != nil {
 		return err
 	}
@@ -102,7 +117,7 @@ func readPayload(file string) ([]byte, error) {
 	return os.ReadFile(file)
 }
 
-func simulate(ctx context.Context, c client.Client, key client.ObjectKey, payload []byte, baseURL string, now time.Time) (int, string, error) {
+func simulate(ctx context.Context, c client.Client, httpClient *http.Client, key client.ObjectKey, payload []byte, baseURL string, now time.Time) (int, string, error) {
 	ep := &cardsv1alpha1.WebhookEndpoint{}
 	if err := c.Get(ctx, key, ep); err != nil {
 		return 0, "", fmt.Errorf("reading WebhookEndpoint %s: %w", key, err)
@@ -128,7 +143,7 @@ func simulate(ctx context.Context, c client.Client, key client.ObjectKey, payloa
 		return 0, "", err
 	}
 	req.Header = header
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return 0, "", fmt.Errorf("posting to the receiver: %w", err)
 	}

@@ -6,7 +6,8 @@
 //
 //	ociimage build  --binary linux/amd64=PATH [--binary linux/arm64=PATH] --layout DIR [--tarball FILE --tag REF]
 //	ociimage push   --layout DIR REF
-//	ociimage unpack --layout DIR --platform linux/amd64 --rootfs DIR --config FILE
+//	ociimage unpack (--layout DIR | --image REF) --platform linux/amd64 --rootfs DIR --config FILE
+//	ociimage registry --addr 127.0.0.1:5000     (an in-memory registry, for trying the push and pull locally)
 package main
 
 import (
@@ -17,6 +18,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +28,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -40,7 +45,9 @@ const usage = `ociimage builds the cardplane image without a container engine.
 
   ociimage build  --binary OS/ARCH=PATH ... --layout DIR [--tarball FILE --tag REF] [--created RFC3339] [--version V --revision SHA --source URL]
   ociimage push   --layout DIR REF        push the image index to a registry (credentials from ~/.docker/config.json)
-  ociimage unpack --layout DIR --platform OS/ARCH --rootfs DIR --config FILE
+  ociimage unpack (--layout DIR | --image REF) --platform OS/ARCH --rootfs DIR --config FILE
+                                         extract an image's file system (what a node does before it starts a container)
+  ociimage registry --addr HOST:PORT     serve an in-memory registry (for trying image-push without a registry)
 `
 
 func main() {
@@ -56,6 +63,8 @@ func main() {
 		err = runPush(os.Args[2:])
 	case "unpack":
 		err = runUnpack(os.Args[2:])
+	case "registry":
+		err = runRegistry(os.Args[2:])
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -267,16 +276,23 @@ func runPush(args []string) error {
 func runUnpack(args []string) error {
 	fs := flag.NewFlagSet("unpack", flag.ContinueOnError)
 	layoutDir := fs.String("layout", "", "the OCI layout written by build")
+	imageRef := fs.String("image", "", "pull this image reference from its registry instead of reading --layout")
 	platform := fs.String("platform", "linux/amd64", "which image of the index")
 	rootfs := fs.String("rootfs", "", "directory to extract the image's file system into (must not exist)")
 	configOut := fs.String("config", "", "write the image's config file (JSON) here")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *layoutDir == "" || *rootfs == "" || *configOut == "" {
-		return errors.New("unpack needs --layout, --rootfs and --config")
+	if (*layoutDir == "") == (*imageRef == "") || *rootfs == "" || *configOut == "" {
+		return errors.New("unpack needs one of --layout or --image, and --rootfs and --config")
 	}
-	img, err := imageFor(*layoutDir, *platform)
+	var img v1.Image
+	var err error
+	if *imageRef != "" {
+		img, err = pull(*imageRef, *platform)
+	} else {
+		img, err = imageFor(*layoutDir, *platform)
+	}
 	if err != nil {
 		return err
 	}
@@ -293,6 +309,34 @@ func runUnpack(args []string) error {
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	return untar(rc, *rootfs)
+}
+
+// pull fetches the platform's image of ref; loopback registries are spoken to over plain HTTP, as by a node.
+func pull(ref, platform string) (v1.Image, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	p, err := v1.ParsePlatform(platform)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Image(r, remote.WithPlatform(*p), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+}
+
+func runRegistry(args []string) error {
+	fs := flag.NewFlagSet("registry", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:5000", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("in-memory registry on %s (images are lost when it stops)\n", ln.Addr())
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	return srv.Serve(ln)
 }
 
 func imageFor(layoutDir, platform string) (v1.Image, error) {

@@ -123,6 +123,16 @@ func TestPushToRegistryAndPullBack(t *testing.T) {
 	if len(m.Manifests) != 2 {
 		t.Fatalf("pulled index has %d manifests, want 2", len(m.Manifests))
 	}
+
+	// What a node does: pull its platform's image and extract it.
+	out := t.TempDir()
+	rootfs := filepath.Join(out, "rootfs")
+	if err := runUnpack([]string{"--image", ref, "--platform", "linux/arm64", "--rootfs", rootfs, "--config", filepath.Join(out, "config.json")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(rootfs, "cardplane")); err != nil || string(got) != "binary for linux/arm64" {
+		t.Fatalf("pulled linux/arm64 rootfs/cardplane: %q %v", got, err)
+	}
 }
 
 func TestUnpackWritesTheRootfsAndConfig(t *testing.T) {
