@@ -49,8 +49,9 @@ control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules into th
 	hack/control-plane.sh
 
 .PHONY: test
-test: control-plane $(HELM) ## Run unit and integration tests against a real kube-apiserver and etcd.
-	HELM=$(HELM) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
+test: control-plane $(HELM) $(OCIIMAGE) ## Run unit and integration tests against a real kube-apiserver and etcd.
+	cd hack/tools && go test -count=1 ./ociimage/
+	HELM=$(HELM) OCIIMAGE=$(OCIIMAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
 
 FUZZTIME ?= 10s
 
@@ -131,6 +132,8 @@ image: $(OCIIMAGE) ## Build the image: $(IMAGE_DIR)/oci (OCI layout) and $(IMAGE
 image-push: image ## Push the image index: make image-push IMAGE=registry.example.com/cardplane:v0.1.0 IMAGE_PLATFORMS=linux/amd64,linux/arm64
 	$(OCIIMAGE) push --layout $(IMAGE_DIR)/oci $(IMAGE)
 
+.PHONY: ociimage
+ociimage: $(OCIIMAGE)
 $(OCIIMAGE): hack/tools/go.mod $(wildcard hack/tools/ociimage/*.go)
 	cd hack/tools && go build -o $(OCIIMAGE) ./ociimage
 

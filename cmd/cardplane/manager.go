@@ -84,6 +84,10 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		LeaderElection:          opts.leaderElection,
 		LeaderElectionID:        "cardplane-controllers.cards.cardplane.io",
 		LeaderElectionNamespace: opts.leaderNS,
+		// The process exits as soon as the manager stops, so the lease can be handed back at once: on a
+		// rollout or drain (SIGTERM) another replica takes the controllers over without waiting out the
+		// lease (15 s; measured by test/node before this was set).
+		LeaderElectionReleaseOnCancel: true,
 		// Only rule-set ConfigMaps are cached, not every ConfigMap of the cluster.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: controllers.RuleSetCache},

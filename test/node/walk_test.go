@@ -1,0 +1,393 @@
+// Package node_test walks docs/operations.md "From nothing to a first card" as a user would, command by
+// command, against a real kube-apiserver and etcd, with the image built by `make image-push` into a registry
+// and the chart's pods run from that image by a stand-in node (standin_test.go): runc containers in network
+// namespaces of their own, authenticated to the API server only by their projected ServiceAccount tokens, so
+// the chart's RBAC, leader election, probes, volumes and security context are exercised for real.
+//
+// It needs root, runc and iproute2 (.ci/run installs them); without them it is skipped and says why, unless
+// CARDPLANE_NODE_TEST=required, as in CI.
+package node_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/scheme"
+	"github.com/cardplane/cardplane/internal/testenv"
+)
+
+const namespace = "cardplane-system"
+
+// requirements says what this machine lacks for the walk, or "".
+func requirements() string {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (runc and network namespaces)")
+	}
+	for _, bin := range []string{"runc", "ip", "openssl", "make"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	for _, env := range []string{"KUBEBUILDER_ASSETS", "HELM", "OCIIMAGE"} {
+		if os.Getenv(env) == "" {
+			missing = append(missing, "$"+env+" (run `make test`)")
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// walkBlocks returns the shell blocks of the guide marked `<!-- walk -->`, in order.
+func walkBlocks(t *testing.T, guide string) []string {
+	t.Helper()
+	f, err := os.Open(guide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var blocks []string
+	var cur *strings.Builder
+	marked := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case cur != nil && line == "```":
+			blocks = append(blocks, cur.String())
+			cur = nil
+		case cur != nil:
+			cur.WriteString(line + "\n")
+		case strings.TrimSpace(line) == "<!-- walk -->":
+			marked = true
+		case marked && line == "```sh":
+			cur, marked = &strings.Builder{}, false
+		case marked && strings.TrimSpace(line) != "":
+			t.Fatalf("%s: <!-- walk --> is not followed by a ```sh block but by %q", guide, line)
+		}
+	}
+	if len(blocks) == 0 {
+		t.Fatalf("%s has no <!-- walk --> blocks", guide)
+	}
+	return blocks
+}
+
+func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
+	if missing := requirements(); missing != "" {
+		if os.Getenv("CARDPLANE_NODE_TEST") == "required" {
+			t.Fatalf("the node walk is required here but this machine lacks: %s", missing)
+		}
+		t.Skipf("the node walk needs %s; .ci/run installs them and sets CARDPLANE_NODE_TEST=required", missing)
+	}
+	root := testenv.RepoRoot()
+	blocks := walkBlocks(t, filepath.Join(root, "docs", "operations.md"))
+
+	// A control plane as a cluster's: no CRDs yet (helm installs them), the ServiceAccount admission plugin
+	// on (envtest turns it off), so admitted pods get their projected token volume.
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: "platform-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	registry := startRegistry(t, ctx)
+	apiURL, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := newStandinNode(t, c, apiURL.Host, cfg.CAData, absPath(os.Getenv("OCIIMAGE")))
+	node.Start(namespace)
+	receiver, err := node.Balance(ctx, namespace, "cardplane-receiver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, receiverPort, _ := net.SplitHostPort(receiver)
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(root, ".cache", "tls")) })
+
+	// The guide, block by block, in one shell, as a user pasting it would run it.
+	script := "set -euxo pipefail\n" + strings.Join(blocks, "\n")
+	scriptCtx, stopScript := context.WithCancel(ctx)
+	defer stopScript()
+	node.mu.Lock()
+	node.OnFail = stopScript
+	node.mu.Unlock()
+	cmd := exec.CommandContext(scriptCtx, "bash", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) } // kubectl wait too
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"KUBECONFIG="+kubeconfig,
+		"PATH="+filepath.Dir(absPath(os.Getenv("HELM")))+":"+assets+":"+os.Getenv("PATH"),
+		"REGISTRY="+registry,
+		"VERSION=walk",
+		"RECEIVER=localhost:"+receiverPort,
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	runErr := cmd.Run()
+	t.Logf("the guide's %d blocks ran in %s:\n%s", len(blocks), time.Since(start).Round(time.Second), out.String())
+	if runErr != nil {
+		t.Fatalf("the guide failed: %v (stand-in node errors: %v)", runErr, node.Errors())
+	}
+	if errs := node.Errors(); len(errs) > 0 {
+		t.Fatalf("the stand-in node reported: %v", errs)
+	}
+
+	// What the guide promised: a card, from a callback through the load balancer, written by a pod that
+	// authenticates as the chart's ServiceAccount.
+	var cards cardsv1alpha1.CardList
+	if err := c.List(ctx, &cards, client.InNamespace("payments")); err != nil {
+		t.Fatal(err)
+	}
+	// upay-cs-approved approves a physical card, which then waits for the holder to activate it.
+	if len(cards.Items) != 1 || cards.Items[0].Status.Phase != cardsv1alpha1.CardPendingActivation || cards.Items[0].Spec.Provider != cardsv1alpha1.ProviderUPay {
+		t.Fatalf("cards in payments after the guide: %+v", cards.Items)
+	}
+	if num := cards.Items[0].Status.Number; num == nil || num.BIN == "" || num.Last4 == "" {
+		t.Fatalf("card %s has no BIN and last 4: %+v", cards.Items[0].Name, num)
+	}
+	t.Logf("first card: %s phase %s, number %s…%s", cards.Items[0].Name, cards.Items[0].Status.Phase,
+		cards.Items[0].Status.Number.BIN, cards.Items[0].Status.Number.Last4)
+
+	pods := readyPods(t, c)
+	if len(pods) != 2 {
+		t.Fatalf("want the chart's 2 replicas ready, got %d", len(pods))
+	}
+	for _, p := range pods {
+		checkContainerIdentity(t, node, p)
+	}
+	holder := leaseHolder(t, c)
+	t.Logf("controllers' leader: %s", holder)
+
+	// Every replica runs the receiver: callbacks through the balancer reach both, and each counts its own.
+	for _, example := range []string{"upay-cc-recharge", "upay-card-status", "upay-consume", "upay-cc-refund"} {
+		simulate(t, root, kubeconfig, receiver, example)
+	}
+	for _, p := range pods {
+		eventually(t, 10*time.Second, "pod "+p.Name+" counts callbacks (the balancer sends each replica some)", func() bool {
+			return metricSum(t, p.Status.PodIP, "cardplane_webhook_requests_total") >= 1
+		})
+	}
+
+	// High availability: the leader's pod is deleted (SIGTERM, as by a drain); the other replica takes the
+	// controllers over and a new pod replaces the old one.
+	deleted := time.Now()
+	leader := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: holder}}
+	if err := c.Delete(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	var newHolder string
+	eventually(t, 90*time.Second, "another replica holds the controllers' lease", func() bool {
+		newHolder = leaseHolder(t, c)
+		return newHolder != "" && newHolder != holder
+	})
+	t.Logf("leader %s deleted; %s took over after %s", holder, newHolder, time.Since(deleted).Round(100*time.Millisecond))
+	eventually(t, 90*time.Second, "two ready replicas again", func() bool { return len(readyPods(t, c)) == 2 })
+	// The new leader's controllers work: a second endpoint becomes Ready.
+	mustRun(t, root, kubeconfig, "kubectl", "-n", "payments", "create", "secret", "generic", "upay-second", "--from-literal=signingKey=second-key")
+	mustRun(t, root, kubeconfig, "bash", "-c", `kubectl -n payments apply -f - <<'EOF'
+apiVersion: cards.cardplane.io/v1alpha1
+kind: WebhookEndpoint
+metadata:
+  name: upay-second
+spec:
+  provider: upay
+  credentialsRef:
+    name: upay-second
+EOF
+kubectl -n payments wait --for=condition=Ready webhookendpoint/upay-second --timeout=60s`)
+	if errs := node.Errors(); len(errs) > 0 {
+		t.Fatalf("the stand-in node reported: %v", errs)
+	}
+}
+
+// startRegistry runs `ociimage registry` on a loopback port and returns its host:port.
+func startRegistry(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, absPath(os.Getenv("OCIIMAGE")), "registry", "--addr", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	m := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("registry said %q", line)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return m[1]
+}
+
+func absPath(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(testenv.RepoRoot(), p)
+}
+
+func readyPods(t *testing.T, c client.Client) []corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := c.List(context.Background(), &pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/name": "cardplane"}); err != nil {
+		t.Fatal(err)
+	}
+	var ready []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			ready = append(ready, p)
+		}
+	}
+	return ready
+}
+
+// checkContainerIdentity reads the container's process from the host: the chart's user, no capabilities,
+// no privilege escalation, and a root file system it cannot write.
+func checkContainerIdentity(t *testing.T, node *standinNode, p corev1.Pod) {
+	t.Helper()
+	run := node.Pod(p.Name)
+	if run == nil {
+		t.Fatalf("pod %s is not run by the stand-in node", p.Name)
+	}
+	pid, err := node.containerPID(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(string(status), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	if fields["Uid"] != "65532 65532 65532 65532" || fields["Gid"] != "65532 65532 65532 65532" ||
+		fields["CapEff"] != "0000000000000000" || fields["NoNewPrivs"] != "1" {
+		t.Errorf("pod %s process: Uid %q Gid %q CapEff %q NoNewPrivs %q", p.Name, fields["Uid"], fields["Gid"], fields["CapEff"], fields["NoNewPrivs"])
+	}
+	mountinfo, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		if f := strings.Fields(line); len(f) > 5 && f[4] == "/" && !strings.HasPrefix(f[5], "ro") {
+			t.Errorf("pod %s: root file system mounted %s, want read-only", p.Name, f[5])
+		}
+	}
+}
+
+func leaseHolder(t *testing.T, c client.Client) string {
+	t.Helper()
+	l := &coordinationv1.Lease{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: "cardplane-controllers.cards.cardplane.io"}, l); err != nil {
+		return ""
+	}
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_") // controller-runtime's identity is hostname_uuid
+	return pod
+}
+
+func simulate(t *testing.T, root, kubeconfig, receiver, example string) {
+	t.Helper()
+	mustRun(t, root, kubeconfig, filepath.Join(root, "bin", "cardplane"), "simulate", "--endpoint", "payments/upay-main", "--example", example,
+		"--url", "https://localhost:"+receiver[strings.LastIndex(receiver, ":")+1:], "--cacert", filepath.Join(root, ".cache", "tls", "tls.crt"))
+}
+
+func mustRun(t *testing.T, dir, kubeconfig, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+os.Getenv("KUBEBUILDER_ASSETS")+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// metricSum adds up the samples of a counter on a pod's metrics port.
+func metricSum(t *testing.T, podIP, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + net.JoinHostPort(podIP, "8080") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", timeout, what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
