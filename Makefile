@@ -9,6 +9,13 @@ CONTROLLER_GEN ?= $(BIN)/controller-gen
 HELM ?= $(BIN)/helm
 CHART ?= charts/cardplane
 GO_TEST_FLAGS ?= -count=1 -timeout=25m
+OCIIMAGE ?= $(BIN)/ociimage
+# The container image, built without a container engine (hack/tools/ociimage): the static binary (-tags nodev:
+# no embedded control plane) on an empty base, as an OCI layout and a `docker load` tarball.
+IMAGE ?= cardplane:dev
+IMAGE_PLATFORMS ?= linux/amd64
+IMAGE_DIR ?= $(CURDIR)/.cache/image
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all
 all: build
@@ -107,14 +114,6 @@ run: manifests ## Run the manager against the cluster in the current kubeconfig.
 .PHONY: build
 build: ## Build bin/cardplane.
 	go build -o $(BIN)/cardplane ./cmd/cardplane
-
-# The container image, built without a container engine (hack/tools/ociimage): the static binary (-tags nodev:
-# no embedded control plane) on an empty base, as an OCI layout and a `docker load` tarball.
-IMAGE ?= cardplane:dev
-IMAGE_PLATFORMS ?= linux/amd64
-IMAGE_DIR ?= $(CURDIR)/.cache/image
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-OCIIMAGE ?= $(BIN)/ociimage
 
 .PHONY: image
 image: $(OCIIMAGE) ## Build the image: $(IMAGE_DIR)/oci (OCI layout) and $(IMAGE_DIR)/cardplane.tar (docker load / kind load image-archive).

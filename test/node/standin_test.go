@@ -113,6 +113,13 @@ func newStandinNode(t *testing.T, c client.Client, apiHostPort string, caPEM []b
 // cleanupNetwork removes what an earlier, killed run may have left.
 func cleanupNetwork() {
 	_ = exec.Command("ip", "link", "del", bridgeName).Run()
+	// Host ends of pod veths: a namespace lives on while a socket in it is open, and its veth with it.
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], "cpv") {
+			_ = exec.Command("ip", "link", "del", strings.Split(strings.TrimSuffix(f[1], ":"), "@")[0]).Run()
+		}
+	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], netnsPref) {
@@ -262,6 +269,13 @@ func (n *standinNode) syncPods(ctx context.Context, namespace string) {
 			_ = n.c.Delete(ctx, p, client.GracePeriodSeconds(0))
 		case run == nil:
 			run, err := n.startPod(ctx, p)
+			if errors.Is(err, errWaiting) {
+				n.t.Logf("stand-in node: pod %s waits: %v", key, err)
+				continue
+			}
+			if err != nil && ctx.Err() != nil {
+				return // the test is over
+			}
 			if err != nil {
 				n.fail("pod %s: %v", key, err)
 				p.Status.Phase = corev1.PodFailed
@@ -292,6 +306,12 @@ func (n *standinNode) startPod(ctx context.Context, pod *corev1.Pod) (*podRun, e
 		return nil, err
 	}
 	c := pod.Spec.Containers[0]
+	podDir := filepath.Join(n.dir, "pods", pod.Name)
+	// Volumes first: a Secret or ConfigMap that is not there yet keeps the pod waiting, as on a node.
+	mounts, err := n.volumes(ctx, pod, podDir)
+	if err != nil {
+		return nil, err
+	}
 	image, err := n.pull(c.Image)
 	if err != nil {
 		return nil, fmt.Errorf("ErrImagePull %s: %w", c.Image, err)
@@ -304,7 +324,6 @@ func (n *standinNode) startPod(ctx context.Context, pod *corev1.Pod) (*podRun, e
 	for _, p := range c.Ports {
 		run.ports[p.Name] = p.ContainerPort
 	}
-	podDir := filepath.Join(n.dir, "pods", pod.Name)
 	run.bundle = filepath.Join(podDir, "bundle")
 	run.logPath = filepath.Join(podDir, "container.log")
 	if err := os.MkdirAll(run.bundle, 0o755); err != nil {
@@ -316,10 +335,6 @@ func (n *standinNode) startPod(ctx context.Context, pod *corev1.Pod) (*podRun, e
 	}
 	if err := n.setupNetwork(run); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
-	}
-	mounts, err := n.volumes(ctx, pod, podDir)
-	if err != nil {
-		return nil, fmt.Errorf("volumes: %w", err)
 	}
 	spec, err := n.runtimeSpec(pod, image, run, mounts, podDir)
 	if err != nil {
@@ -400,7 +415,7 @@ func (n *standinNode) pull(ref string) (string, error) {
 // setupNetwork gives the pod a network namespace on the node's bridge, and inside it the `kubernetes`
 // Service address (127.0.0.1:443, forwarded to the API server, as kube-proxy would do for the ClusterIP).
 func (n *standinNode) setupNetwork(run *podRun) error {
-	host := "cpv" + strings.TrimPrefix(run.ip, podSubnet)
+	host := run.hostVeth()
 	for _, args := range [][]string{
 		{"netns", "add", run.netns},
 		{"link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", run.netns},
@@ -423,6 +438,8 @@ func (n *standinNode) setupNetwork(run *podRun) error {
 	go forward(ln, net.JoinHostPort("127.0.0.1", n.apiPort))
 	return nil
 }
+
+func (r *podRun) hostVeth() string { return "cpv" + strings.TrimPrefix(r.ip, podSubnet) }
 
 // listenInNetns opens a listening socket inside a network namespace. The socket stays in that namespace;
 // the thread that entered it is never handed back to the Go scheduler (it ends with its goroutine).
@@ -480,7 +497,7 @@ func (n *standinNode) volumes(ctx context.Context, pod *corev1.Pod, podDir strin
 		case v.Secret != nil:
 			s := &corev1.Secret{}
 			if err := n.c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.Secret.SecretName}, s); err != nil {
-				return nil, fmt.Errorf("secret volume %s: %w", v.Name, err)
+				return nil, waiting(fmt.Errorf("secret volume %s: %w", v.Name, err))
 			}
 			if v.Secret.DefaultMode != nil {
 				mode = os.FileMode(*v.Secret.DefaultMode)
@@ -507,7 +524,7 @@ func (n *standinNode) volumes(ctx context.Context, pod *corev1.Pod, podDir strin
 				case src.ConfigMap != nil:
 					cm := &corev1.ConfigMap{}
 					if err := n.c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: src.ConfigMap.Name}, cm); err != nil {
-						return nil, fmt.Errorf("projected configMap %s: %w", src.ConfigMap.Name, err)
+						return nil, waiting(fmt.Errorf("projected configMap %s: %w", src.ConfigMap.Name, err))
 					}
 					data := map[string][]byte{}
 					for k, v := range cm.Data {
@@ -549,6 +566,16 @@ func (n *standinNode) volumes(ctx context.Context, pod *corev1.Pod, podDir strin
 		dirs[v.Name] = dir
 	}
 	return dirs, nil
+}
+
+// errWaiting marks what a node waits out (FailedMount of a Secret not yet created) instead of failing the pod.
+var errWaiting = errors.New("ContainerCreating")
+
+func waiting(err error) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%w: %w", errWaiting, err)
+	}
+	return err
 }
 
 func project(files map[string][]byte, data map[string][]byte, items []corev1.KeyToPath) error {
@@ -913,6 +940,7 @@ func (n *standinNode) stopPod(run *podRun, grace *int64) {
 	if run.apiLn != nil {
 		run.apiLn.Close()
 	}
+	_ = exec.Command("ip", "link", "del", run.hostVeth()).Run()
 	_ = exec.Command("ip", "netns", "del", run.netns).Run()
 }
 

@@ -92,20 +92,26 @@ func walkBlocks(t *testing.T, guide string) []string {
 	return blocks
 }
 
-func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
+// cluster is a control plane as a cluster's (the ServiceAccount admission plugin on, which envtest turns
+// off, so admitted pods get their projected token volume; no CRDs until the install adds them), a registry,
+// and the stand-in node running the pods of one namespace.
+type cluster struct {
+	c          client.Client
+	kubeconfig string
+	registry   string
+	node       *standinNode
+	ctx        context.Context
+}
+
+func newCluster(t *testing.T, podNamespace string) *cluster {
+	t.Helper()
 	if missing := requirements(); missing != "" {
 		if os.Getenv("CARDPLANE_NODE_TEST") == "required" {
-			t.Fatalf("the node walk is required here but this machine lacks: %s", missing)
+			t.Fatalf("the node tests are required here but this machine lacks: %s", missing)
 		}
-		t.Skipf("the node walk needs %s; .ci/run installs them and sets CARDPLANE_NODE_TEST=required", missing)
+		t.Skipf("the node tests need %s; .ci/run installs them and sets CARDPLANE_NODE_TEST=required", missing)
 	}
-	root := testenv.RepoRoot()
-	blocks := walkBlocks(t, filepath.Join(root, "docs", "operations.md"))
-
-	// A control plane as a cluster's: no CRDs yet (helm installs them), the ServiceAccount admission plugin
-	// on (envtest turns it off), so admitted pods get their projected token volume.
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	env := &envtest.Environment{BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS")}
 	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
 	cfg, err := env.Start()
 	if err != nil {
@@ -124,21 +130,28 @@ func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	work := t.TempDir()
-	kubeconfig := filepath.Join(work, "kubeconfig")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	registry := startRegistry(t, ctx)
 	apiURL, err := url.Parse(cfg.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := newStandinNode(t, c, apiURL.Host, cfg.CAData, absPath(os.Getenv("OCIIMAGE")))
-	node.Start(namespace)
+	cl := &cluster{c: c, kubeconfig: kubeconfig, registry: startRegistry(t, ctx), ctx: ctx,
+		node: newStandinNode(t, c, apiURL.Host, cfg.CAData, absPath(os.Getenv("OCIIMAGE")))}
+	cl.node.Start(podNamespace)
+	return cl
+}
+
+func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
+	root := testenv.RepoRoot()
+	blocks := walkBlocks(t, filepath.Join(root, "docs", "operations.md"))
+	cl := newCluster(t, namespace)
+	c, node, kubeconfig, registry, ctx := cl.c, cl.node, cl.kubeconfig, cl.registry, cl.ctx
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	receiver, err := node.Balance(ctx, namespace, "cardplane-receiver")
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +218,7 @@ func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
 
 	// Every replica runs the receiver: callbacks through the balancer reach both, and each counts its own.
 	for _, example := range []string{"upay-cc-recharge", "upay-card-status", "upay-consume", "upay-cc-refund"} {
-		simulate(t, root, kubeconfig, receiver, example)
+		simulate(t, kubeconfig, receiver, filepath.Join(root, ".cache", "tls", "tls.crt"), "payments/upay-main", example)
 	}
 	for _, p := range pods {
 		eventually(t, 10*time.Second, "pod "+p.Name+" counts callbacks (the balancer sends each replica some)", func() bool {
@@ -278,8 +291,13 @@ func absPath(p string) string {
 
 func readyPods(t *testing.T, c client.Client) []corev1.Pod {
 	t.Helper()
+	return readyPodsIn(t, c, namespace)
+}
+
+func readyPodsIn(t *testing.T, c client.Client, ns string) []corev1.Pod {
+	t.Helper()
 	var pods corev1.PodList
-	if err := c.List(context.Background(), &pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/name": "cardplane"}); err != nil {
+	if err := c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "cardplane"}); err != nil {
 		t.Fatal(err)
 	}
 	var ready []corev1.Pod
@@ -341,10 +359,12 @@ func leaseHolder(t *testing.T, c client.Client) string {
 	return pod
 }
 
-func simulate(t *testing.T, root, kubeconfig, receiver, example string) {
+// simulate sends an example callback to endpoint through the balancer at receiver, trusting cacert.
+func simulate(t *testing.T, kubeconfig, receiver, cacert, endpoint, example string) {
 	t.Helper()
-	mustRun(t, root, kubeconfig, filepath.Join(root, "bin", "cardplane"), "simulate", "--endpoint", "payments/upay-main", "--example", example,
-		"--url", "https://localhost:"+receiver[strings.LastIndex(receiver, ":")+1:], "--cacert", filepath.Join(root, ".cache", "tls", "tls.crt"))
+	root := testenv.RepoRoot()
+	mustRun(t, root, kubeconfig, filepath.Join(root, "bin", "cardplane"), "simulate", "--endpoint", endpoint, "--example", example,
+		"--url", "https://localhost:"+receiver[strings.LastIndex(receiver, ":")+1:], "--cacert", cacert)
 }
 
 func mustRun(t *testing.T, dir, kubeconfig, name string, args ...string) {
