@@ -20,7 +20,7 @@ import (
 // run from the image by the stand-in node, take a first card.
 func TestKustomizeDefaultRunsOnANode(t *testing.T) {
 	root := testenv.RepoRoot()
-	cl := newCluster(t, "cardplane-system")
+	cl := newCluster(t)
 	image := cl.registry + "/cardplane"
 	mustRun(t, root, cl.kubeconfig, "make", "--no-print-directory", "image-push", "build", "IMAGE="+image+":kustomize")
 

@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,8 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -136,32 +135,36 @@ func (n *standinNode) Balance(ctx context.Context, namespace, name string) (stri
 	return ln.Addr().String(), nil
 }
 
-// endpoint picks the i-th (modulo) ready endpoint of a Service.
+// endpoint picks the i-th (modulo) ready endpoint of a Service from its EndpointSlices (which the
+// controller manager's EndpointSlice controller keeps from the pods' readiness), as kube-proxy would.
 func (n *standinNode) endpoint(ctx context.Context, namespace, name string, i uint64) (string, bool) {
 	svc := &corev1.Service{}
 	if err := n.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil || len(svc.Spec.Ports) == 0 {
 		return "", false
 	}
-	sel := labels.SelectorFromSet(svc.Spec.Selector)
-	var ready []*podRun
-	n.mu.Lock()
-	for _, r := range n.pods {
-		if r.ready.Load() && r.pod.Namespace == namespace && sel.Matches(labels.Set(r.pod.Labels)) {
-			ready = append(ready, r)
+	var slices discoveryv1.EndpointSliceList
+	if err := n.c.List(ctx, &slices, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
+		return "", false
+	}
+	var ready []string
+	for _, sl := range slices.Items {
+		var port int32
+		for _, p := range sl.Ports {
+			if p.Name != nil && *p.Name == svc.Spec.Ports[0].Name && p.Port != nil {
+				port = *p.Port
+			}
+		}
+		for _, ep := range sl.Endpoints {
+			if port != 0 && ep.Conditions.Ready != nil && *ep.Conditions.Ready && len(ep.Addresses) > 0 {
+				ready = append(ready, net.JoinHostPort(ep.Addresses[0], strconv.Itoa(int(port))))
+			}
 		}
 	}
-	n.mu.Unlock()
 	if len(ready) == 0 {
 		return "", false
 	}
-	slices.SortFunc(ready, func(a, b *podRun) int { return strings.Compare(a.pod.Name, b.pod.Name) })
-	r := ready[i%uint64(len(ready))]
-	target := svc.Spec.Ports[0].TargetPort
-	port := target.IntVal
-	if target.Type == intstr.String {
-		port = r.ports[target.StrVal]
-	}
-	return net.JoinHostPort(r.ip, strconv.Itoa(int(port))), true
+	sort.Strings(ready)
+	return ready[i%uint64(len(ready))], true
 }
 
 func pipe(conn net.Conn, target string) {

@@ -1,14 +1,14 @@
 package node_test
 
-// The stand-in node: what a cluster's controller manager, kubelet and kube-proxy would do for the cardplane
-// Deployment, done by this test process with real parts where they matter. It creates the Deployment's pods
-// through the API server (so the ServiceAccount and PodSecurity admission plugins admit and mutate them),
-// pulls the pod's image from a registry, and runs each pod's container with runc (the OCI runtime under
-// containerd) in a network namespace of its own, with the pod's user, read-only root, capabilities, volumes
-// (Secrets, emptyDirs, the projected ServiceAccount token) and resource limits. It probes the pods and writes
-// their status, publishes kube-root-ca.crt, forwards the pods' `kubernetes` Service address to the API server,
-// and balances a Service over its ready pods. Anything in a pod spec it does not implement fails the test
-// instead of being ignored.
+// The stand-in node: what a node's kubelet and kube-proxy would do, done by this test process with real parts
+// where they matter. The cluster's own kube-controller-manager and kube-scheduler run beside the API server
+// (Deployments, ReplicaSets, EndpointSlices, the disruption controller, kube-root-ca.crt, node lifecycle), and
+// the scheduler binds pods to this node. The node registers itself and heartbeats, pulls each pod's image from
+// a registry, and runs its container with runc (the OCI runtime under containerd) in a network namespace of
+// its own, with the pod's user, read-only root, capabilities, volumes (Secrets, emptyDirs, the projected
+// ServiceAccount token) and resource limits. It probes the pods and writes their status, forwards the pods'
+// `kubernetes` Service address to the API server, and balances a Service over its ready EndpointSlice
+// endpoints. Anything in a pod spec it does not implement fails the test instead of being ignored.
 
 import (
 	"bytes"
@@ -31,8 +31,9 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -124,23 +125,29 @@ func (n *standinNode) Errors() []string {
 	return slices.Clone(n.errs)
 }
 
-// Start reconciles until the test ends: Deployments in namespace to pods, pods to containers, status back.
-func (n *standinNode) Start(namespace string) {
+// Start runs the node until the test ends: it registers the Node, keeps its heartbeat, and runs the pods the
+// scheduler binds to it.
+func (n *standinNode) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopLoop, n.loopDone = cancel, make(chan struct{})
 	go func() {
 		defer close(n.loopDone)
-		n.run(ctx, namespace)
+		n.run(ctx)
 	}()
 }
 
-func (n *standinNode) run(ctx context.Context, namespace string) {
+func (n *standinNode) run(ctx context.Context) {
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
+	var lastHeartbeat time.Time
 	for {
-		n.publishRootCA(ctx)
-		n.syncDeployments(ctx, namespace)
-		n.syncPods(ctx, namespace)
+		if time.Since(lastHeartbeat) > 5*time.Second {
+			if err := n.heartbeat(ctx); err != nil && ctx.Err() == nil {
+				n.fail("node heartbeat: %v", err)
+			}
+			lastHeartbeat = time.Now()
+		}
+		n.syncPods(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -149,82 +156,59 @@ func (n *standinNode) run(ctx context.Context, namespace string) {
 	}
 }
 
-// publishRootCA does what kube-controller-manager's root-ca-cert-publisher does: the projected
-// ServiceAccount volume reads ca.crt from this ConfigMap.
-func (n *standinNode) publishRootCA(ctx context.Context) {
-	var nss corev1.NamespaceList
-	if err := n.c.List(ctx, &nss); err != nil {
-		return
+// heartbeat registers the Node and renews its Ready condition and Lease, as the kubelet does, so that the
+// scheduler places pods on it and the node lifecycle controller does not evict them.
+func (n *standinNode) heartbeat(ctx context.Context) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{
+		"kubernetes.io/hostname": nodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": runtime.GOARCH}}}
+	if err := n.c.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
 	}
-	for _, ns := range nss.Items {
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "kube-root-ca.crt"},
-			Data: map[string]string{"ca.crt": string(n.caPEM)}}
-		if err := n.c.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) && ctx.Err() == nil {
-			n.fail("publishing kube-root-ca.crt in %s: %v", ns.Name, err)
+	err := retryOnConflict(func() error {
+		if err := n.c.Get(ctx, client.ObjectKey{Name: nodeName}, node); err != nil {
+			return err
 		}
-	}
-}
-
-// syncDeployments is the Deployment and ReplicaSet controllers, without rollouts: each Deployment gets
-// spec.replicas pods from its template, and a status `kubectl rollout status` reads.
-func (n *standinNode) syncDeployments(ctx context.Context, namespace string) {
-	var deps appsv1.DeploymentList
-	if err := n.c.List(ctx, &deps, client.InNamespace(namespace)); err != nil {
-		return
-	}
-	for i := range deps.Items {
-		d := &deps.Items[i]
-		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-		if err != nil {
-			n.fail("deployment %s selector: %v", d.Name, err)
-			continue
-		}
-		var pods corev1.PodList
-		if err := n.c.List(ctx, &pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-			continue
-		}
-		live, ready := 0, 0
-		for _, p := range pods.Items {
-			if p.DeletionTimestamp != nil {
-				continue
-			}
-			live++
-			if podReady(&p) {
-				ready++
+		resources := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"),
+			corev1.ResourceMemory: resource.MustParse("8Gi"), corev1.ResourcePods: resource.MustParse("110")}
+		now := metav1.Now()
+		node.Status.Capacity, node.Status.Allocatable = resources, resources
+		node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: strings.Split(bridgeCIDR, "/")[0]},
+			{Type: corev1.NodeHostName, Address: nodeName}}
+		node.Status.NodeInfo = corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: runtime.GOARCH,
+			KubeletVersion: "v1.37.2", ContainerRuntimeVersion: "runc://stand-in"}
+		ready := corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			Message: "stand-in node is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready.LastTransitionTime = c.LastTransitionTime
 			}
 		}
-		want := 1
-		if d.Spec.Replicas != nil {
-			want = int(*d.Spec.Replicas)
-		}
-		for ; live < want; live++ {
-			pod := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, GenerateName: d.Name + "-",
-					Labels: maps.Clone(d.Spec.Template.Labels), Annotations: maps.Clone(d.Spec.Template.Annotations)},
-				Spec: *d.Spec.Template.Spec.DeepCopy(),
-			}
-			pod.Spec.NodeName = nodeName
-			if err := n.c.Create(ctx, pod); err != nil {
-				if ctx.Err() == nil {
-					n.fail("FailedCreate: pod for deployment %s: %v", d.Name, err)
-				}
-				break
-			}
-		}
-		status := appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: int32(live), UpdatedReplicas: int32(live),
-			ReadyReplicas: int32(ready), AvailableReplicas: int32(ready), UnavailableReplicas: int32(max(0, want-ready))}
-		if d.Status.ObservedGeneration != status.ObservedGeneration || d.Status.Replicas != status.Replicas ||
-			d.Status.ReadyReplicas != status.ReadyReplicas || d.Status.AvailableReplicas != status.AvailableReplicas {
-			d.Status = status
-			_ = n.c.Status().Update(ctx, d)
-		}
+		node.Status.Conditions = []corev1.NodeCondition{ready}
+		return n.c.Status().Update(ctx, node)
+	})
+	if err != nil {
+		return err
 	}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-node-lease", Name: nodeName}}
+	renew := func() {
+		lease.Spec.HolderIdentity = ptr(nodeName)
+		lease.Spec.LeaseDurationSeconds = ptr(int32(40))
+		lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+	}
+	if err := n.c.Get(ctx, client.ObjectKeyFromObject(lease), lease); apierrors.IsNotFound(err) {
+		renew()
+		return n.c.Create(ctx, lease)
+	} else if err != nil {
+		return err
+	}
+	renew()
+	return n.c.Update(ctx, lease)
 }
 
 // syncPods is the kubelet: start the node's new pods, stop the ones being deleted, report status.
-func (n *standinNode) syncPods(ctx context.Context, namespace string) {
+func (n *standinNode) syncPods(ctx context.Context) {
 	var pods corev1.PodList
-	if err := n.c.List(ctx, &pods, client.InNamespace(namespace)); err != nil {
+	if err := n.c.List(ctx, &pods); err != nil {
 		return
 	}
 	for i := range pods.Items {
@@ -512,7 +496,11 @@ func (n *standinNode) stopPod(run *podRun, grace *int64) {
 		_ = exec.Command("runc", "--root", n.runcRoot(), "kill", run.id, "KILL").Run()
 		<-run.exited
 	}
-	n.t.Logf("stand-in node: pod %s stopped (exit code %d); its last lines:\n%s", run.pod.Name, run.exitCode, tail(run.logPath))
+	if run.exitCode != 0 {
+		n.t.Logf("stand-in node: pod %s stopped with exit code %d; its last lines:\n%s", run.pod.Name, run.exitCode, tail(run.logPath))
+	} else {
+		n.t.Logf("stand-in node: pod %s stopped (exit code 0)", run.pod.Name)
+	}
 	_ = exec.Command("runc", "--root", n.runcRoot(), "delete", "--force", run.id).Run()
 	if run.apiLn != nil {
 		run.apiLn.Close()

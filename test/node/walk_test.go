@@ -94,7 +94,7 @@ func walkBlocks(t *testing.T, guide string) []string {
 
 // cluster is a control plane as a cluster's (the ServiceAccount admission plugin on, which envtest turns
 // off, so admitted pods get their projected token volume; no CRDs until the install adds them), a registry,
-// and the stand-in node running the pods of one namespace.
+// the cluster's controller manager and scheduler, and the stand-in node.
 type cluster struct {
 	c          client.Client
 	kubeconfig string
@@ -103,7 +103,7 @@ type cluster struct {
 	ctx        context.Context
 }
 
-func newCluster(t *testing.T, podNamespace string) *cluster {
+func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	if missing := requirements(); missing != "" {
 		if os.Getenv("CARDPLANE_NODE_TEST") == "required" {
@@ -142,14 +142,53 @@ func newCluster(t *testing.T, podNamespace string) *cluster {
 	}
 	cl := &cluster{c: c, kubeconfig: kubeconfig, registry: startRegistry(t, ctx), ctx: ctx,
 		node: newStandinNode(t, c, apiURL.Host, cfg.CAData, absPath(os.Getenv("OCIIMAGE")))}
-	cl.node.Start(podNamespace)
+	startControllers(t, ctx, kubeconfig, cfg.CAData)
+	cl.node.Start()
 	return cl
+}
+
+// startControllers runs the cluster's kube-controller-manager and kube-scheduler (built by
+// hack/control-plane.sh beside the API server) against the test's API server.
+func startControllers(t *testing.T, ctx context.Context, kubeconfig string, caPEM []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	for name, args := range map[string][]string{
+		"kube-controller-manager": {"--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
+			"--authorization-kubeconfig", kubeconfig, "--leader-elect=false", "--root-ca-file", ca,
+			"--bind-address=127.0.0.1", "--secure-port=0", "--controllers=*", "--use-service-account-credentials=false"},
+		"kube-scheduler": {"--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
+			"--authorization-kubeconfig", kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0"},
+	} {
+		logPath := filepath.Join(dir, name+".log")
+		logFile, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(assets, name), args...)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("%s: %v (build it with hack/control-plane.sh)", name, err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			logFile.Close()
+			if t.Failed() {
+				t.Logf("%s log:\n%s", name, tail(logPath))
+			}
+		})
+	}
 }
 
 func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
 	root := testenv.RepoRoot()
 	blocks := walkBlocks(t, filepath.Join(root, "docs", "operations.md"))
-	cl := newCluster(t, namespace)
+	cl := newCluster(t)
 	c, node, kubeconfig, registry, ctx := cl.c, cl.node, cl.kubeconfig, cl.registry, cl.ctx
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	receiver, err := node.Balance(ctx, namespace, "cardplane-receiver")
@@ -253,9 +292,55 @@ spec:
     name: upay-second
 EOF
 kubectl -n payments wait --for=condition=Ready webhookendpoint/upay-second --timeout=60s`)
+
+	// Disruption: draining the node evicts what the chart's PodDisruptionBudget allows and no more, so a
+	// receiver stays ready throughout (the eviction API and the disruption controller are the cluster's own).
+	eventually(t, 90*time.Second, "two ready replicas before the drain", func() bool { return len(readyPods(t, c)) == 2 })
+	minReady := make(chan int)
+	stop := make(chan struct{})
+	go func() {
+		least := 2
+		for {
+			select {
+			case <-stop:
+				minReady <- least
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var pods corev1.PodList
+			if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/name": "cardplane"}); err == nil {
+				n := 0
+				for _, p := range pods.Items {
+					if p.DeletionTimestamp == nil && podReady(&p) {
+						n++
+					}
+				}
+				least = min(least, n)
+			}
+		}
+	}()
+	drain := exec.Command("kubectl", "drain", nodeName, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=20s")
+	drain.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+assets+":"+os.Getenv("PATH"))
+	drainOut, drainErr := drain.CombinedOutput()
+	close(stop)
+	if least := <-minReady; least < 1 {
+		t.Errorf("ready receivers fell to %d during the drain; the PodDisruptionBudget should keep one", least)
+	}
+	if drainErr == nil || !strings.Contains(string(drainOut), "disruption budget") {
+		t.Errorf("kubectl drain should evict one replica and be refused the other by the disruption budget: %v\n%s", drainErr, drainOut)
+	}
+	t.Logf("kubectl drain, refused by the PodDisruptionBudget as expected:\n%s", lastLines(string(drainOut), 4))
+	mustRun(t, root, kubeconfig, "kubectl", "uncordon", nodeName)
+	eventually(t, 90*time.Second, "two ready replicas after the uncordon", func() bool { return len(readyPods(t, c)) == 2 })
+
 	if errs := node.Errors(); len(errs) > 0 {
 		t.Fatalf("the stand-in node reported: %v", errs)
 	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // startRegistry runs `ociimage registry` on a loopback port and returns its host:port.
