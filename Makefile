@@ -52,7 +52,7 @@ verify: manifests generate chart ## Fail when generated files are stale or gofmt
 	  echo "generated files are stale; run 'make manifests generate chart' and commit:"; git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; fi
 
 .PHONY: control-plane
-control-plane: ## Build kube-apiserver, etcd and kubectl from Go modules into the cache (once).
+control-plane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager and kube-scheduler from Go modules into the cache (once).
 	hack/control-plane.sh
 
 .PHONY: test
