@@ -57,7 +57,7 @@ control-plane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager a
 
 .PHONY: test
 test: control-plane $(HELM) $(OCIIMAGE) ## Run unit and integration tests against a real kube-apiserver and etcd.
-	cd hack/tools && go test -count=1 ./ociimage/
+	cd hack/tools && go test -count=1 ./ociimage/ ./alerts/
 	HELM=$(HELM) OCIIMAGE=$(OCIIMAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
 
 FUZZTIME ?= 10s

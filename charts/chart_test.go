@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -308,13 +309,105 @@ func TestDefaultsPassDryRunAndRestrictedPSS(t *testing.T) {
 	}
 }
 
+// TestPrometheusRuleCarriesTheAlertsFile: the PrometheusRule's groups are files/alerts.yaml's, unchanged (the
+// alerts' {{ $labels }} templates must reach Prometheus, not be rendered by helm).
+func TestPrometheusRuleCarriesTheAlertsFile(t *testing.T) {
+	objs := objects(t, render(t, "cardplane-system", "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.labels.release=prom"))
+	var rule *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "PrometheusRule" {
+			rule = o
+		}
+	}
+	if rule == nil {
+		t.Fatalf("no PrometheusRule rendered (kinds: %v)", kinds(objs))
+	}
+	raw, err := os.ReadFile(filepath.Join(chartDir, "files", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rule.Object["spec"].(map[string]any)["groups"], file["groups"]) {
+		t.Errorf("the PrometheusRule's groups differ from files/alerts.yaml:\n%v", rule.Object["spec"])
+	}
+	if rule.GetLabels()["release"] != "prom" {
+		t.Errorf("labels %v lack release=prom", rule.GetLabels())
+	}
+	if !strings.Contains(string(raw), "{{ $labels.endpoint }}") {
+		t.Error("files/alerts.yaml has no {{ $labels }} template: this test no longer shows they survive helm")
+	}
+}
+
+// TestAlertsUseWhatTheCodeExports: every cardplane metric an alert reads is one the code declares, and every
+// result label value it matches is one the receiver writes (hack/tools/alerts evaluates the expressions; this
+// keeps them pointed at real series).
+func TestAlertsUseWhatTheCodeExports(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "files", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+				Expr  string `json:"expr"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	var code strings.Builder
+	for _, dir := range []string{"webhookserver", "internal", "controllers"} {
+		err := filepath.WalkDir(filepath.Join(testenv.RepoRoot(), dir), func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+				b, err := os.ReadFile(path)
+				code.Write(b)
+				return err
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	metric := regexp.MustCompile(`\bcardplane_[a-z_]+`)
+	result := regexp.MustCompile(`result=~?"([^"]+)"`)
+	checked := 0
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			for _, m := range metric.FindAllString(r.Expr, -1) {
+				name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
+				if !strings.Contains(code.String(), `Name: "`+name+`"`) && !strings.Contains(code.String(), `Name:    "`+name+`"`) {
+					t.Errorf("alert %s reads %s, which the code does not declare", r.Alert, name)
+				}
+				checked++
+			}
+			for _, m := range result.FindAllStringSubmatch(r.Expr, -1) {
+				for _, v := range strings.Split(m[1], "|") {
+					if !strings.Contains(code.String(), `"`+v+`"`) {
+						t.Errorf("alert %s matches result %q, which the code never writes", r.Alert, v)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d metric names and result values checked: the patterns no longer match alerts.yaml", checked)
+	}
+}
+
 // TestAllFeaturesPassDryRun renders every optional feature and has the API server validate the result.
 func TestAllFeaturesPassDryRun(t *testing.T) {
 	const ns = "cardplane-all"
 	createNamespace(t, ns, map[string]string{"pod-security.kubernetes.io/warn": "restricted"})
 	manifest := render(t, ns, "-f", filepath.Join(testdata, "all-features.yaml"))
 	objs := objects(t, manifest)
-	for _, k := range []string{"ServiceMonitor", "NetworkPolicy", "Certificate", "PodDisruptionBudget"} {
+	for _, k := range []string{"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "Certificate", "PodDisruptionBudget"} {
 		if !slices.Contains(kinds(objs), k) {
 			t.Errorf("every feature on renders no %s (kinds: %v)", k, kinds(objs))
 		}
