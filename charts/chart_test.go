@@ -195,7 +195,7 @@ func TestDefaults(t *testing.T) {
 	}
 	c := d.Spec.Template.Spec.Containers[0]
 	for _, arg := range []string{"manager", "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
-		"--webhook-bind-address=:9443", "--webhook-max-body-bytes=1048576", "--authorization-budget=1500ms",
+		"--webhook-bind-address=:9443", "--webhook-max-body-bytes=1048576", "--authorization-budget=1500ms", "--shutdown-delay=5s",
 		"--webhook-tls-cert-file=/tls/tls.crt", "--webhook-tls-key-file=/tls/tls.key",
 		"--spool-dir=/var/lib/cardplane/spool", "--spool-max-bytes=268435456"} {
 		if !slices.Contains(c.Args, arg) {

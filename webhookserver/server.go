@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -99,10 +100,11 @@ type Server struct {
 	Spool *spool.Spool
 	Now   func() time.Time
 
-	initOnce sync.Once
-	limiters sync.Map // endpoint UID/generation -> *rate.Limiter
-	replays  *cache.LRUExpireCache
-	notices  *cache.LRUExpireCache // rate limits Kubernetes Events about unknown event types
+	initOnce  sync.Once
+	limiters  sync.Map // endpoint UID/generation -> *rate.Limiter
+	replays   *cache.LRUExpireCache
+	notices   *cache.LRUExpireCache // rate limits Kubernetes Events about unknown event types
+	listening atomic.Bool
 }
 
 func (s *Server) init() {
@@ -158,6 +160,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("receiver: %w", err)
 	}
+	s.listening.Store(true)
+	defer s.listening.Store(false)
 	errc := make(chan error, 1)
 	go func() {
 		if s.PlainHTTP {
@@ -175,6 +179,15 @@ func (s *Server) Start(ctx context.Context) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// Ready is the receiver's readiness check: it fails until the receiver listens (so a new replica gets no
+// traffic before it can answer) and after it stopped.
+func (s *Server) Ready(*http.Request) error {
+	if !s.listening.Load() {
+		return errors.New("the receiver is not listening")
+	}
+	return nil
 }
 
 // NeedLeaderElection is false: every replica receives.

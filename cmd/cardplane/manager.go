@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +44,10 @@ type managerOptions struct {
 	reviewTokenFile string
 	spoolDir        string
 	spoolMaxBytes   int64
+	// shutdownDelay is how long a stopping replica stays up, not ready, still receiving (see shutdownContext).
+	shutdownDelay time.Duration
+	// draining is set when shutdown begins; /readyz fails from then on.
+	draining atomic.Bool
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -55,6 +64,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.webhook.TLSKeyFile, "webhook-tls-key-file", "", "TLS key of the receiver (PEM)")
 	fs.BoolVar(&o.webhook.PlainHTTP, "webhook-plain-http", false, "serve the receiver without TLS (only behind a TLS-terminating proxy, or locally)")
 	fs.Int64Var(&o.webhook.MaxBodyBytes, "webhook-max-body-bytes", webhookserver.DefaultMaxBodyBytes, "largest callback body accepted; larger ones are answered 413")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, keep receiving this long while /readyz fails, so load balancers stop sending before the receiver closes (then in-flight callbacks get up to 20 s more)")
 	fs.DurationVar(&o.webhook.AuthorizationBudget, "authorization-budget", 1500*time.Millisecond, "time allowed to answer a real-time authorization request (below the provider's deadline)")
 }
 
@@ -72,7 +82,30 @@ func runManagerCommand(args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	return runManager(ctrl.SetupSignalHandler(), cfg, opts)
+	return runManager(shutdownContext(opts.shutdownDelay, &opts.draining), cfg, opts)
+}
+
+// shutdownContext ends delay after the first SIGTERM or interrupt. Until then the replica keeps receiving
+// but reports not ready (draining), because Services, ingress controllers and load balancers learn of a
+// terminating pod a little late: callbacks they still send must not be refused. A second signal exits at once.
+func shutdownContext(delay time.Duration, draining *atomic.Bool) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		draining.Store(true)
+		ctrl.Log.WithName("setup").Info("Shutting down: not ready, still receiving", "delay", delay.String())
+		select {
+		case <-time.After(delay):
+		case <-signals:
+			os.Exit(1)
+		}
+		cancel()
+		<-signals
+		os.Exit(1)
+	}()
+	return ctx
 }
 
 // runManager runs the controllers until ctx ends.
@@ -164,7 +197,12 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("receiver", func(req *http.Request) error {
+		if opts.draining.Load() {
+			return errors.New("shutting down")
+		}
+		return receiver.Ready(req)
+	}); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting manager")

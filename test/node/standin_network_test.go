@@ -109,14 +109,28 @@ func forward(ln net.Listener, target string) {
 }
 
 // Balance is a Service of type LoadBalancer: it listens on the host's loopback and spreads connections
-// over the ready pods matching the selector of Service namespace/name (read at each connection, so it may be
-// created later), on its first port's target port.
+// over the ready endpoints of Service namespace/name (which may be created later). Like kube-proxy, it
+// programs its view of the endpoints periodically (proxySync), not at each change: a pod that just began
+// terminating may still be sent connections for up to that long, as in a cluster.
 func (n *standinNode) Balance(ctx context.Context, namespace, name string) (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	context.AfterFunc(ctx, func() { ln.Close() })
+	var endpoints atomic.Pointer[[]string]
+	endpoints.Store(&[]string{})
+	go func() {
+		for {
+			eps := n.readyEndpoints(ctx, namespace, name)
+			endpoints.Store(&eps)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(proxySync):
+			}
+		}
+	}()
 	var next atomic.Uint64
 	go func() {
 		for {
@@ -124,27 +138,31 @@ func (n *standinNode) Balance(ctx context.Context, namespace, name string) (stri
 			if err != nil {
 				return
 			}
-			target, ok := n.endpoint(ctx, namespace, name, next.Add(1))
-			if !ok {
+			eps := *endpoints.Load()
+			if len(eps) == 0 {
 				conn.Close() // no Service or no ready endpoints: refused, as by kube-proxy
 				continue
 			}
-			go pipe(conn, target)
+			go pipe(conn, eps[next.Add(1)%uint64(len(eps))])
 		}
 	}()
 	return ln.Addr().String(), nil
 }
 
-// endpoint picks the i-th (modulo) ready endpoint of a Service from its EndpointSlices (which the
-// controller manager's EndpointSlice controller keeps from the pods' readiness), as kube-proxy would.
-func (n *standinNode) endpoint(ctx context.Context, namespace, name string, i uint64) (string, bool) {
+// proxySync is how often the balancer reprograms its endpoints (kube-proxy's --iptables-min-sync-period
+// defaults to 1 s; ingress controllers and cloud load balancers are often slower).
+const proxySync = time.Second
+
+// readyEndpoints are a Service's ready endpoints from its EndpointSlices (which the controller manager's
+// EndpointSlice controller keeps from the pods' readiness and termination), sorted.
+func (n *standinNode) readyEndpoints(ctx context.Context, namespace, name string) []string {
 	svc := &corev1.Service{}
 	if err := n.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, svc); err != nil || len(svc.Spec.Ports) == 0 {
-		return "", false
+		return nil
 	}
 	var slices discoveryv1.EndpointSliceList
 	if err := n.c.List(ctx, &slices, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
-		return "", false
+		return nil
 	}
 	var ready []string
 	for _, sl := range slices.Items {
@@ -160,11 +178,8 @@ func (n *standinNode) endpoint(ctx context.Context, namespace, name string, i ui
 			}
 		}
 	}
-	if len(ready) == 0 {
-		return "", false
-	}
 	sort.Strings(ready)
-	return ready[i%uint64(len(ready))], true
+	return ready
 }
 
 func pipe(conn net.Conn, target string) {

@@ -26,11 +26,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/scheme"
@@ -38,6 +40,8 @@ import (
 )
 
 const namespace = "cardplane-system"
+
+func init() { ctrllog.SetLogger(logr.Discard()) } // envtest logs through controller-runtime; nothing to show
 
 // requirements says what this machine lacks for the walk, or "".
 func requirements() string {
@@ -332,6 +336,48 @@ kubectl -n payments wait --for=condition=Ready webhookendpoint/upay-second --tim
 	t.Logf("kubectl drain, refused by the PodDisruptionBudget as expected:\n%s", lastLines(string(drainOut), 4))
 	mustRun(t, root, kubeconfig, "kubectl", "uncordon", nodeName)
 	eventually(t, 90*time.Second, "two ready replicas after the uncordon", func() bool { return len(readyPods(t, c)) == 2 })
+
+	// A rolling upgrade (a new image tag) while callbacks keep coming through the balancer: none may fail.
+	mustRun(t, root, kubeconfig, absPath(os.Getenv("OCIIMAGE")), "push", "--layout", filepath.Join(root, ".cache", "image", "oci"), registry+"/cardplane:walk-2")
+	sent, failed := make(chan int), make(chan []string)
+	stopLoad := make(chan struct{})
+	go func() {
+		var failures []string
+		n := 0
+		for {
+			select {
+			case <-stopLoad:
+				sent <- n
+				failed <- failures
+				return
+			default:
+			}
+			cmd := exec.Command(filepath.Join(root, "bin", "cardplane"), "simulate", "--endpoint", "payments/upay-main", "--example", "upay-card-status",
+				"--url", "https://localhost:"+receiverPort, "--cacert", filepath.Join(root, ".cache", "tls", "tls.crt"))
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %v: %s", time.Now().Format("15:04:05.000"), err, lastLines(string(out), 2)))
+			}
+			n++
+		}
+	}()
+	upgradeStart := time.Now()
+	mustRun(t, root, kubeconfig, filepath.Dir(absPath(os.Getenv("HELM")))+"/helm", "upgrade", "cardplane", "charts/cardplane", "--namespace", namespace,
+		"--reuse-values", "--set", "image.tag=walk-2")
+	mustRun(t, root, kubeconfig, "kubectl", "-n", namespace, "rollout", "status", "deployment/cardplane", "--timeout=3m")
+	rollout := time.Since(upgradeStart)
+	time.Sleep(2 * time.Second) // callbacks after the last old pod is gone
+	close(stopLoad)
+	total, failures := <-sent, <-failed
+	t.Logf("rolling upgrade in %s: %d callbacks through the balancer, %d failed", rollout.Round(100*time.Millisecond), total, len(failures))
+	if len(failures) > 0 || total < 10 {
+		t.Errorf("callbacks failed during the rolling upgrade (%d of %d):\n%s", len(failures), total, strings.Join(failures, "\n"))
+	}
+	for _, p := range readyPods(t, c) {
+		if img := p.Spec.Containers[0].Image; !strings.HasSuffix(img, ":walk-2") {
+			t.Errorf("pod %s still runs %s after the upgrade", p.Name, img)
+		}
+	}
 
 	if errs := node.Errors(); len(errs) > 0 {
 		t.Fatalf("the stand-in node reported: %v", errs)
