@@ -58,7 +58,9 @@ control-plane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager a
 .PHONY: test
 test: control-plane $(HELM) $(OCIIMAGE) ## Run unit and integration tests against a real kube-apiserver and etcd.
 	cd hack/tools && go test -count=1 ./ociimage/ ./alerts/
-	HELM=$(HELM) OCIIMAGE=$(OCIIMAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
+	@# test/node runs a cluster and pods of its own: alone, so that it and the chaos tests do not starve each other.
+	HELM=$(HELM) OCIIMAGE=$(OCIIMAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/node)
+	HELM=$(HELM) OCIIMAGE=$(OCIIMAGE) KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./test/node/
 
 FUZZTIME ?= 10s
 

@@ -93,14 +93,16 @@ func TestTwoReceiversNoLostUpdate(t *testing.T) {
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					failed.Add(1)
+					t.Logf("callback %d: %v", i, err)
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
 					acked.Add(1)
 				} else {
 					failed.Add(1)
+					t.Logf("callback %d: HTTP %d %s", i, resp.StatusCode, body)
 				}
 			}
 		}()

@@ -14,6 +14,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -250,11 +251,17 @@ func (in *Ingester) labelHolder(ctx context.Context, card *cardsv1alpha1.Card, h
 	return nil
 }
 
+// conflictBackoff paces re-reads after a write conflict. Writers of one hot card (every replica, provider
+// retries, authorizations) can conflict several times in a row: client-go's DefaultRetry (5 tries within
+// about 50 ms) gave up under such load and the callback was answered 5xx. Growing, jittered waits spread the
+// writers apart; the caller's deadline (the receiver's StoreTimeout) still bounds the whole.
+var conflictBackoff = wait.Backoff{Steps: 12, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 400 * time.Millisecond}
+
 // updateCard applies mutate to the card's status and writes it with a resourceVersion precondition,
 // re-reading and re-applying on conflict. mutate reports whether it changed anything.
 func (in *Ingester) updateCard(ctx context.Context, card *cardsv1alpha1.Card, mutate func(*cardsv1alpha1.CardStatus) bool) (bool, error) {
 	changed, first := false, true
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(conflictBackoff, func() error {
 		if !first {
 			if err := in.fresh(ctx, card); err != nil {
 				return err
@@ -312,7 +319,7 @@ const annotationEndpoint = "cards.cardplane.io/endpoint"
 
 func (in *Ingester) updateTransaction(ctx context.Context, txn *cardsv1alpha1.CardTransaction, mutate func(*cardsv1alpha1.CardTransactionStatus) bool) (bool, error) {
 	changed, first := false, true
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(conflictBackoff, func() error {
 		if !first {
 			if err := in.fresh(ctx, txn); err != nil {
 				return err
