@@ -1,7 +1,7 @@
 // Package alerts checks charts/cardplane/files/alerts.yaml with Prometheus' own code: every rule parses and
 // validates as Prometheus loads a rule file, and each alert's expression is evaluated (promqltest, the PromQL
 // test language of Prometheus' own tests) against series that must fire it and series that must not, in
-// testdata/alerts.test, where {{Name}} stands for the expression of alert Name. `for` durations are not
+// testdata/alerts.promqltest, where {{Name}} stands for the expression of alert Name. `for` durations are not
 // evaluated: an instant query shows whether the condition holds.
 package alerts
 
@@ -42,7 +42,7 @@ func TestAlertsFireWhenTheyShouldAndOnlyThen(t *testing.T) {
 		}
 	}
 
-	raw, err := os.ReadFile(filepath.Join("testdata", "alerts.test"))
+	raw, err := os.ReadFile(filepath.Join("testdata", "alerts.promqltest"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestAlertsFireWhenTheyShouldAndOnlyThen(t *testing.T) {
 		}
 		expr, ok := exprs[m[1]]
 		if !ok {
-			t.Fatalf("alerts.test line %d: no alert %s in alerts.yaml", i+1, m[1])
+			t.Fatalf("alerts.promqltest line %d: no alert %s in alerts.yaml", i+1, m[1])
 		}
 		next := ""
 		if i+1 < len(lines) {
