@@ -113,7 +113,6 @@ func runBuild(args []string) error {
 		"org.opencontainers.image.title":    "cardplane",
 		"org.opencontainers.image.version":  *version,
 		"org.opencontainers.image.source":   *source,
-		"org.opencontainers.image.licenses": "Apache-2.0",
 	}}
 	if *revision != "" {
 		opts.Labels["org.opencontainers.image.revision"] = *revision
