@@ -110,9 +110,9 @@ func runBuild(args []string) error {
 		return fmt.Errorf("--created: %w", err)
 	}
 	opts := BuildOptions{Binaries: map[string]string{}, Created: t.UTC(), Labels: map[string]string{
-		"org.opencontainers.image.title":    "cardplane",
-		"org.opencontainers.image.version":  *version,
-		"org.opencontainers.image.source":   *source,
+		"org.opencontainers.image.title":   "cardplane",
+		"org.opencontainers.image.version": *version,
+		"org.opencontainers.image.source":  *source,
 	}}
 	if *revision != "" {
 		opts.Labels["org.opencontainers.image.revision"] = *revision
