@@ -48,6 +48,7 @@ vet: ## Run go vet.
 verify: manifests generate chart ## Fail when generated files are stale or gofmt/go vet complain.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	go vet ./...
+	cd hack/tools && go vet ./ociimage/ ./alerts/
 	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
 	  echo "generated files are stale; run 'make manifests generate chart' and commit:"; git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; fi
 
