@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -15,8 +16,10 @@ import (
 // manager syncs them before the receiver serves: informers start lazily otherwise, and the first request
 // would wait for a sync (over a second on a large cluster), breaking an authorization deadline.
 func WarmCache(ctx context.Context, c cache.Informers) error {
+	secrets := &metav1.PartialObjectMetadata{} // metadata only: see SecretReader
+	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	for _, obj := range []client.Object{&cardsv1alpha1.WebhookEndpoint{}, &cardsv1alpha1.Card{},
-		&cardsv1alpha1.CardTransaction{}, &corev1.Secret{}} {
+		&cardsv1alpha1.CardTransaction{}, secrets} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("starting the %T informer: %w", obj, err)
 		}

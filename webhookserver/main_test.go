@@ -38,6 +38,9 @@ var (
 	mgrCtx   context.Context
 	// ruleSets are the rule sets in force for the receiver under test (the RuleSet reconciler's store).
 	ruleSets = &authz.Store{}
+	// secrets is the receiver's Secret reader; directReads counts its reads from the API server.
+	secrets     *webhookserver.SecretReader
+	directReads *countingReader
 )
 
 const reviewToken = "test-review-token-0123456789"
@@ -82,7 +85,9 @@ func (b *syncBuffer) Len() int {
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.UseDevMode(true)))
 	k8s = env.Client
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	// Secrets as in cmd/cardplane: metadata cached, data read through a SecretReader.
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -91,15 +96,17 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	directReads = &countingReader{Reader: mgr.GetAPIReader()}
+	secrets = &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: directReads}
 	receiver = &webhookserver.Server{
 		Options:    webhookserver.Options{ReviewToken: reviewToken},
 		Authorizer: &authz.Authorizer{Store: ruleSets, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
-		Reader:     mgr.GetClient(),
+		Reader:     secrets,
 		Ingester:   &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
 		Adapters:   adapters.All(),
 		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
 		Counters:   &webhookserver.Counters{},
-		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(),
+		Challenges: &webhookserver.ChallengeForwarder{Reader: secrets,
 			Sender: &projection.Sender{AllowLoopback: true}, Backoff: 50 * time.Millisecond},
 	}
 	ctx, cancel := context.WithCancel(context.Background())

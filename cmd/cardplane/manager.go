@@ -125,6 +125,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: controllers.RuleSetCache},
 		}},
+		// Secrets are never cached whole: only their metadata is (for rotation), and webhookserver.SecretReader
+		// keeps the data of the Secrets endpoints name.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -135,8 +138,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	secrets := &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: mgr.GetAPIReader()}
 	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
-	projector := &controllers.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: sender,
+	projector := &controllers.Projector{Reader: secrets, APIReader: mgr.GetAPIReader(), Sender: sender,
 		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}
 	if err := (&controllers.CardReconciler{
 		Client:    mgr.GetClient(),
@@ -173,14 +177,14 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
 		Options:    opts.webhook,
-		Reader:     mgr.GetClient(),
+		Reader:     secrets,
 		Ingester:   &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
 		Adapters:   adapters.All(),
 		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
 		Counters:   counters,
 		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
-		Challenges: &webhookserver.ChallengeForwarder{Reader: mgr.GetClient(), Sender: sender},
+		Challenges: &webhookserver.ChallengeForwarder{Reader: secrets, Sender: sender},
 	}
 	receiver.Spool = sp
 	if err := mgr.Add(receiver); err != nil {
