@@ -116,6 +116,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := secrets.Watch(ctx, mgr.GetCache()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	go func() { _ = mgr.Start(ctx) }()
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		fmt.Fprintln(os.Stderr, "cache did not sync")

@@ -6,7 +6,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
 )
 
 // SecretReader is a client.Reader that keeps in memory only the Secrets it was asked for. The manager caches
@@ -62,4 +67,80 @@ func (r *SecretReader) forget(key client.ObjectKey) {
 	r.mu.Lock()
 	delete(r.copies, key)
 	r.mu.Unlock()
+}
+
+// Watch keeps the held copies current on this replica, so that a callback needs no API call for its
+// credentials and an API-server outage (the spool's case) still finds them in memory: when an endpoint
+// appears or changes, the Secrets it names are read; when a held Secret changes, it is read again; when it is
+// deleted, it is forgotten. Call it before the manager starts.
+func (r *SecretReader) Watch(ctx context.Context, informers cache.Informers) error {
+	endpoints, err := informers.GetInformer(ctx, &cardsv1alpha1.WebhookEndpoint{})
+	if err != nil {
+		return err
+	}
+	prefetch := func(obj any) {
+		ep, ok := obj.(*cardsv1alpha1.WebhookEndpoint)
+		if !ok {
+			return
+		}
+		for _, name := range endpointconfig.SecretNames(ep) {
+			go r.refresh(ctx, client.ObjectKey{Namespace: ep.Namespace, Name: name})
+		}
+	}
+	if _, err := endpoints.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    prefetch,
+		UpdateFunc: func(_, obj any) { prefetch(obj) },
+	}); err != nil {
+		return err
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	secrets, err := informers.GetInformer(ctx, meta)
+	if err != nil {
+		return err
+	}
+	held := func(obj any) (client.ObjectKey, bool) {
+		m, ok := obj.(*metav1.PartialObjectMetadata)
+		if !ok {
+			return client.ObjectKey{}, false
+		}
+		key := client.ObjectKeyFromObject(m)
+		r.mu.Lock()
+		_, ok = r.copies[key]
+		r.mu.Unlock()
+		return key, ok
+	}
+	_, err = secrets.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) {
+			if key, ok := held(obj); ok {
+				go r.refresh(ctx, key)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if key, ok := held(obj); ok {
+				r.forget(key)
+			}
+		},
+	})
+	return err
+}
+
+// refresh reads a Secret from the API server into the held copies (a missing one is not an error here: the
+// endpoint's Ready condition says so).
+func (r *SecretReader) refresh(ctx context.Context, key client.ObjectKey) {
+	fresh := &corev1.Secret{}
+	if err := r.Direct.Get(ctx, key, fresh); err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.copies == nil {
+		r.copies = map[client.ObjectKey]*corev1.Secret{}
+	}
+	if old := r.copies[key]; old == nil || old.ResourceVersion != fresh.ResourceVersion {
+		r.copies[key] = fresh
+	}
 }

@@ -155,6 +155,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
+	if err := secrets.Watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
 	store := &authz.Store{}
 	if err := (&controllers.RuleSetReconciler{Client: mgr.GetClient(), Store: store,
 		Recorder: mgr.GetEventRecorder("cardplane-rules")}).SetupWithManager(mgr); err != nil {
