@@ -47,17 +47,10 @@ func (r *SecretReader) Get(ctx context.Context, key client.ObjectKey, obj client
 	held := r.copies[key]
 	r.mu.Unlock()
 	if held == nil || held.ResourceVersion != meta.ResourceVersion {
-		fresh := &corev1.Secret{}
-		if err := r.Direct.Get(ctx, key, fresh); err != nil {
+		var err error
+		if held, err = r.load(ctx, key); err != nil {
 			return err
 		}
-		r.mu.Lock()
-		if r.copies == nil {
-			r.copies = map[client.ObjectKey]*corev1.Secret{}
-		}
-		r.copies[key] = fresh
-		r.mu.Unlock()
-		held = fresh
 	}
 	held.DeepCopyInto(secret)
 	return nil
@@ -128,19 +121,21 @@ func (r *SecretReader) Watch(ctx context.Context, informers cache.Informers) err
 	return err
 }
 
-// refresh reads a Secret from the API server into the held copies (a missing one is not an error here: the
-// endpoint's Ready condition says so).
-func (r *SecretReader) refresh(ctx context.Context, key client.ObjectKey) {
+// refresh loads a Secret in the background; a missing one is not an error here (the endpoint's Ready
+// condition says so).
+func (r *SecretReader) refresh(ctx context.Context, key client.ObjectKey) { _, _ = r.load(ctx, key) }
+
+// load reads a Secret from the API server into the held copies.
+func (r *SecretReader) load(ctx context.Context, key client.ObjectKey) (*corev1.Secret, error) {
 	fresh := &corev1.Secret{}
 	if err := r.Direct.Get(ctx, key, fresh); err != nil {
-		return
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.copies == nil {
 		r.copies = map[client.ObjectKey]*corev1.Secret{}
 	}
-	if old := r.copies[key]; old == nil || old.ResourceVersion != fresh.ResourceVersion {
-		r.copies[key] = fresh
-	}
+	r.copies[key] = fresh
+	return fresh, nil
 }
