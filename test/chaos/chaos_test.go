@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"sync"
@@ -16,22 +15,15 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver"
-	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
-	"github.com/cardplane/cardplane/webhookserver/ingest"
 	"github.com/cardplane/cardplane/webhookserver/spool"
 )
 
@@ -96,32 +88,16 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 
 	ep := newUPayEndpoint(t, "chaos")
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}) // several operators in one test binary
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("chaos")}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := webhookserver.WarmCache(mctx, mgr.GetCache()); err != nil {
-		t.Fatal(err)
-	}
 	sp, err := spool.Open(t.TempDir(), 64<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
-	receiver := &webhookserver.Server{Reader: mgr.GetClient(), Ingester: in, Adapters: adapters.All(), Spool: sp,
-		Options: webhookserver.Options{StoreTimeout: 2 * time.Second}}
-	if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: in, Interval: 500 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = mgr.Start(mctx) }()
-	srv := httptest.NewServer(receiver.Handler())
-	defer srv.Close()
+	mgr, url := startReceiver(t, ctx, cfg, "chaos", true, func(mgr ctrl.Manager, receiver *webhookserver.Server) {
+		receiver.Spool, receiver.Options.StoreTimeout = sp, 2*time.Second
+		if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: receiver.Ingester, Interval: 500 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	waitFor(t, 30*time.Second, "endpoint Ready", ready(mgr.GetClient(), ep))
 
 	// The callbacks: 20 cards, each Active then Frozen then (for even cards) Active again, sent shuffled.
@@ -167,7 +143,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 			for try := 0; try < 5; try++ {
 				tries.Add(1)
 				h, wire, _ := upay.Encode(resolved, []byte(body), time.Now())
-				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/"+ep.Namespace+"/upay", bytes.NewReader(wire))
+				req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/"+ep.Namespace+"/upay", bytes.NewReader(wire))
 				req.Header = h
 				resp, err := http.DefaultClient.Do(req)
 				if err == nil {
@@ -189,14 +165,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 	// After the outage: every card in its last state, and no extra objects.
 	var got map[string]cardsv1alpha1.CardPhase
 	ok := waitFor(t, 60*time.Second, "every card in its last state", func() bool {
-		list := &cardsv1alpha1.CardList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ep.Namespace)); err != nil {
-			return false
-		}
-		got = map[string]cardsv1alpha1.CardPhase{}
-		for _, c := range list.Items {
-			got[c.Spec.ProviderCardID] = c.Status.Phase
-		}
+		got, _ = cardPhases(ctx, ep.Namespace)
 		return fmt.Sprint(got) == fmt.Sprint(want)
 	})
 	depth, _ := sp.Depth()

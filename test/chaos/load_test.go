@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"sync"
@@ -18,21 +17,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/pan"
-	"github.com/cardplane/cardplane/webhookserver"
-	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
-	"github.com/cardplane/cardplane/webhookserver/ingest"
 )
 
 // callbacks is how many callbacks the load scenario sends: CHAOS_CALLBACKS (make test-chaos: 10000), 1000 in
@@ -68,24 +59,7 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}) // several operators in one test binary
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("load")}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := webhookserver.WarmCache(mctx, mgr.GetCache()); err != nil {
-		t.Fatal(err)
-	}
-	receiver := &webhookserver.Server{Reader: mgr.GetClient(), Adapters: adapters.All(),
-		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}}
-	go func() { _ = mgr.Start(mctx) }()
-	srv := httptest.NewServer(receiver.Handler())
-	defer srv.Close()
+	mgr, url := startReceiver(t, ctx, env.Config, "load", true, nil)
 	for _, ep := range []*cardsv1alpha1.WebhookEndpoint{up, ap} {
 		waitFor(t, 30*time.Second, "endpoint Ready", ready(mgr.GetClient(), ep))
 	}
@@ -173,7 +147,7 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 					if cb.upay {
 						h, wire, _ = upay.Encode(resolved, cb.body, time.Now())
 					}
-					req, _ := http.NewRequest(http.MethodPost, srv.URL+cb.path, bytes.NewReader(wire))
+					req, _ := http.NewRequest(http.MethodPost, url+cb.path, bytes.NewReader(wire))
 					req.Header = h
 					if resp, err := http.DefaultClient.Do(req); err == nil {
 						_, _ = io.Copy(io.Discard, resp.Body)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,19 +14,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	samples "github.com/cardplane/cardplane/config"
-	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
-	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
-	"github.com/cardplane/cardplane/webhookserver/ingest"
 )
 
 // TestAllProvidersLoad sends card lifecycle callbacks of every built-in provider and the generic adapter —
@@ -64,24 +56,7 @@ func TestAllProvidersLoad(t *testing.T) {
 			endpoints[ep.Spec.Provider] = ep
 		}
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("providers")}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := webhookserver.WarmCache(mctx, mgr.GetCache()); err != nil {
-		t.Fatal(err)
-	}
-	receiver := &webhookserver.Server{Reader: mgr.GetClient(), Adapters: adapters.All(),
-		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}}
-	go func() { _ = mgr.Start(mctx) }()
-	srv := httptest.NewServer(receiver.Handler())
-	defer srv.Close()
+	mgr, url := startReceiver(t, ctx, env.Config, "providers", true, nil)
 	resolved := map[cardsv1alpha1.Provider]*endpointconfig.Resolved{}
 	for p, ep := range endpoints {
 		waitFor(t, 30*time.Second, "endpoint "+ep.Name+" Ready", ready(mgr.GetClient(), ep))
@@ -184,7 +159,7 @@ func TestAllProvidersLoad(t *testing.T) {
 				if cfg.URLToken != "" {
 					path += "/" + cfg.URLToken
 				}
-				req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(wire))
+				req, _ := http.NewRequest(http.MethodPost, url+path, bytes.NewReader(wire))
 				req.Header = h
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {

@@ -7,25 +7,16 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
-	"github.com/cardplane/cardplane/webhookserver"
-	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
-	"github.com/cardplane/cardplane/webhookserver/ingest"
 )
 
 // TestTwoReceiversNoLostUpdate: two receiver replicas, each with its own manager, cache and clients, take
@@ -34,29 +25,11 @@ import (
 func TestTwoReceiversNoLostUpdate(t *testing.T) {
 	ctx := context.Background()
 	ep := newUPayEndpoint(t, "replicas")
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var urls []string
 	for r := 0; r < 2; r++ {
-		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-			Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r == 0 { // the leader's reconciler makes the endpoint Ready
-			if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("replicas")}).SetupWithManager(mgr); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := webhookserver.WarmCache(mctx, mgr.GetCache()); err != nil {
-			t.Fatal(err)
-		}
-		rcv := &webhookserver.Server{Reader: mgr.GetClient(), Adapters: adapters.All(),
-			Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}}
-		go func() { _ = mgr.Start(mctx) }()
-		srv := httptest.NewServer(rcv.Handler())
-		defer srv.Close()
-		urls = append(urls, srv.URL)
+		// The first replica's reconciler (the leader's) makes the endpoint Ready.
+		mgr, url := startReceiver(t, ctx, env.Config, "replicas", r == 0, nil)
+		urls = append(urls, url)
 		waitFor(t, 30*time.Second, "endpoint Ready in replica's cache", ready(mgr.GetClient(), ep))
 	}
 

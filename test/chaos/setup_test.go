@@ -2,13 +2,26 @@ package chaos
 
 import (
 	"context"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/testenv"
+	"github.com/cardplane/cardplane/webhookserver"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
 )
 
 // newUPayEndpoint creates a namespace named after prefix, the UPay credentials Secret and a UPay endpoint
@@ -39,4 +52,62 @@ func ready(r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) func() bool {
 		_ = r.Get(context.Background(), client.ObjectKeyFromObject(ep), got)
 		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
 	}
+}
+
+// startReceiver starts a manager on cfg and a receiver of it served on loopback, wired as in the other chaos
+// tests: the endpoint reconciler (when reconcile; one replica of several leaves it to the first), warmed
+// caches, and configure's additions (a spool, options) before the manager starts. It returns the manager and
+// the receiver's URL; both stop when the test ends or ctx does.
+func startReceiver(t *testing.T, ctx context.Context, cfg *rest.Config, name string, reconcile bool,
+	configure func(ctrl.Manager, *webhookserver.Server)) (ctrl.Manager, string) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}}) // several operators in one test binary
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reconcile {
+		if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(name)}).SetupWithManager(mgr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	if err := webhookserver.WarmCache(mctx, mgr.GetCache()); err != nil {
+		t.Fatal(err)
+	}
+	receiver := &webhookserver.Server{Reader: mgr.GetClient(), Adapters: adapters.All(),
+		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}}
+	if configure != nil {
+		configure(mgr, receiver)
+	}
+	go func() { _ = mgr.Start(mctx) }()
+	srv := httptest.NewServer(receiver.Handler())
+	t.Cleanup(srv.Close)
+	return mgr, srv.URL
+}
+
+// cardPhases is the phase of every card in namespace, by provider card ID.
+func cardPhases(ctx context.Context, namespace string) (map[string]cardsv1alpha1.CardPhase, error) {
+	list := &cardsv1alpha1.CardList{}
+	if err := env.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	got := map[string]cardsv1alpha1.CardPhase{}
+	for _, c := range list.Items {
+		got[c.Spec.ProviderCardID] = c.Status.Phase
+	}
+	return got, nil
+}
+
+// buildManager builds the cardplane binary into dir, for the tests that run and SIGKILL it.
+func buildManager(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "cardplane")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/cardplane")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }

@@ -21,7 +21,6 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
-	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
 )
 
@@ -87,12 +86,7 @@ func TestManagerKilledMidLoadLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	tmp := t.TempDir()
 
-	bin := filepath.Join(tmp, "cardplane")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/cardplane")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildManager(t, tmp)
 
 	ep := newUPayEndpoint(t, "sigkill")
 

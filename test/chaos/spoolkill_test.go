@@ -7,17 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
-	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
 )
 
@@ -27,12 +23,7 @@ import (
 func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 	ctx := context.Background()
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "cardplane")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/cardplane")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildManager(t, tmp)
 	proxy, err := NewProxy(hostPort(env.Config.Host))
 	if err != nil {
 		t.Fatal(err)
@@ -101,14 +92,7 @@ func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 	}
 	var got map[string]cardsv1alpha1.CardPhase
 	ok := waitFor(t, 60*time.Second, "the spool replayed after the restart", func() bool {
-		list := &cardsv1alpha1.CardList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ep.Namespace)); err != nil {
-			return false
-		}
-		got = map[string]cardsv1alpha1.CardPhase{}
-		for _, c := range list.Items {
-			got[c.Spec.ProviderCardID] = c.Status.Phase
-		}
+		got, _ = cardPhases(ctx, ep.Namespace)
 		return fmt.Sprint(got) == fmt.Sprint(want)
 	})
 	t.Logf("20 callbacks acknowledged from the spool, manager SIGKILLed, restarted: cards %v (want %v), all there: %v", got, want, ok)
