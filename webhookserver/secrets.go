@@ -56,6 +56,14 @@ func (r *SecretReader) Get(ctx context.Context, key client.ObjectKey, obj client
 	return nil
 }
 
+// Holds reports whether the Secret's data is in memory.
+func (r *SecretReader) Holds(key client.ObjectKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.copies[key]
+	return ok
+}
+
 func (r *SecretReader) forget(key client.ObjectKey) {
 	r.mu.Lock()
 	delete(r.copies, key)
@@ -71,13 +79,17 @@ func (r *SecretReader) Watch(ctx context.Context, informers cache.Informers) err
 	if err != nil {
 		return err
 	}
+	// Endpoints are updated often (their status counters, every second while callbacks arrive): only Secrets
+	// not held yet are read; held ones are kept current by the Secret handler below.
 	prefetch := func(obj any) {
 		ep, ok := obj.(*cardsv1alpha1.WebhookEndpoint)
 		if !ok {
 			return
 		}
 		for _, name := range endpointconfig.SecretNames(ep) {
-			go r.refresh(ctx, client.ObjectKey{Namespace: ep.Namespace, Name: name})
+			if key := (client.ObjectKey{Namespace: ep.Namespace, Name: name}); !r.Holds(key) {
+				go r.refresh(ctx, key)
+			}
 		}
 	}
 	if _, err := endpoints.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
@@ -98,13 +110,13 @@ func (r *SecretReader) Watch(ctx context.Context, informers cache.Informers) err
 			return client.ObjectKey{}, false
 		}
 		key := client.ObjectKeyFromObject(m)
-		r.mu.Lock()
-		_, ok = r.copies[key]
-		r.mu.Unlock()
-		return key, ok
+		return key, r.Holds(key)
 	}
 	_, err = secrets.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(_, obj any) {
+		UpdateFunc: func(old, obj any) {
+			if o, ok := old.(*metav1.PartialObjectMetadata); ok && o.ResourceVersion == obj.(metav1.Object).GetResourceVersion() {
+				return // a resync, not a change
+			}
 			if key, ok := held(obj); ok {
 				go r.refresh(ctx, key)
 			}

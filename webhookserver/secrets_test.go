@@ -2,6 +2,7 @@ package webhookserver_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -9,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 )
 
 // countingReader counts the Secrets read from the API server.
@@ -64,4 +67,31 @@ func TestSecretReaderReadsOnlyWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deleted Secret to be NotFound", func() bool { _, err := get(); return apierrors.IsNotFound(err) })
+}
+
+// TestSecretReaderPreloadsOnceForAnEndpoint: an endpoint's Secret is read when the endpoint appears (so the
+// first callback, or one during an API outage, needs no API call), and not again on the endpoint's frequent
+// updates (status counters every second).
+func TestSecretReaderPreloadsOnceForAnEndpoint(t *testing.T) {
+	ctx := context.Background()
+	ep := createEndpoint(t, &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: newNamespace(t), Name: "upay"},
+		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay}}, map[string]string{"signingKey": "k"})
+	key := client.ObjectKey{Namespace: ep.Namespace, Name: ep.Spec.CredentialsRef.Name}
+	waitFor(t, "the endpoint's Secret preloaded", func() bool { return secrets.Holds(key) })
+
+	before := directReads.secrets.Load()
+	for i := range 5 {
+		patch := client.MergeFrom(ep.DeepCopy())
+		ep.Labels = map[string]string{"touch": fmt.Sprint(i)}
+		if err := k8s.Patch(ctx, ep, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := &corev1.Secret{}
+	if err := secrets.Get(ctx, key, got); err != nil || string(got.Data["signingKey"]) != "k" {
+		t.Fatalf("get = %q, %v", got.Data["signingKey"], err)
+	}
+	if n := directReads.secrets.Load() - before; n != 0 {
+		t.Errorf("%d reads from the API server after endpoint updates and a Get of a held Secret, want 0", n)
+	}
 }
