@@ -37,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -164,7 +165,7 @@ func (n *standinNode) heartbeat(ctx context.Context) error {
 	if err := n.c.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	err := retryOnConflict(func() error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if err := n.c.Get(ctx, client.ObjectKey{Name: nodeName}, node); err != nil {
 			return err
 		}
@@ -450,7 +451,7 @@ func (n *standinNode) writeStatus(ctx context.Context, run *podRun, ready bool) 
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.Now()}
 		cs.Started = ptr(true)
 	}
-	err := retryOnConflict(func() error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		p := &corev1.Pod{}
 		if err := n.c.Get(ctx, client.ObjectKeyFromObject(run.pod), p); err != nil {
 			return err
@@ -468,16 +469,6 @@ func (n *standinNode) writeStatus(ctx context.Context, run *podRun, ready bool) 
 	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
 		n.fail("pod %s status: %v", run.pod.Name, err)
 	}
-}
-
-func retryOnConflict(f func() error) error {
-	var err error
-	for range 10 {
-		if err = f(); !apierrors.IsConflict(err) {
-			return err
-		}
-	}
-	return err
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -311,15 +311,8 @@ kubectl -n payments wait --for=condition=Ready webhookendpoint/upay-second --tim
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			var pods corev1.PodList
-			if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"app.kubernetes.io/name": "cardplane"}); err == nil {
-				n := 0
-				for _, p := range pods.Items {
-					if p.DeletionTimestamp == nil && podReady(&p) {
-						n++
-					}
-				}
-				least = min(least, n)
+			if ready, err := listReadyPods(c, namespace); err == nil {
+				least = min(least, len(ready))
 			}
 		}
 	}()
@@ -427,9 +420,18 @@ func readyPods(t *testing.T, c client.Client) []corev1.Pod {
 
 func readyPodsIn(t *testing.T, c client.Client, ns string) []corev1.Pod {
 	t.Helper()
+	ready, err := listReadyPods(c, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ready
+}
+
+// listReadyPods lists the cardplane pods in ns that are ready and not terminating.
+func listReadyPods(c client.Client, ns string) ([]corev1.Pod, error) {
 	var pods corev1.PodList
 	if err := c.List(context.Background(), &pods, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "cardplane"}); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var ready []corev1.Pod
 	for _, p := range pods.Items {
@@ -437,7 +439,7 @@ func readyPodsIn(t *testing.T, c client.Client, ns string) []corev1.Pod {
 			ready = append(ready, p)
 		}
 	}
-	return ready
+	return ready, nil
 }
 
 // checkContainerIdentity reads the container's process from the host: the chart's user, no capabilities,

@@ -13,7 +13,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -402,14 +401,4 @@ func modeBits(mode int64) os.FileMode {
 		m |= os.ModeSticky
 	}
 	return m
-}
-
-// configJSON is what unpack's --config holds; exported for the test's reading.
-func configJSON(img v1.Image) (*v1.ConfigFile, error) {
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	var cfg v1.ConfigFile
-	return &cfg, json.Unmarshal(raw, &cfg)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -157,4 +159,14 @@ func TestUnpackWritesTheRootfsAndConfig(t *testing.T) {
 	if err := runUnpack([]string{"--layout", dir, "--platform", "linux/s390x", "--rootfs", rootfs + "2", "--config", cfg}); err == nil {
 		t.Fatal("unpacking a platform the index does not have succeeded")
 	}
+}
+
+// configJSON decodes an image's config file.
+func configJSON(img v1.Image) (*v1.ConfigFile, error) {
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	var cfg v1.ConfigFile
+	return &cfg, json.Unmarshal(raw, &cfg)
 }
