@@ -381,7 +381,7 @@ func TestAlertsUseWhatTheCodeExports(t *testing.T) {
 		for _, r := range g.Rules {
 			for _, m := range metric.FindAllString(r.Expr, -1) {
 				name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
-				if !strings.Contains(code.String(), `Name: "`+name+`"`) && !strings.Contains(code.String(), `Name:    "`+name+`"`) {
+				if !regexp.MustCompile(`Name:\s+"` + name + `"`).MatchString(code.String()) {
 					t.Errorf("alert %s reads %s, which the code does not declare", r.Alert, name)
 				}
 				checked++
