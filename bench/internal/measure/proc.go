@@ -21,7 +21,7 @@ func rssFrom(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // a read: nothing to lose
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		value, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
