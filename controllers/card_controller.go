@@ -16,12 +16,6 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 )
 
-// Card condition types beside Ready.
-const (
-	ConditionFrozen = "Frozen"
-	ConditionClosed = "Closed"
-)
-
 // CardReconciler turns a card's observed phase into conditions and records every phase transition as a
 // Kubernetes Event. The last phase it acted on is the Ready condition's reason, so a transition that happened
 // while the manager was down is still reported once.
@@ -132,8 +126,8 @@ func CardConditions(card *cardsv1alpha1.Card) []metav1.Condition {
 	}
 	return []metav1.Condition{
 		ready,
-		flag(ConditionFrozen, phase == cardsv1alpha1.CardFrozen || phase == cardsv1alpha1.CardLocked, card.Status.PhaseReason),
-		flag(ConditionClosed, phase == cardsv1alpha1.CardClosed, card.Status.PhaseReason),
+		flag(cardsv1alpha1.ConditionFrozen, phase == cardsv1alpha1.CardFrozen || phase == cardsv1alpha1.CardLocked, card.Status.PhaseReason),
+		flag(cardsv1alpha1.ConditionClosed, phase == cardsv1alpha1.CardClosed, card.Status.PhaseReason),
 	}
 }
 

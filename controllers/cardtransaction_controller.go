@@ -48,7 +48,7 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	if Settled(txn.Status.Phase) && txn.Annotations[AnnotationCounted] == "" {
+	if Settled(txn.Status.Phase) && txn.Annotations[cardsv1alpha1.AnnotationCounted] == "" {
 		if err := r.count(ctx, txn); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -59,7 +59,7 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		retention = ep.Spec.TransactionRetention.Duration
 	}
 	var expireIn time.Duration
-	if Settled(txn.Status.Phase) && txn.Annotations[AnnotationCounted] != "" {
+	if Settled(txn.Status.Phase) && txn.Annotations[cardsv1alpha1.AnnotationCounted] != "" {
 		// Age counts from the provider time of the last state, so retention keeps a window of transaction history.
 		last := txn.CreationTimestamp.Time
 		if txn.Status.ObservedAt != nil {
@@ -97,10 +97,6 @@ func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	return ctrl.Result{RequeueAfter: next}, nil
 }
 
-// AnnotationCounted marks a transaction whose amounts are in its card's running totals; only counted
-// transactions are deleted by retention, so the totals never lose one.
-const AnnotationCounted = "cards.cardplane.io/counted"
-
 // count adds a settled transaction to its card's running totals, then marks it counted. The card remembers the
 // latest transactions it added, so a crash between the two writes never counts one twice.
 func (r *CardTransactionReconciler) count(ctx context.Context, txn *cardsv1alpha1.CardTransaction) error {
@@ -128,7 +124,7 @@ func (r *CardTransactionReconciler) count(ctx context.Context, txn *cardsv1alpha
 			return fmt.Errorf("adding %s to the totals of card %s: %w", txn.Name, card.Name, err)
 		}
 	}
-	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+AnnotationCounted+`":"true"}}}`))
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+cardsv1alpha1.AnnotationCounted+`":"true"}}}`))
 	return client.IgnoreNotFound(r.Patch(ctx, txn, patch, FieldOwner))
 }
 

@@ -14,14 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/rules"
-)
-
-// Rule sets are ConfigMaps with this label, holding RuleSetKey.
-const (
-	LabelRuleSet = "cards.cardplane.io/rule-set"
-	RuleSetKey   = "rules.yaml"
 )
 
 var (
@@ -58,7 +53,7 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if cm.Labels[LabelRuleSet] != "true" || cm.DeletionTimestamp != nil {
+	if cm.Labels[cardsv1alpha1.LabelRuleSet] != "true" || cm.DeletionTimestamp != nil {
 		r.Store.Delete(cm.Namespace, cm.Name)
 		ruleSetValid.DeleteLabelValues(cm.Namespace, cm.Name)
 		return ctrl.Result{}, nil
@@ -67,11 +62,11 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if cur := r.Store.Get(cm.Namespace, cm.Name); cur != nil && cur.Version == version {
 		return ctrl.Result{}, nil
 	}
-	data, ok := cm.Data[RuleSetKey]
+	data, ok := cm.Data[cardsv1alpha1.RuleSetKey]
 	var rs *rules.RuleSet
 	var err error
 	if !ok {
-		err = fmt.Errorf("the ConfigMap has no %q key", RuleSetKey)
+		err = fmt.Errorf("the ConfigMap has no %q key", cardsv1alpha1.RuleSetKey)
 	} else {
 		rs, err = rules.Parse([]byte(data))
 	}
@@ -83,7 +78,7 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			kept = cur.Version + " stays in force"
 		}
 		ctrl.LoggerFrom(ctx).Info("Rule set does not compile; keeping the last good version", "version", version, "error", err.Error(), "kept", kept)
-		r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "RuleSetInvalid", "Compile", "%s: %v; %s", RuleSetKey, err, kept)
+		r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "RuleSetInvalid", "Compile", "%s: %v; %s", cardsv1alpha1.RuleSetKey, err, kept)
 		return ctrl.Result{}, nil // terminal until the ConfigMap changes
 	}
 	rs.Name, rs.Version = cm.Namespace+"/"+cm.Name, version
@@ -96,7 +91,7 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // RuleSetCache restricts the manager's ConfigMap cache to rule sets (use it in cache.Options.ByObject): the
 // manager then neither holds every ConfigMap of the cluster in memory nor sees unrelated ones, and a ConfigMap
 // that loses the label looks deleted, which takes its rule set out of force.
-var RuleSetCache = labels.SelectorFromSet(labels.Set{LabelRuleSet: "true"})
+var RuleSetCache = labels.SelectorFromSet(labels.Set{cardsv1alpha1.LabelRuleSet: "true"})
 
 // SetupWithManager registers the reconciler; it is not leader-elected.
 func (r *RuleSetReconciler) SetupWithManager(mgr ctrl.Manager) error {

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/authz"
 )
@@ -51,7 +52,7 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	go func() { _ = mgr.Start(mctx) }()
 
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "card-rules",
-		Labels: map[string]string{controllers.LabelRuleSet: "true"}}, Data: map[string]string{controllers.RuleSetKey: goodRules}}
+		Labels: map[string]string{cardsv1alpha1.LabelRuleSet: "true"}}, Data: map[string]string{cardsv1alpha1.RuleSetKey: goodRules}}
 	if err := k8s.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	}
 
 	before := cm.DeepCopy()
-	cm.Data[controllers.RuleSetKey] = goodRules + "- name: broken\n  reason: X\n  condition: \"transaction.amount >\"\n"
+	cm.Data[cardsv1alpha1.RuleSetKey] = goodRules + "- name: broken\n  reason: X\n  condition: \"transaction.amount >\"\n"
 	if err := k8s.Patch(ctx, cm, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	}
 
 	before = cm.DeepCopy()
-	delete(cm.Labels, controllers.LabelRuleSet)
+	delete(cm.Labels, cardsv1alpha1.LabelRuleSet)
 	if err := k8s.Patch(ctx, cm, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	var cfgErr *endpointconfig.Error
 	switch {
 	case err == nil:
-		cond.Status, cond.Reason = metav1.ConditionTrue, endpointconfig.ReasonReady
+		cond.Status, cond.Reason = metav1.ConditionTrue, cardsv1alpha1.ReasonAccepting
 		cond.Message = fmt.Sprintf("Accepting %s callbacks on %s", ep.Spec.Provider, ep.Status.ReceivePath)
 	case errors.As(err, &cfgErr):
 		// A configuration problem is terminal until the spec or a Secret changes: both are watched.

@@ -101,7 +101,7 @@ rules:
 		t.Errorf("review by endpoint answered %d %+v", status, out.Response)
 	}
 	unknown := map[string]any{"uid": "u-3", "card": map[string]string{"namespace": ep.Namespace, "name": "nope"}, "amount": "1", "currency": "USD"}
-	if status, out := review(t, reviewToken, unknown); status != 200 || out.Response.Allowed || out.Response.Reason != webhookserver.ReasonUnknownCard {
+	if status, out := review(t, reviewToken, unknown); status != 200 || out.Response.Allowed || out.Response.Reason != cardsv1alpha1.DecisionUnknownCard {
 		t.Errorf("unknown card answered %d %+v", status, out.Response)
 	}
 	if status, _ := review(t, "wrong", byName); status != 401 {

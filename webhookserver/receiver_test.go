@@ -211,7 +211,7 @@ func TestBadInputIsAnswered(t *testing.T) {
 	}{
 		{"unknown endpoint", func() reply {
 			return post(t, "/webhooks/"+ep.Namespace+"/nope", http.Header{}, []byte(good))
-		}, 404, webhookserver.ReasonNotFound},
+		}, 404, cardsv1alpha1.ReasonNotFound},
 		{"wrong signature", func() reply {
 			return sendUPay(t, ep, good, func(h http.Header) { h.Set(upay.HeaderSign, "AAAA") })
 		}, 401, "InvalidSignature"},
@@ -242,7 +242,7 @@ func TestBadInputIsAnswered(t *testing.T) {
 		{"unknown card status", func() reply { return sendUPay(t, ep, statusEvent("UC2", "99", time.Now(), "o-x"), nil) }, 400, "Malformed"},
 		{"too large", func() reply {
 			return sendUPay(t, ep, `{"event":"CC_CONSUME","pad":"`+strings.Repeat("x", webhookserver.DefaultMaxBodyBytes)+`"}`, nil)
-		}, 413, webhookserver.ReasonTooLarge},
+		}, 413, cardsv1alpha1.ReasonTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -55,9 +55,6 @@ type ReviewResponse struct {
 	Shadow         []cardsv1alpha1.RuleResult `json:"shadow,omitempty"`
 }
 
-// ReasonUnknownCard declines an authorization for a card cardplane does not know.
-const ReasonUnknownCard = "UNKNOWN_CARD"
-
 const reviewAPIVersion = "cards.cardplane.io/v1alpha1"
 
 func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +65,7 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
 		requestDuration.WithLabelValues(c.provider).Observe(time.Since(received).Seconds())
 	}()
 	if s.ReviewToken == "" {
-		s.refuse(w, c, http.StatusNotFound, ReasonNotFound, "the AuthorizationReview API is not enabled (--authorization-review-token-file)")
+		s.refuse(w, c, http.StatusNotFound, cardsv1alpha1.ReasonNotFound, "the AuthorizationReview API is not enabled (--authorization-review-token-file)")
 		return
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -78,17 +75,17 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
-		s.refuse(w, c, http.StatusRequestEntityTooLarge, ReasonTooLarge, "an AuthorizationReview is larger than 64 KiB")
+		s.refuse(w, c, http.StatusRequestEntityTooLarge, cardsv1alpha1.ReasonTooLarge, "an AuthorizationReview is larger than 64 KiB")
 		return
 	}
 	review := &AuthorizationReview{}
 	if err := adapter.Decode(body, review); err != nil {
-		s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, err.Error())
+		s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, err.Error())
 		return
 	}
 	req, amount, err := validReview(review)
 	if err != nil {
-		s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, err.Error())
+		s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, err.Error())
 		return
 	}
 
@@ -98,17 +95,17 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
 	card, ep, err := s.reviewCard(ctx, req)
 	switch {
 	case errors.Is(err, errUnknownCard):
-		resp.Reason = ReasonUnknownCard
+		resp.Reason = cardsv1alpha1.DecisionUnknownCard
 		c.result = "declined"
 	case err != nil:
 		w.Header().Set("Retry-After", "1")
-		s.refuse(w, c, http.StatusServiceUnavailable, ReasonStoreFailed, "cannot read the card: "+err.Error())
+		s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonStoreFailed, "cannot read the card: "+err.Error())
 		return
 	default:
 		c.endpoint = ep.Namespace + "/" + ep.Name
 		ar := &event.AuthorizationRequest{TransactionID: req.TransactionID, AuthorizationID: req.AuthorizationID,
 			Amount: *amount, Merchant: req.Merchant, Channel: req.Channel}
-		d := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: "NO_RULE_SET"}}
+		d := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: cardsv1alpha1.DecisionNoRuleSet}}
 		if s.Authorizer != nil {
 			d = s.Authorizer.Authorize(ctx, card, ar)
 		}

@@ -40,17 +40,6 @@ import (
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status;cardtransactions/status,verbs=get;patch
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints/status,verbs=get;patch
 
-// Reasons the receiver itself (not an adapter) refuses a callback for.
-const (
-	ReasonNotFound         = "NotFound"
-	ReasonNotReady         = "NotReady"
-	ReasonTooLarge         = "TooLarge"
-	ReasonRateLimited      = "RateLimited"
-	ReasonSourceNotAllowed = "SourceNotAllowed"
-	ReasonInvalidURLToken  = "InvalidURLToken"
-	ReasonStoreFailed      = "StoreFailed"
-)
-
 // Options configure the HTTP server.
 type Options struct {
 	// Addr is the listen address, e.g. ":9443".
@@ -212,10 +201,10 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	ep := &cardsv1alpha1.WebhookEndpoint{}
 	if err := s.Reader.Get(ctx, c.key, ep); err != nil {
 		if client.IgnoreNotFound(err) == nil {
-			s.refuse(w, c, http.StatusNotFound, ReasonNotFound, "no WebhookEndpoint "+c.key.String())
+			s.refuse(w, c, http.StatusNotFound, cardsv1alpha1.ReasonNotFound, "no WebhookEndpoint "+c.key.String())
 			return
 		}
-		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, "cannot read the endpoint; retry")
+		s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "cannot read the endpoint; retry")
 		return
 	}
 	c.endpoint, c.provider, c.known = c.key.String(), string(ep.Spec.Provider), true
@@ -228,13 +217,13 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			msg += ": " + ready.Reason + ": " + ready.Message
 		}
 		w.Header().Set("Retry-After", "10")
-		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, msg)
+		s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, msg)
 		return
 	}
 	cfg, err := endpointconfig.Resolve(ctx, s.Reader, ep)
 	if err != nil {
 		w.Header().Set("Retry-After", "10")
-		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, "endpoint is not Ready: "+err.Error())
+		s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "endpoint is not Ready: "+err.Error())
 		return
 	}
 	if !s.authentic(w, r, c, cfg) {
@@ -242,22 +231,22 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if lim := s.limiter(ep); lim != nil && !lim.Allow() {
 		w.Header().Set("Retry-After", "1")
-		s.refuse(w, c, http.StatusTooManyRequests, ReasonRateLimited, "rate limit of this endpoint exceeded; retry")
+		s.refuse(w, c, http.StatusTooManyRequests, cardsv1alpha1.ReasonRateLimited, "rate limit of this endpoint exceeded; retry")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			s.refuse(w, c, http.StatusRequestEntityTooLarge, ReasonTooLarge, fmt.Sprintf("body is larger than %d bytes", s.MaxBodyBytes))
+			s.refuse(w, c, http.StatusRequestEntityTooLarge, cardsv1alpha1.ReasonTooLarge, fmt.Sprintf("body is larger than %d bytes", s.MaxBodyBytes))
 			return
 		}
-		s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, "could not read the body: "+err.Error())
+		s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, "could not read the body: "+err.Error())
 		return
 	}
 	ad := s.Adapters[ep.Spec.Provider]
 	if ad == nil {
-		s.refuse(w, c, http.StatusServiceUnavailable, ReasonNotReady, "no adapter for provider "+string(ep.Spec.Provider))
+		s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "no adapter for provider "+string(ep.Spec.Provider))
 		return
 	}
 	res, err := ad.Decode(&adapter.Request{Header: r.Header, Body: body, Received: received, Endpoint: cfg})
@@ -266,7 +255,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			s.refuse(w, c, rej.Status, rej.Reason, rej.Message)
 			return
 		}
-		s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, err.Error())
+		s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, err.Error())
 		return
 	}
 	c.event = metricEvent(res)
@@ -293,7 +282,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := range res.Events {
 		if err := ingest.Fit(&res.Events[i]); err != nil {
-			s.refuse(w, c, http.StatusBadRequest, adapter.ReasonMalformed, err.Error())
+			s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, err.Error())
 			return
 		}
 	}
@@ -321,7 +310,7 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 			}
 			logf.FromContext(ctx).Error(err, "Storing a callback failed; the provider will retry", "endpoint", c.key, "event", c.event)
 			w.Header().Set("Retry-After", "3")
-			s.refuse(w, c, http.StatusServiceUnavailable, ReasonStoreFailed, "the event could not be stored; retry")
+			s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonStoreFailed, "the event could not be stored; retry")
 			return
 		}
 		applied = applied || out.Changed
@@ -412,11 +401,11 @@ func (s *Server) serveAuthorization(w http.ResponseWriter, c *call, cfg *endpoin
 	case err != nil || card == nil:
 		// Without the card no rule can be evaluated: the provider's deadline still holds, so decline
 		// (there is no rule set to name a stand-in).
-		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionDeclined, Reason: "STAND_IN_CARD_UNAVAILABLE"}}
+		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionDeclined, Reason: cardsv1alpha1.DecisionCardUnavailable}}
 	case s.Authorizer != nil:
 		d = s.Authorizer.Authorize(ctx, card, ev.Authorization)
 	default:
-		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: "NO_RULE_SET"}}
+		d = cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: cardsv1alpha1.DecisionNoRuleSet}}
 	}
 	d.LatencyMicroseconds = s.Now().Sub(received).Microseconds()
 	answer := res.Authorize(d.Outcome == cardsv1alpha1.DecisionApproved)
@@ -444,10 +433,10 @@ func (s *Server) authentic(w http.ResponseWriter, r *http.Request, c *call, cfg 
 	token := r.PathValue("token")
 	switch {
 	case cfg.URLToken == "" && token != "":
-		s.refuse(w, c, http.StatusNotFound, ReasonNotFound, "this endpoint takes no URL token")
+		s.refuse(w, c, http.StatusNotFound, cardsv1alpha1.ReasonNotFound, "this endpoint takes no URL token")
 		return false
 	case cfg.URLToken != "" && !adapter.Equal([]byte(token), []byte(cfg.URLToken)):
-		s.refuse(w, c, http.StatusUnauthorized, ReasonInvalidURLToken, "missing or wrong URL token")
+		s.refuse(w, c, http.StatusUnauthorized, cardsv1alpha1.ReasonInvalidURLToken, "missing or wrong URL token")
 		return false
 	}
 	if len(cfg.SourcePrefixes) > 0 {
@@ -457,7 +446,7 @@ func (s *Server) authentic(w http.ResponseWriter, r *http.Request, c *call, cfg 
 			allowed = allowed || (ip.IsValid() && p.Contains(ip))
 		}
 		if !allowed {
-			s.refuse(w, c, http.StatusForbidden, ReasonSourceNotAllowed, "source address "+ip.String()+" is not in verification.sourceCIDRs")
+			s.refuse(w, c, http.StatusForbidden, cardsv1alpha1.ReasonSourceNotAllowed, "source address "+ip.String()+" is not in verification.sourceCIDRs")
 			return false
 		}
 	}

@@ -111,24 +111,3 @@ type DeliveryCursor struct {
 	// +kubebuilder:validation:MaxLength=512
 	LastError string `json:"lastError,omitempty"`
 }
-
-// Condition types and reasons shared by the kinds.
-const (
-	// ConditionReady is True when an object is fully working.
-	ConditionReady = "Ready"
-	// ConditionProjectionFailed is True when an update could not be delivered within the retry budget.
-	ConditionProjectionFailed = "ProjectionFailed"
-)
-
-// Annotation that asks the reconcilers to deliver an object's current state again to every destination.
-const AnnotationRedeliver = "cards.cardplane.io/redeliver"
-
-// Labels the receiver puts on the objects it creates, so they can be selected.
-const (
-	LabelProvider = "cards.cardplane.io/provider"
-	LabelEndpoint = "cards.cardplane.io/endpoint"
-	LabelCard     = "cards.cardplane.io/card"
-	// LabelHolder is a hash of the provider's card holder ID, so holder-level facts (KYC) find their cards
-	// without putting the ID itself in a label.
-	LabelHolder = "cards.cardplane.io/holder"
-)

@@ -2,19 +2,6 @@ package v1alpha1
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-// Keys read from the credentials Secret of a WebhookEndpoint.
-const (
-	// SecretKeySigningKey is the provider's signing secret (UPay, Tevau, BananaTech, and the
-	// Standard Webhooks "whsec_..." secret of the generic adapter).
-	SecretKeySigningKey = "signingKey"
-	// SecretKeyEncryptionKey is BananaTech's AES key material; when absent, signingKey is used.
-	SecretKeyEncryptionKey = "encryptionKey"
-	// SecretKeyURLToken is the token a provider that signs nothing must put in the URL path.
-	SecretKeyURLToken = "urlToken"
-	// SecretKeyDestinationSecret is the Standard Webhooks secret a destination's deliveries are signed with.
-	SecretKeyDestinationSecret = "webhookSecret"
-)
-
 // WebhookEndpointSpec configures one provider integration.
 // +kubebuilder:validation:XValidation:rule="!has(self.tevau) || self.provider == 'tevau'",message="tevau options are only valid with provider tevau"
 // +kubebuilder:validation:XValidation:rule="!has(self.bananatech) || self.provider == 'bananatech'",message="bananatech options are only valid with provider bananatech"

@@ -17,15 +17,6 @@ import (
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
-// Reasons the authorizer itself gives.
-const (
-	ReasonNoRuleSet      = "NO_RULE_SET"
-	ReasonStandInTimeout = "STAND_IN_TIMEOUT"
-	ReasonLedgerFailed   = "STAND_IN_LEDGER_UNAVAILABLE"
-	// ReasonAlreadyApproved answers a retried authorization that the ledger already counts.
-	ReasonAlreadyApproved = "ALREADY_APPROVED"
-)
-
 // FieldOwner of the spend ledger writes.
 const FieldOwner = client.FieldOwner("cardplane-authorizer")
 
@@ -96,9 +87,9 @@ func (a *Authorizer) Decide(ctx context.Context, card *cardsv1alpha1.Card, tx ru
 func (a *Authorizer) decide(ctx context.Context, card *cardsv1alpha1.Card, tx rules.Transaction) cardsv1alpha1.AuthorizationDecision {
 	sets := a.Store.For(card.Namespace, card.Labels)
 	if len(sets) == 0 {
-		return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: ReasonNoRuleSet}}
+		return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: cardsv1alpha1.DecisionNoRuleSet}}
 	}
-	standIn := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: ReasonStandInTimeout},
+	standIn := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: cardsv1alpha1.DecisionStandInTimeout},
 		RuleSetVersion: sets[0].Version}
 
 	result := make(chan cardsv1alpha1.AuthorizationDecision, 1)
@@ -131,7 +122,7 @@ func (a *Authorizer) evaluateAndRecord(ctx context.Context, card *cardsv1alpha1.
 		if rules.Counted(card.Status.Spend, tx) {
 			// Approved and counted before: a provider retry gets the same answer, and is not counted again.
 			return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved,
-				Reason: ReasonAlreadyApproved}, RuleSetVersion: sets[0].Version}
+				Reason: cardsv1alpha1.DecisionAlreadyApproved}, RuleSetVersion: sets[0].Version}
 		}
 		d, tz := combine(sets, tx, card, now)
 		if d.Outcome != cardsv1alpha1.DecisionApproved || ctx.Err() != nil || len(d.CountsToward) == 0 {
@@ -152,12 +143,12 @@ func (a *Authorizer) evaluateAndRecord(ctx context.Context, card *cardsv1alpha1.
 			if ctx.Err() == nil {
 				logf.FromContext(ctx).Error(err, "Spend ledger write failed; answering the stand-in decision", "card", client.ObjectKeyFromObject(card))
 			}
-			return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: ReasonLedgerFailed},
+			return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: cardsv1alpha1.DecisionLedgerUnavailable},
 				RuleSetVersion: sets[0].Version}
 		}
 		fresh := &cardsv1alpha1.Card{}
 		if err := a.APIReader.Get(ctx, client.ObjectKeyFromObject(card), fresh); err != nil {
-			return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: ReasonLedgerFailed},
+			return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: cardsv1alpha1.DecisionLedgerUnavailable},
 				RuleSetVersion: sets[0].Version}
 		}
 		card = fresh

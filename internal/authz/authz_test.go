@@ -178,7 +178,7 @@ rules:
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("decision took %s with a 200ms budget", took)
 	}
-	if d.Outcome != cardsv1alpha1.DecisionApproved || d.Reason != ReasonStandInTimeout || d.RuleSetVersion == "" {
+	if d.Outcome != cardsv1alpha1.DecisionApproved || d.Reason != cardsv1alpha1.DecisionStandInTimeout || d.RuleSetVersion == "" {
 		t.Errorf("decision at the deadline = %+v, want the stand-in (approve) with STAND_IN_TIMEOUT", d)
 	}
 }
@@ -186,7 +186,7 @@ rules:
 func TestNoRuleSetApproves(t *testing.T) {
 	card := newCard(t, map[string]string{"team": "x"})
 	a := &Authorizer{Store: &Store{}, Client: env.Client, APIReader: env.Client, Now: time.Now}
-	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionApproved || d.Reason != ReasonNoRuleSet {
+	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionApproved || d.Reason != cardsv1alpha1.DecisionNoRuleSet {
 		t.Errorf("without a rule set: %+v", d)
 	}
 }

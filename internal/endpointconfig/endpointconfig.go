@@ -22,15 +22,6 @@ import (
 	"github.com/cardplane/cardplane/webhookserver/adapters/generic/mapping"
 )
 
-// Reasons of the Ready condition.
-const (
-	ReasonReady            = "Accepting"
-	ReasonSecretNotFound   = "SecretNotFound"
-	ReasonSecretKeyMissing = "SecretKeyMissing"
-	ReasonInvalidConfig    = "InvalidConfig"
-	ReasonSuspended        = "Suspended"
-)
-
 // DefaultTimestampTolerance bounds how old a signed timestamp may be.
 const DefaultTimestampTolerance = 5 * time.Minute
 
@@ -43,7 +34,7 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 // ErrSuspended is returned for a suspended endpoint.
-var ErrSuspended = &Error{Reason: ReasonSuspended, Message: "the endpoint is suspended"}
+var ErrSuspended = &Error{Reason: cardsv1alpha1.ReasonSuspended, Message: "the endpoint is suspended"}
 
 // Resolved is everything the receiver needs to verify and decode one endpoint's callbacks.
 // It holds key material: never log it.
@@ -109,7 +100,7 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 			if ep.Spec.CredentialsRef == nil {
 				return nil, invalid("provider %s needs credentialsRef with key %q", ep.Spec.Provider, key)
 			}
-			return nil, &Error{Reason: ReasonSecretKeyMissing,
+			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
 				Message: fmt.Sprintf("Secret %s/%s has no key %q", ep.Namespace, ep.Spec.CredentialsRef.Name, key)}
 		}
 		return val, nil
@@ -175,7 +166,7 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 			return nil, err
 		}
 		if _, err := StandardWebhooksKey(data[cardsv1alpha1.SecretKeyDestinationSecret]); err != nil {
-			return nil, &Error{Reason: ReasonSecretKeyMissing,
+			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
 				Message: fmt.Sprintf("destination %s: Secret %s/%s key %q: %v", d.Name, ep.Namespace, d.SecretRef.Name, cardsv1alpha1.SecretKeyDestinationSecret, err)}
 		}
 	}
@@ -203,7 +194,7 @@ func secretData(ctx context.Context, r client.Reader, namespace, name string) (m
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &Error{Reason: ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s not found", namespace, name)}
+			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s not found", namespace, name)}
 		}
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
 	}
@@ -223,7 +214,7 @@ func parsePrefixes(field string, cidrs []string) ([]netip.Prefix, error) {
 }
 
 func invalid(format string, args ...any) error {
-	return &Error{Reason: ReasonInvalidConfig, Message: fmt.Sprintf(format, args...)}
+	return &Error{Reason: cardsv1alpha1.ReasonInvalidConfig, Message: fmt.Sprintf(format, args...)}
 }
 
 // DeriveAESKey makes BananaTech's AES key from key material; how is not documented, so it is an option.

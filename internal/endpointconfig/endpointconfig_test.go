@@ -37,19 +37,19 @@ func TestResolve(t *testing.T) {
 					t.Errorf("resolved %+v", r)
 				}
 			}},
-		{"suspended", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", Suspend: true}, nil, ReasonSuspended, nil},
-		{"secret missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds}, nil, ReasonSecretNotFound, nil},
+		{"suspended", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", Suspend: true}, nil, cardsv1alpha1.ReasonSuspended, nil},
+		{"secret missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds}, nil, cardsv1alpha1.ReasonSecretNotFound, nil},
 		{"key missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "tevau", CredentialsRef: creds},
-			[]*corev1.Secret{secret("creds", map[string]string{"other": "x"})}, ReasonSecretKeyMissing, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"other": "x"})}, cardsv1alpha1.ReasonSecretKeyMissing, nil},
 		{"tevau bad time zone", cardsv1alpha1.WebhookEndpointSpec{Provider: "tevau", CredentialsRef: creds,
 			Tevau: &cardsv1alpha1.TevauOptions{TimeZone: "Mars/Olympus"}},
-			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, ReasonInvalidConfig, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, cardsv1alpha1.ReasonInvalidConfig, nil},
 		{"tevau time zone", cardsv1alpha1.WebhookEndpointSpec{Provider: "tevau", CredentialsRef: creds,
 			Tevau: &cardsv1alpha1.TevauOptions{TimeZone: "Asia/Singapore"}},
 			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, "", nil},
-		{"unsigned provider needs CIDRs or token", cardsv1alpha1.WebhookEndpointSpec{Provider: "prepaidify"}, nil, ReasonInvalidConfig, nil},
+		{"unsigned provider needs CIDRs or token", cardsv1alpha1.WebhookEndpointSpec{Provider: "prepaidify"}, nil, cardsv1alpha1.ReasonInvalidConfig, nil},
 		{"bad CIDR", cardsv1alpha1.WebhookEndpointSpec{Provider: "alchemypay",
-			Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"10.0.0.0/33"}}}, nil, ReasonInvalidConfig, nil},
+			Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"10.0.0.0/33"}}}, nil, cardsv1alpha1.ReasonInvalidConfig, nil},
 		{"CIDRs", cardsv1alpha1.WebhookEndpointSpec{Provider: "alchemypay",
 			Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"203.0.113.7/24"}}}, nil, "", func(t *testing.T, r *Resolved) {
 			if len(r.SourcePrefixes) != 1 || r.SourcePrefixes[0].String() != "203.0.113.0/24" {
@@ -58,7 +58,7 @@ func TestResolve(t *testing.T) {
 		}},
 		{"short URL token", cardsv1alpha1.WebhookEndpointSpec{Provider: "prepaidify", CredentialsRef: creds,
 			Verification: &cardsv1alpha1.Verification{RequireURLToken: true}},
-			[]*corev1.Secret{secret("creds", map[string]string{"urlToken": "short"})}, ReasonInvalidConfig, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"urlToken": "short"})}, cardsv1alpha1.ReasonInvalidConfig, nil},
 		{"URL token", cardsv1alpha1.WebhookEndpointSpec{Provider: "prepaidify", CredentialsRef: creds,
 			Verification: &cardsv1alpha1.Verification{RequireURLToken: true}},
 			[]*corev1.Secret{secret("creds", map[string]string{"urlToken": " 0123456789abcdef-xyz\n"})}, "", func(t *testing.T, r *Resolved) {
@@ -67,7 +67,7 @@ func TestResolve(t *testing.T) {
 				}
 			}},
 		{"bananatech raw key of wrong length", cardsv1alpha1.WebhookEndpointSpec{Provider: "bananatech", CredentialsRef: creds},
-			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "not-16-bytes"})}, ReasonInvalidConfig, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "not-16-bytes"})}, cardsv1alpha1.ReasonInvalidConfig, nil},
 		{"bananatech SHA256 key", cardsv1alpha1.WebhookEndpointSpec{Provider: "bananatech", CredentialsRef: creds,
 			BananaTech: &cardsv1alpha1.BananaTechOptions{AESKey: "SHA256"}},
 			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "any length"})}, "", func(t *testing.T, r *Resolved) {
@@ -84,10 +84,10 @@ func TestResolve(t *testing.T) {
 			}},
 		{"generic mapping that does not compile", cardsv1alpha1.WebhookEndpointSpec{Provider: "generic", CredentialsRef: creds,
 			Generic: &cardsv1alpha1.GenericMapping{EventType: "body.(", Events: []cardsv1alpha1.GenericEventRule{{EventTypes: []string{"x"}, Kind: "Ignore"}}}},
-			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})}, ReasonInvalidConfig, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})}, cardsv1alpha1.ReasonInvalidConfig, nil},
 		{"destination secret missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds,
 			Destinations: []cardsv1alpha1.Destination{{Name: "ledger", URL: "https://x", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}}}},
-			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, ReasonSecretNotFound, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, cardsv1alpha1.ReasonSecretNotFound, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

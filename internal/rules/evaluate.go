@@ -24,7 +24,7 @@ func (rs *RuleSet) Evaluate(tx Transaction, card Card, now time.Time) Decision {
 	d.CountsToward = slices.Clone(rs.countsToward)
 	amount, currency, ok := txAmount(tx)
 	if !ok {
-		d.Outcome, d.Reason = cardsv1alpha1.DecisionDeclined, ReasonInvalidAmount
+		d.Outcome, d.Reason = cardsv1alpha1.DecisionDeclined, cardsv1alpha1.DecisionInvalidAmount
 		return d
 	}
 	e := evaluation{rs: rs, tx: &tx, card: &card, now: now, starts: newWindowStarts(now, rs.TimeZone), amount: amount, currency: currency}
@@ -50,7 +50,7 @@ func (rs *RuleSet) Evaluate(tx Transaction, card Card, now time.Time) Decision {
 			d.Outcome = cardsv1alpha1.DecisionApproved
 		}
 		if d.Outcome == cardsv1alpha1.DecisionDeclined {
-			d.Reason = ReasonDefaultDecline
+			d.Reason = cardsv1alpha1.DecisionDefaultDecline
 		}
 	}
 	return d
@@ -81,12 +81,12 @@ func (e *evaluation) match(r *rule, d *Decision) (bool, string) {
 		return listed != r.allow, r.reason
 	case kindAmount:
 		if r.currency != e.currency {
-			return !r.skipOtherCurrencies, ReasonCurrencyMismatch
+			return !r.skipOtherCurrencies, cardsv1alpha1.DecisionCurrencyMismatch
 		}
 		return e.amount.GreaterThan(r.max), r.reason
 	case kindSpend:
 		if r.currency != "" && r.currency != e.currency {
-			return !r.skipOtherCurrencies, ReasonCurrencyMismatch
+			return !r.skipOtherCurrencies, cardsv1alpha1.DecisionCurrencyMismatch
 		}
 		if r.maxAmount != nil {
 			spent, _ := current(e.card.Spend, r.window, e.currency, e.starts)
@@ -110,11 +110,11 @@ func (e *evaluation) match(r *rule, d *Decision) (bool, string) {
 		matched, err := evalCondition(r.program, e.celVars())
 		if err != nil {
 			d.Errors = append(d.Errors, "rule "+r.name+": "+err.Error())
-			return true, ReasonRuleError
+			return true, cardsv1alpha1.DecisionRuleError
 		}
 		return matched, r.reason
 	}
-	return true, ReasonRuleError // unreachable: Parse gives every rule a matcher
+	return true, cardsv1alpha1.DecisionRuleError // unreachable: Parse gives every rule a matcher
 }
 
 // celVars builds the CEL variables once per evaluation.

@@ -86,7 +86,7 @@ func TestRulesMatchers(t *testing.T) {
 		{"amount one cent over", "amount: {max: '500.00', currency: USD}", purchase(withAmount("500.01", "USD")), Card{}, declined, "R"},
 		{"amount sub-cent over", "amount: {max: '500.00', currency: USD}", purchase(withAmount("500.001", "USD")), Card{}, declined, "R"},
 		{"amount zero", "amount: {max: '0', currency: USD}", purchase(withAmount("0", "USD")), Card{}, approved, ""},
-		{"amount other currency declines", "amount: {max: '500.00', currency: USD}", purchase(withAmount("1.00", "EUR")), Card{}, declined, ReasonCurrencyMismatch},
+		{"amount other currency declines", "amount: {max: '500.00', currency: USD}", purchase(withAmount("1.00", "EUR")), Card{}, declined, cardsv1alpha1.DecisionCurrencyMismatch},
 		{"amount other currency skipped", "amount: {max: '500.00', currency: USD, otherCurrencies: skip}", purchase(withAmount("9999", "EUR")), Card{}, approved, ""},
 		{"amount lower-case transaction currency", "amount: {max: '5', currency: USD}", purchase(withAmount("6", "usd")), Card{}, declined, "R"},
 
@@ -116,7 +116,7 @@ func TestRulesMatchers(t *testing.T) {
 				spendOf(cardsv1alpha1.SpendMonthly, "USD", "1", 1).Windows...)}}, approved, ""},
 		{"spend amount and count: count declines", "spend: {window: Daily, maxAmount: '1000', currency: USD, maxCount: 1}", purchase(),
 			Card{Spend: spendOf(cardsv1alpha1.SpendDaily, "USD", "1", 1)}, declined, "R"},
-		{"spend other currency declines", "spend: {window: Daily, maxAmount: '100', currency: EUR}", purchase(), Card{}, declined, ReasonCurrencyMismatch},
+		{"spend other currency declines", "spend: {window: Daily, maxAmount: '100', currency: EUR}", purchase(), Card{}, declined, cardsv1alpha1.DecisionCurrencyMismatch},
 		{"spend other currency skipped", "spend: {window: Daily, maxAmount: '100', currency: EUR, otherCurrencies: skip}", purchase(), Card{}, approved, ""},
 		{"spend of another currency is not counted", "spend: {window: Daily, maxAmount: '100', currency: USD}", purchase(),
 			Card{Spend: spendOf(cardsv1alpha1.SpendDaily, "EUR", "99.00", 1)}, approved, ""},
@@ -133,7 +133,7 @@ func TestRulesMatchers(t *testing.T) {
 		{"condition on spend", "condition: card.spend['Daily'].amountMinor + transaction.amountMinor > 10000", purchase(),
 			Card{Spend: spendOf(cardsv1alpha1.SpendDaily, "USD", "87.51", 3)}, declined, "R"},
 		{"condition on now", "condition: now.getHours() == 12", purchase(), Card{}, declined, "R"},
-		{"condition runtime error fails closed", "condition: card.labels['atm'] != 'allowed'", purchase(), Card{}, declined, ReasonRuleError},
+		{"condition runtime error fails closed", "condition: card.labels['atm'] != 'allowed'", purchase(), Card{}, declined, cardsv1alpha1.DecisionRuleError},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -205,7 +205,7 @@ func TestRulesFailClosed(t *testing.T) {
   condition: card.labels.exists(k, k.startsWith('x') && k.endsWith('y') && k.contains('z'))
 `)
 	d := rs.Evaluate(purchase(), Card{}, t0)
-	if d.Outcome != approved || len(d.Shadow) != 1 || d.Shadow[0].Reason != ReasonRuleError || d.Shadow[0].Rule != "atm" {
+	if d.Outcome != approved || len(d.Shadow) != 1 || d.Shadow[0].Reason != cardsv1alpha1.DecisionRuleError || d.Shadow[0].Rule != "atm" {
 		t.Errorf("shadow error: %+v", d)
 	}
 	if len(d.Errors) != 1 || !strings.HasPrefix(d.Errors[0], "rule atm: no such key: atm") {
@@ -216,7 +216,7 @@ func TestRulesFailClosed(t *testing.T) {
 		many[strings.Repeat("a", i%50)+string(rune('a'+i%26))+strings.Repeat("b", i/26)] = "v"
 	}
 	d = rs.Evaluate(purchase(), Card{Labels: many}, t0)
-	if d.Outcome != declined || d.Rule != "loop" || d.Reason != ReasonRuleError {
+	if d.Outcome != declined || d.Rule != "loop" || d.Reason != cardsv1alpha1.DecisionRuleError {
 		t.Errorf("cost limit: %+v", d)
 	}
 	if len(d.Errors) != 2 || !strings.Contains(d.Errors[1], "cost limit exceeded") {
@@ -225,7 +225,7 @@ func TestRulesFailClosed(t *testing.T) {
 	for _, m := range []cardsv1alpha1.Money{{Value: "", Currency: "USD"}, {Value: "-1.00", Currency: "USD"}, {Value: "1e3", Currency: "USD"},
 		{Value: "abc", Currency: "USD"}, {Value: "1.00", Currency: ""}, {Value: "1.00", Currency: "US"}, {Value: "99999999999999999999", Currency: "USD"}} {
 		d := mustParse(t, "rules: []").Evaluate(Transaction{Amount: m}, Card{}, t0)
-		if d.Outcome != declined || d.Reason != ReasonInvalidAmount || d.Rule != "" || d.Mode != "" {
+		if d.Outcome != declined || d.Reason != cardsv1alpha1.DecisionInvalidAmount || d.Rule != "" || d.Mode != "" {
 			t.Errorf("%+v: %+v", m, d)
 		}
 	}
@@ -258,7 +258,7 @@ func TestRulesShadow(t *testing.T) {
 	}
 	// Without the gambling MCC, enforce-d runs and fails closed; the shadow rules still only record.
 	d = rs.Evaluate(purchase(), Card{}, t0)
-	if d.Outcome != declined || d.Rule != "enforce-d" || d.Reason != ReasonRuleError || len(d.Shadow) != 2 {
+	if d.Outcome != declined || d.Rule != "enforce-d" || d.Reason != cardsv1alpha1.DecisionRuleError || len(d.Shadow) != 2 {
 		t.Errorf("got %+v", d)
 	}
 	d = rs.Evaluate(purchase(), Card{Labels: map[string]string{"missing": "y"}}, t0)
@@ -270,7 +270,7 @@ func TestRulesShadow(t *testing.T) {
 func TestRulesDefaultDecision(t *testing.T) {
 	rs := mustParse(t, "defaultDecision: decline\nrules:\n- {name: a, reason: A, mcc: {block: ['7995']}}\n")
 	d := rs.Evaluate(purchase(), Card{}, t0)
-	if d.Outcome != declined || d.Reason != ReasonDefaultDecline || d.Rule != "" || d.Mode != "" {
+	if d.Outcome != declined || d.Reason != cardsv1alpha1.DecisionDefaultDecline || d.Rule != "" || d.Mode != "" {
 		t.Errorf("default decline: %+v", d)
 	}
 	if d := rs.Evaluate(purchase(withMCC("7995")), Card{}, t0); d.Rule != "a" || d.Reason != "A" {

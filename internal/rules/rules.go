@@ -33,18 +33,6 @@ const ConfigMapKey = "rules.yaml"
 // LabelRuleSet marks a ConfigMap as a rule set (value "true").
 const LabelRuleSet = "cards.cardplane.io/rule-set"
 
-// Reason codes the engine itself produces (rules name their own).
-const (
-	// ReasonCurrencyMismatch: an amount or spend rule in another currency than the transaction's declined.
-	ReasonCurrencyMismatch = "CURRENCY_MISMATCH"
-	// ReasonRuleError: a CEL condition failed at run time (e.g. a missing map key, the cost limit); fail closed.
-	ReasonRuleError = "RULE_ERROR"
-	// ReasonInvalidAmount: the transaction's amount is not a non-negative decimal in an ISO 4217 currency.
-	ReasonInvalidAmount = "INVALID_AMOUNT"
-	// ReasonDefaultDecline: no enforce rule declined and the set's defaultDecision is decline.
-	ReasonDefaultDecline = "DEFAULT_DECLINE"
-)
-
 // Limits of a rule set.
 const (
 	// MaxRules is the number of rules a set may hold.

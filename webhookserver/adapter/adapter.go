@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
@@ -77,18 +78,9 @@ type Rejection struct {
 
 func (r *Rejection) Error() string { return r.Reason + ": " + r.Message }
 
-// Rejection reasons, also the values of the rejected counters and the result metric label.
-const (
-	ReasonMalformed        = "Malformed"
-	ReasonInvalidSignature = "InvalidSignature"
-	ReasonReplay           = "Replay"
-	ReasonStaleTimestamp   = "StaleTimestamp"
-	ReasonDecryptFailed    = "DecryptFailed"
-)
-
 // Malformed is a 400 for a body or header the adapter cannot read.
 func Malformed(format string, args ...any) *Rejection {
-	return &Rejection{Status: http.StatusBadRequest, Reason: ReasonMalformed, Message: fmt.Sprintf(format, args...)}
+	return &Rejection{Status: http.StatusBadRequest, Reason: cardsv1alpha1.ReasonMalformed, Message: fmt.Sprintf(format, args...)}
 }
 
 // Unauthorized is a 401 with a reason.
@@ -249,7 +241,7 @@ func OptionalTime(m map[string]any, key string, loc *time.Location) (time.Time, 
 // CheckTimestamp refuses a signed timestamp too far from the receiver's clock.
 func CheckTimestamp(ts, now time.Time, tolerance time.Duration) error {
 	if d := now.Sub(ts); d > tolerance || d < -tolerance {
-		return Unauthorized(ReasonStaleTimestamp, "timestamp %s is more than %s from the receiver's clock", ts.UTC().Format(time.RFC3339), tolerance)
+		return Unauthorized(cardsv1alpha1.ReasonStaleTimestamp, "timestamp %s is more than %s from the receiver's clock", ts.UTC().Format(time.RFC3339), tolerance)
 	}
 	return nil
 }

@@ -291,7 +291,7 @@ func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Re
 		func() *cardsv1alpha1.CardTransaction { return &cardsv1alpha1.CardTransaction{} },
 		func(t *cardsv1alpha1.CardTransaction) bool {
 			// Objects applied by hand (the samples) may carry only the endpoint label.
-			owner := t.Annotations[annotationEndpoint]
+			owner := t.Annotations[cardsv1alpha1.AnnotationEndpoint]
 			return t.Spec.ProviderTransactionID == txID &&
 				(owner == endpoint || (owner == "" && t.Labels[cardsv1alpha1.LabelEndpoint] == ep.Endpoint.Name))
 		},
@@ -302,7 +302,7 @@ func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Re
 						cardsv1alpha1.LabelProvider: string(ep.Endpoint.Spec.Provider),
 						cardsv1alpha1.LabelCard:     card.Name,
 					},
-					Annotations: map[string]string{annotationEndpoint: endpoint}},
+					Annotations: map[string]string{cardsv1alpha1.AnnotationEndpoint: endpoint}},
 				Spec: cardsv1alpha1.CardTransactionSpec{CardRef: cardsv1alpha1.LocalObjectReference{Name: card.Name},
 					Provider: ep.Endpoint.Spec.Provider, ProviderTransactionID: txID},
 			}
@@ -313,9 +313,6 @@ func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Re
 			return txn, controllerutil.SetOwnerReference(card, txn, in.Client.Scheme())
 		})
 }
-
-// annotationEndpoint records which endpoint wrote a transaction (the spec names only its card).
-const annotationEndpoint = "cards.cardplane.io/endpoint"
 
 func (in *Ingester) updateTransaction(ctx context.Context, txn *cardsv1alpha1.CardTransaction, mutate func(*cardsv1alpha1.CardTransactionStatus) bool) (bool, error) {
 	changed, first := false, true

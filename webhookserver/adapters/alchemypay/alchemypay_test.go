@@ -273,7 +273,7 @@ func TestMalformed(t *testing.T) {
 			if !ok {
 				t.Fatalf("Decode = %+v, %v; want a Malformed rejection", res, err)
 			}
-			if r.Reason != adapter.ReasonMalformed || r.Status != http.StatusBadRequest || !strings.Contains(r.Message, c.want) {
+			if r.Reason != cardsv1alpha1.ReasonMalformed || r.Status != http.StatusBadRequest || !strings.Contains(r.Message, c.want) {
 				t.Errorf("rejection = %d %s %q, want Malformed containing %q", r.Status, r.Reason, r.Message, c.want)
 			}
 		})

@@ -127,7 +127,7 @@ var typeName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
 func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	ep := req.Endpoint
 	if ep == nil || len(ep.SigningKey) == 0 {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "the endpoint has no signing key")
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "the endpoint has no signing key")
 	}
 	env, err := adapter.Object(req.Body)
 	if err != nil {
@@ -135,7 +135,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	}
 	mac := adapter.Str(env, FieldHMAC)
 	if mac == "" {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "envelope has no %s", FieldHMAC)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "envelope has no %s", FieldHMAC)
 	}
 	// The MAC covers the string exactly as sent, so it is not trimmed.
 	payload, _ := env[FieldPayload].(string)
@@ -143,7 +143,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 		return nil, adapter.Malformed("envelope has no %s string", FieldPayload)
 	}
 	if !verify(ep.SigningKey, payload, mac) {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "%s does not match %s", FieldHMAC, FieldPayload)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "%s does not match %s", FieldHMAC, FieldPayload)
 	}
 	plain, err := decrypt(ep.EncryptionKey, payload)
 	if err != nil {
@@ -234,14 +234,14 @@ const keyHint = "check the encryptionKey (or signingKey) and spec.bananatech.aes
 func decrypt(key []byte, payload string) ([]byte, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, adapter.Unauthorized(adapter.ReasonDecryptFailed, "the endpoint has no usable AES key: %s", keyHint)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonDecryptFailed, "the endpoint has no usable AES key: %s", keyHint)
 	}
 	raw, err := decodeBase64(payload)
 	if err != nil {
 		return nil, adapter.Malformed("%s is not base64", FieldPayload)
 	}
 	if len(raw) < 2*aes.BlockSize || len(raw)%aes.BlockSize != 0 {
-		return nil, adapter.Unauthorized(adapter.ReasonDecryptFailed,
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonDecryptFailed,
 			"%s is %d bytes, not a 16-byte IV followed by whole AES blocks", FieldPayload, len(raw))
 	}
 	plain := make([]byte, len(raw)-aes.BlockSize)
@@ -249,11 +249,11 @@ func decrypt(key []byte, payload string) ([]byte, error) {
 	// No padding oracle: the MAC was verified before decrypting.
 	n := int(plain[len(plain)-1])
 	if n == 0 || n > aes.BlockSize {
-		return nil, adapter.Unauthorized(adapter.ReasonDecryptFailed, "decrypted payload has no PKCS7 padding: %s", keyHint)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonDecryptFailed, "decrypted payload has no PKCS7 padding: %s", keyHint)
 	}
 	for _, b := range plain[len(plain)-n:] {
 		if int(b) != n {
-			return nil, adapter.Unauthorized(adapter.ReasonDecryptFailed, "decrypted payload has no PKCS7 padding: %s", keyHint)
+			return nil, adapter.Unauthorized(cardsv1alpha1.ReasonDecryptFailed, "decrypted payload has no PKCS7 padding: %s", keyHint)
 		}
 	}
 	return plain[:len(plain)-n], nil
@@ -265,7 +265,7 @@ func plaintextObject(plain []byte) (map[string]any, error) {
 	var m map[string]any
 	if err := adapter.Decode(plain, &m); err != nil || m == nil {
 		if !json.Valid(plain) {
-			return nil, adapter.Unauthorized(adapter.ReasonDecryptFailed, "decrypted payload is not JSON: %s", keyHint)
+			return nil, adapter.Unauthorized(cardsv1alpha1.ReasonDecryptFailed, "decrypted payload is not JSON: %s", keyHint)
 		}
 		return nil, adapter.Malformed("decrypted payload is not a JSON object of at most %d levels", adapter.MaxJSONDepth)
 	}

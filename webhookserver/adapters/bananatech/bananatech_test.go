@@ -360,7 +360,7 @@ func TestAESKeyOptions(t *testing.T) {
 	sender := endpoint(t, "Raw", testAESKey)
 	receiver := endpoint(t, "SHA256", testAESKey)
 	_, err := decode(receiver, encode(t, sender, CardApplyResult, `{"template_id":9,"card_id":2,"status":"SUCCESS"}`))
-	wantRejection(t, "wrong aesKey", err, adapter.ReasonDecryptFailed, "aesKey")
+	wantRejection(t, "wrong aesKey", err, cardsv1alpha1.ReasonDecryptFailed, "aesKey")
 }
 
 func wantRejection(t *testing.T, name string, err error, reason, contains string) {
@@ -374,7 +374,7 @@ func wantRejection(t *testing.T, name string, err error, reason, contains string
 		t.Errorf("%s: rejection %q %q, want %s containing %q", name, r.Reason, r.Message, reason, contains)
 	}
 	want := http.StatusUnauthorized
-	if reason == adapter.ReasonMalformed {
+	if reason == cardsv1alpha1.ReasonMalformed {
 		want = http.StatusBadRequest
 	}
 	if r.Status != want {
@@ -421,24 +421,24 @@ func TestVerificationFailures(t *testing.T) {
 		reason   string
 		contains string
 	}{
-		{"missing hmac", ep, with(FieldHMAC, ""), adapter.ReasonInvalidSignature, "no hmac"},
-		{"hmac not hex", ep, with(FieldHMAC, "zz"), adapter.ReasonInvalidSignature, "does not match"},
-		{"tampered hmac", ep, with(FieldHMAC, strings.Repeat("0", 64)), adapter.ReasonInvalidSignature, "does not match"},
-		{"tampered payload", ep, with(FieldPayload, tampered), adapter.ReasonInvalidSignature, "does not match"},
-		{"wrong signing key", otherKey, good, adapter.ReasonInvalidSignature, "does not match"},
-		{"no signing key", &endpointconfig.Resolved{}, good, adapter.ReasonInvalidSignature, "no signing key"},
-		{"nil endpoint", nil, good, adapter.ReasonInvalidSignature, "no signing key"},
-		{"wrong AES key", otherAES, good, adapter.ReasonDecryptFailed, "aesKey"},
-		{"missing payload", ep, with(FieldPayload, ""), adapter.ReasonMalformed, "no encrypted_payload"},
-		{"not JSON", ep, []byte("encrypted_payload=abc"), adapter.ReasonMalformed, "not valid JSON"},
-		{"payload not a string", ep, []byte(`{"encrypted_payload":123,"type":"X","hmac":"00"}`), adapter.ReasonMalformed, "no encrypted_payload"},
-		{"broken base64", ep, envelope([]byte(testSigningKey), CardStatusChange, "%%%not-base64%%%"), adapter.ReasonMalformed, "not base64"},
-		{"short ciphertext", ep, envelope([]byte(testSigningKey), CardStatusChange, base64.StdEncoding.EncodeToString(make([]byte, 20))), adapter.ReasonDecryptFailed, "20 bytes"},
-		{"IV only", ep, envelope([]byte(testSigningKey), CardStatusChange, base64.StdEncoding.EncodeToString(make([]byte, 16))), adapter.ReasonDecryptFailed, "16 bytes"},
-		{"plaintext not JSON", ep, envelope([]byte(testSigningKey), CardStatusChange, encryptRaw([]byte(testAESKey), iv, []byte("card "+testPAN+" otp "+testOTP))), adapter.ReasonDecryptFailed, "not JSON"},
-		{"plaintext an array", ep, envelope([]byte(testSigningKey), CardStatusChange, encryptRaw([]byte(testAESKey), iv, []byte(`[1,2]`))), adapter.ReasonMalformed, "not a JSON object"},
-		{"no type", ep, envelope([]byte(testSigningKey), "", encryptRaw([]byte(testAESKey), iv, []byte(plain))), adapter.ReasonMalformed, "no type"},
-		{"bad type name", ep, envelope([]byte(testSigningKey), "<script>", encryptRaw([]byte(testAESKey), iv, []byte(plain))), adapter.ReasonMalformed, "not an event name"},
+		{"missing hmac", ep, with(FieldHMAC, ""), cardsv1alpha1.ReasonInvalidSignature, "no hmac"},
+		{"hmac not hex", ep, with(FieldHMAC, "zz"), cardsv1alpha1.ReasonInvalidSignature, "does not match"},
+		{"tampered hmac", ep, with(FieldHMAC, strings.Repeat("0", 64)), cardsv1alpha1.ReasonInvalidSignature, "does not match"},
+		{"tampered payload", ep, with(FieldPayload, tampered), cardsv1alpha1.ReasonInvalidSignature, "does not match"},
+		{"wrong signing key", otherKey, good, cardsv1alpha1.ReasonInvalidSignature, "does not match"},
+		{"no signing key", &endpointconfig.Resolved{}, good, cardsv1alpha1.ReasonInvalidSignature, "no signing key"},
+		{"nil endpoint", nil, good, cardsv1alpha1.ReasonInvalidSignature, "no signing key"},
+		{"wrong AES key", otherAES, good, cardsv1alpha1.ReasonDecryptFailed, "aesKey"},
+		{"missing payload", ep, with(FieldPayload, ""), cardsv1alpha1.ReasonMalformed, "no encrypted_payload"},
+		{"not JSON", ep, []byte("encrypted_payload=abc"), cardsv1alpha1.ReasonMalformed, "not valid JSON"},
+		{"payload not a string", ep, []byte(`{"encrypted_payload":123,"type":"X","hmac":"00"}`), cardsv1alpha1.ReasonMalformed, "no encrypted_payload"},
+		{"broken base64", ep, envelope([]byte(testSigningKey), CardStatusChange, "%%%not-base64%%%"), cardsv1alpha1.ReasonMalformed, "not base64"},
+		{"short ciphertext", ep, envelope([]byte(testSigningKey), CardStatusChange, base64.StdEncoding.EncodeToString(make([]byte, 20))), cardsv1alpha1.ReasonDecryptFailed, "20 bytes"},
+		{"IV only", ep, envelope([]byte(testSigningKey), CardStatusChange, base64.StdEncoding.EncodeToString(make([]byte, 16))), cardsv1alpha1.ReasonDecryptFailed, "16 bytes"},
+		{"plaintext not JSON", ep, envelope([]byte(testSigningKey), CardStatusChange, encryptRaw([]byte(testAESKey), iv, []byte("card "+testPAN+" otp "+testOTP))), cardsv1alpha1.ReasonDecryptFailed, "not JSON"},
+		{"plaintext an array", ep, envelope([]byte(testSigningKey), CardStatusChange, encryptRaw([]byte(testAESKey), iv, []byte(`[1,2]`))), cardsv1alpha1.ReasonMalformed, "not a JSON object"},
+		{"no type", ep, envelope([]byte(testSigningKey), "", encryptRaw([]byte(testAESKey), iv, []byte(plain))), cardsv1alpha1.ReasonMalformed, "no type"},
+		{"bad type name", ep, envelope([]byte(testSigningKey), "<script>", encryptRaw([]byte(testAESKey), iv, []byte(plain))), cardsv1alpha1.ReasonMalformed, "not an event name"},
 	} {
 		_, err := decode(tc.ep, tc.body)
 		wantRejection(t, tc.name, err, tc.reason, tc.contains)
@@ -460,7 +460,7 @@ func TestNoStaleTimestampCheck(t *testing.T) {
 		t.Errorf("OccurredAt = %v", got)
 	}
 	_, err = decode(ep, encode(t, ep, CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":"yesterday"}`))
-	wantRejection(t, "bad occur_time", err, adapter.ReasonMalformed, "occur_time")
+	wantRejection(t, "bad occur_time", err, cardsv1alpha1.ReasonMalformed, "occur_time")
 }
 
 // The outer type is not under the MAC: a captured payload must not be readable as another event.
@@ -481,7 +481,7 @@ func TestTypeMustFitPayload(t *testing.T) {
 		{"unknown outer, known inner", "SOMETHING_NEW", `{"type":"CARD_3DS","card_id":1}`, "disagrees"},
 	} {
 		_, err := decode(ep, encode(t, ep, tc.typ, tc.plaintext))
-		wantRejection(t, tc.name, err, adapter.ReasonMalformed, tc.contains)
+		wantRejection(t, tc.name, err, cardsv1alpha1.ReasonMalformed, tc.contains)
 	}
 	// A matching inner type is fine, and TRANSACTION_CREATED's own type is the transaction's.
 	for _, tc := range []struct{ typ, plaintext string }{
@@ -518,7 +518,7 @@ func TestMalformedFields(t *testing.T) {
 		{"3ds bad amount", Card3DS, `{"card_id":1,"securement_id":"s","amount":"x","currency":"USD"}`, "amount"},
 	} {
 		_, err := decode(ep, encode(t, ep, tc.typ, tc.plaintext))
-		wantRejection(t, tc.name, err, adapter.ReasonMalformed, tc.contains)
+		wantRejection(t, tc.name, err, cardsv1alpha1.ReasonMalformed, tc.contains)
 	}
 }
 

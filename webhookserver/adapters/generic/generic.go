@@ -92,7 +92,7 @@ func (a *Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 
 // configError is a mapping the reconciler should have refused; 503 makes the provider retry after it is fixed.
 func configError(format string, args ...any) *adapter.Rejection {
-	return &adapter.Rejection{Status: http.StatusServiceUnavailable, Reason: endpointconfig.ReasonInvalidConfig,
+	return &adapter.Rejection{Status: http.StatusServiceUnavailable, Reason: cardsv1alpha1.ReasonInvalidConfig,
 		Message: fmt.Sprintf(format, args...)}
 }
 
@@ -117,10 +117,10 @@ func verify(ep *endpointconfig.Resolved, h http.Header, body []byte, now time.Ti
 	id, ts := strings.TrimSpace(h.Get(HeaderID)), strings.TrimSpace(h.Get(HeaderTimestamp))
 	sigs := strings.Fields(strings.Join(h.Values(HeaderSignature), " "))
 	if id == "" || ts == "" || len(sigs) == 0 {
-		return adapter.Unauthorized(adapter.ReasonInvalidSignature, "missing %s, %s or %s header", HeaderID, HeaderTimestamp, HeaderSignature)
+		return adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "missing %s, %s or %s header", HeaderID, HeaderTimestamp, HeaderSignature)
 	}
 	if len(ep.SigningKey) == 0 {
-		return adapter.Unauthorized(adapter.ReasonInvalidSignature, "the endpoint has no signing key")
+		return adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "the endpoint has no signing key")
 	}
 	want := sign(ep.SigningKey, id, ts, body)
 	ok := false
@@ -135,7 +135,7 @@ func verify(ep *endpointconfig.Resolved, h http.Header, body []byte, now time.Ti
 		}
 	}
 	if !ok {
-		return adapter.Unauthorized(adapter.ReasonInvalidSignature, "no v1 entry of %s matches the body", HeaderSignature)
+		return adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "no v1 entry of %s matches the body", HeaderSignature)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {

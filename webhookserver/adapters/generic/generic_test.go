@@ -357,7 +357,7 @@ func TestStandardWebhooksVector(t *testing.T) {
 	want(t, res.EventType, "test")
 	want(t, res.ReplayKey, "msg_p5jXN8AQM9LWM0D4loKWxJek")
 	req.Body = []byte(`{"test": 2432232315}`)
-	if _, err := (&Adapter{}).Decode(req); reason(err) != adapter.ReasonInvalidSignature {
+	if _, err := (&Adapter{}).Decode(req); reason(err) != cardsv1alpha1.ReasonInvalidSignature {
 		t.Fatalf("tampered vector: %v", err)
 	}
 }
@@ -387,17 +387,17 @@ func TestVerificationFailures(t *testing.T) {
 		reason    string
 	}{
 		{name: "good", header: good()},
-		{name: "missing id", header: without("webhook-id"), reason: adapter.ReasonInvalidSignature},
-		{name: "missing timestamp", header: without("webhook-timestamp"), reason: adapter.ReasonInvalidSignature},
-		{name: "missing signature", header: without("webhook-signature"), reason: adapter.ReasonInvalidSignature},
-		{name: "wrong key", header: signed(otherSecret, "msg_1", now.Unix(), body), reason: adapter.ReasonInvalidSignature},
-		{name: "tampered body", header: good(), body: []byte(strings.Replace(string(body), "active", "inactiv", 1)), reason: adapter.ReasonInvalidSignature},
-		{name: "other id", header: with("webhook-id", "msg_2"), reason: adapter.ReasonInvalidSignature},
-		{name: "other timestamp", header: with("webhook-timestamp", strconv.FormatInt(now.Unix()+1, 10)), reason: adapter.ReasonInvalidSignature},
-		{name: "not base64", header: with("webhook-signature", "v1,***"), reason: adapter.ReasonInvalidSignature},
-		{name: "v1a only", header: with("webhook-signature", "v1a,"+strings.TrimPrefix(good().Get("webhook-signature"), "v1,")), reason: adapter.ReasonInvalidSignature},
-		{name: "stale", header: signed(sampleSecret, "msg_1", now.Add(-6*time.Minute).Unix(), body), reason: adapter.ReasonStaleTimestamp},
-		{name: "future", header: signed(sampleSecret, "msg_1", now.Add(6*time.Minute).Unix(), body), reason: adapter.ReasonStaleTimestamp},
+		{name: "missing id", header: without("webhook-id"), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "missing timestamp", header: without("webhook-timestamp"), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "missing signature", header: without("webhook-signature"), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "wrong key", header: signed(otherSecret, "msg_1", now.Unix(), body), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "tampered body", header: good(), body: []byte(strings.Replace(string(body), "active", "inactiv", 1)), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "other id", header: with("webhook-id", "msg_2"), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "other timestamp", header: with("webhook-timestamp", strconv.FormatInt(now.Unix()+1, 10)), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "not base64", header: with("webhook-signature", "v1,***"), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "v1a only", header: with("webhook-signature", "v1a,"+strings.TrimPrefix(good().Get("webhook-signature"), "v1,")), reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "stale", header: signed(sampleSecret, "msg_1", now.Add(-6*time.Minute).Unix(), body), reason: cardsv1alpha1.ReasonStaleTimestamp},
+		{name: "future", header: signed(sampleSecret, "msg_1", now.Add(6*time.Minute).Unix(), body), reason: cardsv1alpha1.ReasonStaleTimestamp},
 		{name: "within tolerance", header: signed(sampleSecret, "msg_1", now.Add(-4*time.Minute).Unix(), body)},
 		{name: "several signatures, one good", header: with("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(make([]byte, 32))+" v1a,abc "+good().Get("webhook-signature"))},
 		{name: "several header values", header: func() http.Header {
@@ -405,8 +405,8 @@ func TestVerificationFailures(t *testing.T) {
 			h["Webhook-Signature"] = []string{"v1,AAAA", h.Get("webhook-signature")}
 			return h
 		}()},
-		{name: "no key on endpoint", header: good(), key: []byte{}, reason: adapter.ReasonInvalidSignature},
-		{name: "typo in signature mode still verifies", header: without("webhook-signature"), signature: "standardwebhooks", reason: adapter.ReasonInvalidSignature},
+		{name: "no key on endpoint", header: good(), key: []byte{}, reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "typo in signature mode still verifies", header: without("webhook-signature"), signature: "standardwebhooks", reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "None accepts unsigned", header: http.Header{}, signature: "None"},
 		{name: "None ignores a bad signature", header: with("webhook-signature", "v1,AAAA"), signature: "None"},
 	}
@@ -576,7 +576,7 @@ func TestMalformed(t *testing.T) {
 			if !ok {
 				t.Fatalf("got %v, want a rejection", err)
 			}
-			want(t, r.Reason, adapter.ReasonMalformed)
+			want(t, r.Reason, cardsv1alpha1.ReasonMalformed)
 			want(t, r.Status, http.StatusBadRequest)
 			if !strings.Contains(r.Message, tc.msg) {
 				t.Errorf("message %q does not contain %q", r.Message, tc.msg)
@@ -591,16 +591,16 @@ func TestInvalidMappingAtDecode(t *testing.T) {
 	body := testdata(t, "sample-card.created.json")
 	_, err := decode(t, &Adapter{}, endpoint(t, gm), body, nil)
 	r, ok := adapter.AsRejection(err)
-	if !ok || r.Status != http.StatusServiceUnavailable || r.Reason != endpointconfig.ReasonInvalidConfig {
+	if !ok || r.Status != http.StatusServiceUnavailable || r.Reason != cardsv1alpha1.ReasonInvalidConfig {
 		t.Fatalf("got %v", err)
 	}
 	// Verification still comes first: an unsigned request learns nothing about the mapping.
 	_, err = (&Adapter{}).Decode(&adapter.Request{Header: http.Header{}, Body: body, Received: now, Endpoint: endpoint(t, gm)})
-	want(t, reason(err), adapter.ReasonInvalidSignature)
+	want(t, reason(err), cardsv1alpha1.ReasonInvalidSignature)
 	ep := endpoint(t, gm)
 	ep.Endpoint.Spec.Generic = nil
 	_, err = decode(t, &Adapter{}, ep, body, nil)
-	want(t, reason(err), endpointconfig.ReasonInvalidConfig)
+	want(t, reason(err), cardsv1alpha1.ReasonInvalidConfig)
 }
 
 func TestCompile(t *testing.T) {
@@ -819,7 +819,7 @@ func FuzzDecode(f *testing.F) {
 				}
 			}
 			// Unsigned, the same body must be refused.
-			if _, err := a.Decode(&adapter.Request{Header: http.Header{}, Body: body, Received: now, Endpoint: ep}); reason(err) != adapter.ReasonInvalidSignature {
+			if _, err := a.Decode(&adapter.Request{Header: http.Header{}, Body: body, Received: now, Endpoint: ep}); reason(err) != cardsv1alpha1.ReasonInvalidSignature {
 				t.Fatalf("unsigned body accepted: %v", err)
 			}
 		}

@@ -100,10 +100,10 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	sig := strings.TrimSpace(req.Header.Get(HeaderSign))
 	ts := strings.TrimSpace(req.Header.Get(HeaderTimestamp))
 	if sig == "" || ts == "" {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "missing %s or %s header", HeaderSign, HeaderTimestamp)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "missing %s or %s header", HeaderSign, HeaderTimestamp)
 	}
 	if req.Endpoint == nil || len(req.Endpoint.SigningKey) == 0 {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "the endpoint has no signing key")
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "the endpoint has no signing key")
 	}
 	o, err := options(req.Endpoint)
 	if err != nil {
@@ -115,14 +115,14 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	}
 	got, err := hex.DecodeString(sig)
 	if err != nil || len(got) != sha256.Size {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "%s is not 64 hex characters", HeaderSign)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "%s is not 64 hex characters", HeaderSign)
 	}
 	want, err := sign(o, req.Endpoint.SigningKey, body, headerFields(req.Header))
 	if err != nil {
 		return nil, err
 	}
 	if !adapter.Equal(got, want) {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "%s does not match the signed fields", HeaderSign)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "%s does not match the signed fields", HeaderSign)
 	}
 	sent, err := o.parseTimestamp(ts)
 	if err != nil {

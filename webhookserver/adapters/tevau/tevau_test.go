@@ -369,7 +369,7 @@ func TestMalformed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := Adapter{}.Decode(signed(t, endpoint(nil), []byte(body)))
 			r, ok := adapter.AsRejection(err)
-			if !ok || r.Reason != adapter.ReasonMalformed || r.Message == "" {
+			if !ok || r.Reason != cardsv1alpha1.ReasonMalformed || r.Message == "" {
 				t.Fatalf("err = %v, want Malformed", err)
 			}
 		})
@@ -377,7 +377,7 @@ func TestMalformed(t *testing.T) {
 	// A body that is no JSON object is refused before anything else.
 	req := signed(t, endpoint(nil), []byte(kycPassed))
 	req.Body = []byte(`[1,2]`)
-	if r, ok := adapter.AsRejection(mustErr(Adapter{}.Decode(req))); !ok || r.Reason != adapter.ReasonMalformed {
+	if r, ok := adapter.AsRejection(mustErr(Adapter{}.Decode(req))); !ok || r.Reason != cardsv1alpha1.ReasonMalformed {
 		t.Errorf("array body: %v", r)
 	}
 }
@@ -391,28 +391,28 @@ func TestVerificationFailures(t *testing.T) {
 		mutate func(r *adapter.Request)
 		reason string
 	}{
-		"missing sign":      {func(r *adapter.Request) { r.Header.Del(HeaderSign) }, adapter.ReasonInvalidSignature},
-		"missing timestamp": {func(r *adapter.Request) { r.Header.Del(HeaderTimestamp) }, adapter.ReasonInvalidSignature},
-		"sign not hex":      {func(r *adapter.Request) { r.Header.Set(HeaderSign, strings.Repeat("z", 64)) }, adapter.ReasonInvalidSignature},
-		"sign too short":    {func(r *adapter.Request) { r.Header.Set(HeaderSign, r.Header.Get(HeaderSign)[:62]) }, adapter.ReasonInvalidSignature},
+		"missing sign":      {func(r *adapter.Request) { r.Header.Del(HeaderSign) }, cardsv1alpha1.ReasonInvalidSignature},
+		"missing timestamp": {func(r *adapter.Request) { r.Header.Del(HeaderTimestamp) }, cardsv1alpha1.ReasonInvalidSignature},
+		"sign not hex":      {func(r *adapter.Request) { r.Header.Set(HeaderSign, strings.Repeat("z", 64)) }, cardsv1alpha1.ReasonInvalidSignature},
+		"sign too short":    {func(r *adapter.Request) { r.Header.Set(HeaderSign, r.Header.Get(HeaderSign)[:62]) }, cardsv1alpha1.ReasonInvalidSignature},
 		"wrong key": {func(r *adapter.Request) {
 			e := *ep
 			e.SigningKey = []byte("another-key")
 			r.Endpoint = &e
-		}, adapter.ReasonInvalidSignature},
+		}, cardsv1alpha1.ReasonInvalidSignature},
 		"no key": {func(r *adapter.Request) {
 			e := *ep
 			e.SigningKey = nil
 			r.Endpoint = &e
-		}, adapter.ReasonInvalidSignature},
-		"no endpoint":     {func(r *adapter.Request) { r.Endpoint = nil }, adapter.ReasonInvalidSignature},
-		"tampered body":   {func(r *adapter.Request) { r.Body = []byte(strings.Replace(string(r.Body), `"1"`, `"2"`, 1)) }, adapter.ReasonInvalidSignature},
-		"added field":     {func(r *adapter.Request) { r.Body = []byte(strings.Replace(string(r.Body), `{`, `{"x":"y",`, 1)) }, adapter.ReasonInvalidSignature},
-		"tampered nonce":  {func(r *adapter.Request) { r.Header.Set(HeaderNonce, "OTHER") }, adapter.ReasonInvalidSignature},
-		"tampered appId":  {func(r *adapter.Request) { r.Header.Set(HeaderAppID, "other") }, adapter.ReasonInvalidSignature},
-		"stale timestamp": {func(r *adapter.Request) { r.Received = now.Add(6 * time.Minute) }, adapter.ReasonStaleTimestamp},
+		}, cardsv1alpha1.ReasonInvalidSignature},
+		"no endpoint":     {func(r *adapter.Request) { r.Endpoint = nil }, cardsv1alpha1.ReasonInvalidSignature},
+		"tampered body":   {func(r *adapter.Request) { r.Body = []byte(strings.Replace(string(r.Body), `"1"`, `"2"`, 1)) }, cardsv1alpha1.ReasonInvalidSignature},
+		"added field":     {func(r *adapter.Request) { r.Body = []byte(strings.Replace(string(r.Body), `{`, `{"x":"y",`, 1)) }, cardsv1alpha1.ReasonInvalidSignature},
+		"tampered nonce":  {func(r *adapter.Request) { r.Header.Set(HeaderNonce, "OTHER") }, cardsv1alpha1.ReasonInvalidSignature},
+		"tampered appId":  {func(r *adapter.Request) { r.Header.Set(HeaderAppID, "other") }, cardsv1alpha1.ReasonInvalidSignature},
+		"stale timestamp": {func(r *adapter.Request) { r.Received = now.Add(6 * time.Minute) }, cardsv1alpha1.ReasonStaleTimestamp},
 		"future timestamp": {func(r *adapter.Request) { r.Received = now.Add(-6 * time.Minute) },
-			adapter.ReasonStaleTimestamp},
+			cardsv1alpha1.ReasonStaleTimestamp},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

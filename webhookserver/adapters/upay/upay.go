@@ -40,7 +40,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	ts := req.Header.Get(HeaderTimestamp)
 	sig := req.Header.Get(HeaderSign)
 	if ts == "" || sig == "" {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "missing %s or %s header", HeaderSign, HeaderTimestamp)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "missing %s or %s header", HeaderSign, HeaderTimestamp)
 	}
 	body := strings.TrimSpace(string(req.Body))
 	if !strings.HasPrefix(body, "{") {
@@ -55,7 +55,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 		return nil, adapter.Malformed("envelope has no event")
 	}
 	if !verify(req.Endpoint, name, ts, req.Body, sig) {
-		return nil, adapter.Unauthorized(adapter.ReasonInvalidSignature, "%s does not match the body", HeaderSign)
+		return nil, adapter.Unauthorized(cardsv1alpha1.ReasonInvalidSignature, "%s does not match the body", HeaderSign)
 	}
 	tsv, err := adapter.Time(ts, time.UTC)
 	if err != nil {

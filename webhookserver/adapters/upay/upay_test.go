@@ -474,7 +474,7 @@ func TestUnknownEventIsAcknowledged(t *testing.T) {
 	}
 	// An unknown event is still verified.
 	req := signedAt(t, endpoint(nil), "wrong-key", []byte(push("CC_FUTURE_THING", "ON-U-3", 0, `{}`)), now)
-	if _, err := (Adapter{}).Decode(req); !rejected(err, adapter.ReasonInvalidSignature) {
+	if _, err := (Adapter{}).Decode(req); !rejected(err, cardsv1alpha1.ReasonInvalidSignature) {
 		t.Errorf("unknown event with a bad signature: err = %v", err)
 	}
 }
@@ -503,51 +503,51 @@ func TestVerification(t *testing.T) {
 		{name: "valid base64"},
 		{name: "explicit Base64 option", ep: endpoint(&cardsv1alpha1.UPayOptions{SignatureEncoding: "Base64"})},
 		{name: "missing X-UPA-SIGN", mutate: func(r *adapter.Request) { r.Header.Del("X-UPA-SIGN") },
-			reason: adapter.ReasonInvalidSignature},
+			reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "missing X-UPA-TIMESTAMP", mutate: func(r *adapter.Request) { r.Header.Del("X-UPA-TIMESTAMP") },
-			reason: adapter.ReasonInvalidSignature},
+			reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "no headers at all", mutate: func(r *adapter.Request) { r.Header = http.Header{} },
-			reason: adapter.ReasonInvalidSignature},
-		{name: "wrong key", key: "another-merchant-secret", reason: adapter.ReasonInvalidSignature},
+			reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "wrong key", key: "another-merchant-secret", reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "empty key on the endpoint", ep: func() *endpointconfig.Resolved { e := endpoint(nil); e.SigningKey = nil; return e }(),
-			reason: adapter.ReasonInvalidSignature},
+			reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "tampered body", mutate: func(r *adapter.Request) {
 			r.Body = []byte(strings.Replace(string(r.Body), `"status":"3"`, `"status":"1"`, 1))
-		}, reason: adapter.ReasonInvalidSignature},
+		}, reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "tampered event name", mutate: func(r *adapter.Request) {
 			r.Body = []byte(strings.Replace(string(r.Body), `"CSC_STATUS_CHANGE"`, `"CE_EVENT"`, 1))
-		}, reason: adapter.ReasonInvalidSignature},
+		}, reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "timestamp header changed after signing", mutate: func(r *adapter.Request) {
 			ts, _ := strconv.ParseInt(r.Header.Get("X-UPA-TIMESTAMP"), 10, 64)
 			r.Header.Set("X-UPA-TIMESTAMP", strconv.FormatInt(ts+1, 10))
-		}, reason: adapter.ReasonInvalidSignature},
+		}, reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "signature without the event prefix", mutate: resign(func(ts string) string {
 			m := hmac.New(sha256.New, []byte(signingKey))
 			m.Write([]byte(ts + "|"))
 			m.Write(body)
 			return b64(m.Sum(nil))
-		}), reason: adapter.ReasonInvalidSignature},
+		}), reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "signature not base64", mutate: func(r *adapter.Request) { r.Header.Set("X-UPA-SIGN", "%%not-base64%%") },
-			reason: adapter.ReasonInvalidSignature},
+			reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "hex signature without the Hex option", mutate: resign(func(ts string) string {
 			return hex.EncodeToString(specMAC(signingKey, "CSC_STATUS_CHANGE", ts, body))
-		}), reason: adapter.ReasonInvalidSignature},
+		}), reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "Hex option accepts hex", ep: endpoint(hexOption)},
 		{name: "Hex option accepts upper-case hex", ep: endpoint(hexOption), mutate: func(r *adapter.Request) {
 			r.Header.Set("X-UPA-SIGN", strings.ToUpper(r.Header.Get("X-UPA-SIGN")))
 		}},
 		{name: "Hex option refuses base64", ep: endpoint(hexOption), mutate: resign(func(ts string) string {
 			return b64(specMAC(signingKey, "CSC_STATUS_CHANGE", ts, body))
-		}), reason: adapter.ReasonInvalidSignature},
+		}), reason: cardsv1alpha1.ReasonInvalidSignature},
 		{name: "Hex option refuses a wrong key", ep: endpoint(hexOption), key: "another-merchant-secret",
-			reason: adapter.ReasonInvalidSignature},
-		{name: "stale timestamp", ts: now.Add(-tol - time.Second), reason: adapter.ReasonStaleTimestamp},
-		{name: "future timestamp", ts: now.Add(tol + time.Second), reason: adapter.ReasonStaleTimestamp},
+			reason: cardsv1alpha1.ReasonInvalidSignature},
+		{name: "stale timestamp", ts: now.Add(-tol - time.Second), reason: cardsv1alpha1.ReasonStaleTimestamp},
+		{name: "future timestamp", ts: now.Add(tol + time.Second), reason: cardsv1alpha1.ReasonStaleTimestamp},
 		{name: "stale timestamp with Hex option", ep: endpoint(hexOption), ts: now.Add(-tol - time.Second),
-			reason: adapter.ReasonStaleTimestamp},
+			reason: cardsv1alpha1.ReasonStaleTimestamp},
 		{name: "at the tolerance in the past", ts: now.Add(-tol)},
 		{name: "at the tolerance in the future", ts: now.Add(tol)},
-		{name: "stale under a 30s tolerance", ts: now.Add(-31 * time.Second), reason: adapter.ReasonStaleTimestamp,
+		{name: "stale under a 30s tolerance", ts: now.Add(-31 * time.Second), reason: cardsv1alpha1.ReasonStaleTimestamp,
 			ep: func() *endpointconfig.Resolved { e := endpoint(nil); e.TimestampTolerance = 30 * time.Second; return e }()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -595,9 +595,9 @@ func TestTimestampHeaderForms(t *testing.T) {
 	ep := endpoint(nil)
 	for ts, reason := range map[string]string{
 		strconv.FormatInt(now.Unix(), 10): "", // epoch seconds of now is within tolerance
-		"yesterday":                       adapter.ReasonMalformed,
-		"1":                               adapter.ReasonStaleTimestamp,
-		"99999999999999999":               adapter.ReasonStaleTimestamp,
+		"yesterday":                       cardsv1alpha1.ReasonMalformed,
+		"1":                               cardsv1alpha1.ReasonStaleTimestamp,
+		"99999999999999999":               cardsv1alpha1.ReasonStaleTimestamp,
 	} {
 		h := http.Header{}
 		h.Set("X-UPA-TIMESTAMP", ts)
@@ -684,7 +684,7 @@ func TestMalformed(t *testing.T) {
 			if !errors.As(err, &r) {
 				t.Fatalf("err = %v, res = %+v, want a Malformed rejection", err, res)
 			}
-			if r.Reason != adapter.ReasonMalformed || r.Status != http.StatusBadRequest {
+			if r.Reason != cardsv1alpha1.ReasonMalformed || r.Status != http.StatusBadRequest {
 				t.Errorf("got %d %s (%s), want 400 Malformed", r.Status, r.Reason, r.Message)
 			}
 			for _, w := range c.wants {

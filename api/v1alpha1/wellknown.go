@@ -1,0 +1,117 @@
+package v1alpha1
+
+// The names cardplane gives meaning to, in one place: labels, annotations, data keys, condition types and
+// reasons, and the reason codes of refused callbacks and of decisions. They are part of the API: users select on
+// them, alert on them and write them into their own objects.
+
+// Labels.
+const (
+	// LabelProvider, LabelEndpoint and LabelCard are put by the receiver on the objects it creates, so they can be
+	// selected.
+	LabelProvider = "cards.cardplane.io/provider"
+	LabelEndpoint = "cards.cardplane.io/endpoint"
+	LabelCard     = "cards.cardplane.io/card"
+	// LabelHolder is a hash of the provider's card holder ID, so holder-level facts (KYC) find their cards
+	// without putting the ID itself in a label.
+	LabelHolder = "cards.cardplane.io/holder"
+	// LabelRuleSet (value "true") marks a ConfigMap as an authorization rule set holding RuleSetKey.
+	LabelRuleSet = "cards.cardplane.io/rule-set"
+)
+
+// Annotations.
+const (
+	// AnnotationRedeliver asks the reconcilers to deliver an object's current state again to every destination.
+	AnnotationRedeliver = "cards.cardplane.io/redeliver"
+	// AnnotationCounted marks a CardTransaction whose amounts are in its card's running totals; only counted
+	// transactions are deleted by retention, so the totals never lose one.
+	AnnotationCounted = "cards.cardplane.io/counted"
+	// AnnotationEndpoint records which endpoint ("namespace/name") wrote a CardTransaction (its spec names only
+	// its card).
+	AnnotationEndpoint = "cards.cardplane.io/endpoint"
+)
+
+// Data keys.
+const (
+	// RuleSetKey is the ConfigMap data key that holds a rule set.
+	RuleSetKey = "rules.yaml"
+	// SecretKeySigningKey is the provider's signing secret (UPay, Tevau, BananaTech, and the Standard Webhooks
+	// "whsec_..." secret of the generic adapter).
+	SecretKeySigningKey = "signingKey"
+	// SecretKeyEncryptionKey is BananaTech's AES key material; when absent, signingKey is used.
+	SecretKeyEncryptionKey = "encryptionKey"
+	// SecretKeyURLToken is the token a provider that signs nothing must put in the URL path.
+	SecretKeyURLToken = "urlToken"
+	// SecretKeyDestinationSecret is the Standard Webhooks secret a destination's deliveries are signed with.
+	SecretKeyDestinationSecret = "webhookSecret"
+)
+
+// Condition types.
+const (
+	// ConditionReady is True when an object is fully working.
+	ConditionReady = "Ready"
+	// ConditionProjectionFailed is True when an update could not be delivered within the retry budget.
+	ConditionProjectionFailed = "ProjectionFailed"
+	// ConditionFrozen and ConditionClosed are True on a Card in those phases.
+	ConditionFrozen = "Frozen"
+	ConditionClosed = "Closed"
+)
+
+// Reasons of a WebhookEndpoint's Ready condition.
+const (
+	ReasonAccepting        = "Accepting"
+	ReasonSecretNotFound   = "SecretNotFound"
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	ReasonInvalidConfig    = "InvalidConfig"
+	ReasonSuspended        = "Suspended"
+)
+
+// Reasons a callback is refused for: the JSON answer's reason, status.counters.rejected and the result label of
+// cardplane_webhook_requests_total.
+const (
+	ReasonNotFound         = "NotFound"
+	ReasonNotReady         = "NotReady"
+	ReasonTooLarge         = "TooLarge"
+	ReasonRateLimited      = "RateLimited"
+	ReasonSourceNotAllowed = "SourceNotAllowed"
+	ReasonInvalidURLToken  = "InvalidURLToken"
+	ReasonStoreFailed      = "StoreFailed"
+	ReasonMalformed        = "Malformed"
+	ReasonInvalidSignature = "InvalidSignature"
+	ReasonReplay           = "Replay"
+	ReasonStaleTimestamp   = "StaleTimestamp"
+	ReasonDecryptFailed    = "DecryptFailed"
+)
+
+// Reasons of decisions cardplane makes itself (rules name their own), in status.authorization.reason and the
+// AuthorizationReview response.
+const (
+	// DecisionNoRuleSet: no rule set governs the card.
+	DecisionNoRuleSet = "NO_RULE_SET"
+	// DecisionStandInTimeout: the budget ran out; the rule set's stand-in decision answered.
+	DecisionStandInTimeout = "STAND_IN_TIMEOUT"
+	// DecisionLedgerUnavailable: the spend ledger could not be written; the stand-in decision answered.
+	DecisionLedgerUnavailable = "STAND_IN_LEDGER_UNAVAILABLE"
+	// DecisionCardUnavailable: the card could not be read or created within the budget.
+	DecisionCardUnavailable = "STAND_IN_CARD_UNAVAILABLE"
+	// DecisionAlreadyApproved answers a retried authorization that the ledger already counts.
+	DecisionAlreadyApproved = "ALREADY_APPROVED"
+	// DecisionUnknownCard: an AuthorizationReview names a card cardplane does not know.
+	DecisionUnknownCard = "UNKNOWN_CARD"
+	// DecisionCurrencyMismatch: an amount or spend rule in another currency than the transaction's declined.
+	DecisionCurrencyMismatch = "CURRENCY_MISMATCH"
+	// DecisionRuleError: a CEL condition failed at run time (a missing map key, the cost limit); fail closed.
+	DecisionRuleError = "RULE_ERROR"
+	// DecisionInvalidAmount: the amount is not a non-negative decimal in an ISO 4217 currency.
+	DecisionInvalidAmount = "INVALID_AMOUNT"
+	// DecisionDefaultDecline: no enforce rule declined and the set's defaultDecision is decline.
+	DecisionDefaultDecline = "DEFAULT_DECLINE"
+)
+
+// Reasons of the Kubernetes Events cardplane records.
+const (
+	EventRuleSetInvalid   = "RuleSetInvalid"
+	EventRuleSetLoaded    = "RuleSetLoaded"
+	EventProjectionFailed = "ProjectionFailed"
+	EventUnknownEvent     = "UnknownEvent"
+	EventNoCardForHolder  = "NoCardForHolder"
+)
