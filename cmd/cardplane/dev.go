@@ -11,14 +11,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,38 +37,67 @@ import (
 // controlPlaneVersion is the Kubernetes version hack/control-plane.sh builds (hack/k8s/go.mod).
 const controlPlaneVersion = "v1.37.2"
 
-func runDevCommand(args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	assets := fs.String("assets", "", "directory with kube-apiserver, etcd and kubectl (default: $KUBEBUILDER_ASSETS, then the hack/control-plane.sh cache)")
-	kubeconfig := fs.String("kubeconfig-out", filepath.Join(cacheDir(), "dev", "kubeconfig"), "where to write the admin kubeconfig")
-	namespace := fs.String("namespace", "default", "namespace the samples are applied to")
-	noSamples := fs.Bool("no-samples", false, "do not apply config/samples")
-	destAddr := fs.String("demo-destination-address", "127.0.0.1:18090", "where the demo destination (the sample endpoint's ledger) listens; empty disables it")
-	opts := &managerOptions{}
-	opts.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+// devOptions are the flags of `cardplane dev`, with the manager's.
+type devOptions struct {
+	assets     string
+	kubeconfig string
+	namespace  string
+	noSamples  bool
+	destAddr   string
+	manager    managerOptions
+}
+
+func newDevCommand() *cobra.Command {
+	o := &devOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything on an embedded local kube-apiserver and etcd, with samples",
+		Long: `Start a local kube-apiserver and etcd (built by hack/control-plane.sh), install the CRDs and the samples,
+write an admin kubeconfig and run the manager against them, with a demo destination that verifies every
+delivery. Ctrl-C stops everything; no process outlives this one. This is what make demo runs.`,
+		Example: `  make demo
+  cardplane dev --assets "$(hack/control-plane.sh)" --namespace demo`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.localDefaults(cmd.Flags())
+			return o.run(cmd.OutOrStdout())
+		},
 	}
-	if !isFlagSet(fs, "metrics-bind-address") {
+	fs := cmd.Flags()
+	fs.StringVar(&o.assets, "assets", "", "directory with kube-apiserver, etcd and kubectl (default: $KUBEBUILDER_ASSETS, then the hack/control-plane.sh cache)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig-out", filepath.Join(cacheDir(), "dev", "kubeconfig"), "where to write the admin kubeconfig")
+	fs.StringVar(&o.namespace, "namespace", "default", "namespace the samples are applied to")
+	fs.BoolVar(&o.noSamples, "no-samples", false, "do not apply config/samples")
+	fs.StringVar(&o.destAddr, "demo-destination-address", "127.0.0.1:18090", "where the demo destination (the sample endpoint's ledger) listens; empty disables it")
+	o.manager.bind(fs)
+	return cmd
+}
+
+// localDefaults puts the manager's listeners on loopback and its spool next to the kubeconfig, unless a flag
+// says otherwise.
+func (o *devOptions) localDefaults(fs *pflag.FlagSet) {
+	opts := &o.manager
+	if !fs.Changed("metrics-bind-address") {
 		opts.metricsAddr = "127.0.0.1:18080"
 	}
-	if !isFlagSet(fs, "health-probe-bind-address") {
+	if !fs.Changed("health-probe-bind-address") {
 		opts.probeAddr = "127.0.0.1:18081"
 	}
-	if !isFlagSet(fs, "webhook-bind-address") {
+	if !fs.Changed("webhook-bind-address") {
 		opts.webhook.Addr = "127.0.0.1:18443"
 	}
 	opts.allowLoopback = true // destinations of a local demo run on this machine
-	if !isFlagSet(fs, "spool-dir") {
-		opts.spoolDir = filepath.Join(filepath.Dir(*kubeconfig), "spool")
+	if !fs.Changed("spool-dir") {
+		opts.spoolDir = filepath.Join(filepath.Dir(o.kubeconfig), "spool")
 	}
 	if opts.webhook.TLSCertFile == "" {
 		opts.webhook.PlainHTTP = true // a local receiver on loopback
 	}
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
-	log := ctrl.Log.WithName("dev")
+}
 
-	dir := *assets
+// assetsDir finds the kube-apiserver and etcd binaries.
+func (o *devOptions) assetsDir() (string, error) {
+	dir := o.assets
 	if dir == "" {
 		dir = os.Getenv("KUBEBUILDER_ASSETS")
 	}
@@ -75,8 +106,19 @@ func runDevCommand(args []string) error {
 	}
 	for _, bin := range []string{"kube-apiserver", "etcd"} {
 		if _, err := os.Stat(filepath.Join(dir, bin)); err != nil {
-			return fmt.Errorf("%s not found in %s: run `make demo` (it builds the control plane with hack/control-plane.sh) or pass --assets", bin, dir)
+			return "", fmt.Errorf("%s not found in %s: run `make demo` (it builds the control plane with hack/control-plane.sh) or pass --assets", bin, dir)
 		}
+	}
+	return dir, nil
+}
+
+// run starts the control plane, loads it and runs the manager until Ctrl-C.
+func (o *devOptions) run(out io.Writer) error {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
+	log := ctrl.Log.WithName("dev")
+	dir, err := o.assetsDir()
+	if err != nil {
+		return err
 	}
 	crds, err := config.CRDs()
 	if err != nil {
@@ -100,27 +142,20 @@ func runDevCommand(args []string) error {
 		}
 	}()
 
-	if err := writeKubeconfig(env, *kubeconfig); err != nil {
+	if err := writeKubeconfig(env, o.kubeconfig); err != nil {
 		return err
 	}
-	if !*noSamples {
-		if err := applySamples(ctx, cfg, *namespace); err != nil {
+	if !o.noSamples {
+		if err := applySamples(ctx, cfg, o.namespace); err != nil {
 			return err
 		}
 	}
-
-	if opts.reviewTokenFile == "" {
-		// A fresh bearer token for the AuthorizationReview API of this local run.
-		opts.reviewTokenFile = filepath.Join(filepath.Dir(*kubeconfig), "review-token")
-		token := make([]byte, 24)
-		_, _ = rand.Read(token)
-		if err := os.WriteFile(opts.reviewTokenFile, []byte(hex.EncodeToString(token)), 0o600); err != nil {
-			return err
-		}
+	if err := o.writeReviewToken(); err != nil {
+		return err
 	}
-	destLog := filepath.Join(filepath.Dir(*kubeconfig), "destination.log")
-	if *destAddr != "" {
-		dest, err := startDemoDestination(*destAddr, destLog)
+	destLog := filepath.Join(filepath.Dir(o.kubeconfig), "destination.log")
+	if o.destAddr != "" {
+		dest, err := startDemoDestination(o.destAddr, destLog)
 		if err != nil {
 			return err
 		}
@@ -128,13 +163,30 @@ func runDevCommand(args []string) error {
 	}
 
 	done := make(chan error, 1)
-	go func() { done <- runManager(ctx, cfg, opts) }()
+	go func() { done <- runManager(ctx, cfg, &o.manager) }()
+	o.printBanner(out, dir, destLog)
+	return waitForManager(ctx, done)
+}
 
-	kubectl := "kubectl"
-	if _, err := os.Stat(filepath.Join(dir, "kubectl")); err == nil {
-		kubectl = filepath.Join(dir, "kubectl")
+// writeReviewToken makes a fresh bearer token for the AuthorizationReview API of this local run, unless one
+// was given.
+func (o *devOptions) writeReviewToken() error {
+	if o.manager.reviewTokenFile != "" {
+		return nil
 	}
-	fmt.Printf(`
+	o.manager.reviewTokenFile = filepath.Join(filepath.Dir(o.kubeconfig), "review-token")
+	token := make([]byte, 24)
+	_, _ = rand.Read(token)
+	return os.WriteFile(o.manager.reviewTokenFile, []byte(hex.EncodeToString(token)), 0o600)
+}
+
+func (o *devOptions) printBanner(out io.Writer, assets, destLog string) {
+	kubectl := "kubectl"
+	if _, err := os.Stat(filepath.Join(assets, "kubectl")); err == nil {
+		kubectl = filepath.Join(assets, "kubectl")
+	}
+	addr := o.manager.webhook.Addr
+	fmt.Fprintf(out, `
 cardplane is running on a local control plane. Look at the cards with:
 
   export KUBECONFIG=%s
@@ -149,8 +201,11 @@ AuthorizationReviews: POST http://%s/v1alpha1/authorizationreviews with the bear
 
 Press Ctrl-C to stop; nothing keeps running afterwards.
 
-`, *kubeconfig, kubectl, *namespace, opts.webhook.Addr, *namespace, *namespace, destLog, opts.webhook.Addr, opts.reviewTokenFile)
+`, o.kubeconfig, kubectl, o.namespace, addr, o.namespace, o.namespace, destLog, addr, o.manager.reviewTokenFile)
+}
 
+// waitForManager returns when the manager fails, or when Ctrl-C has stopped it (or 30 s after).
+func waitForManager(ctx context.Context, done <-chan error) error {
 	select {
 	case err := <-done:
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -160,16 +215,10 @@ Press Ctrl-C to stop; nothing keeps running afterwards.
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):
-			log.Info("Manager did not stop within 30s")
+			ctrl.Log.WithName("dev").Info("Manager did not stop within 30s")
 		}
 	}
 	return nil
-}
-
-func isFlagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 func writeKubeconfig(env *envtest.Environment, path string) error {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -50,7 +52,7 @@ type managerOptions struct {
 	draining atomic.Bool
 }
 
-func (o *managerOptions) bind(fs *flag.FlagSet) {
+func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint (0 disables it)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
@@ -68,21 +70,37 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.webhook.AuthorizationBudget, "authorization-budget", 1500*time.Millisecond, "time allowed to answer a real-time authorization request (below the provider's deadline)")
 }
 
-func runManagerCommand(args []string) error {
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+func newManagerCommand() *cobra.Command {
 	opts := &managerOptions{}
-	opts.bind(fs)
 	zapOpts := zap.Options{}
-	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+	var cluster *clusterFlags
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the controllers and the webhook receiver (what the Deployment runs)",
+		Long: `Run the controllers (on the elected leader, with --leader-elect) and the provider callback receiver (on
+every replica). It connects with the kubeconfig or, in a pod without one, with the pod's service account.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			cfg, err := cluster.clientConfig().ClientConfig()
+			if err != nil {
+				return fmt.Errorf("loading kubeconfig: %w", err)
+			}
+			if cfg.QPS == 0 {
+				// As ctrl.GetConfig does: no client-side rate limit, API priority and fairness governs. The
+				// client-go default (5 requests/s) would throttle the receiver's writes.
+				cfg.QPS = -1
+			}
+			return runManager(shutdownContext(opts.shutdownDelay, &opts.draining), cfg, opts)
+		},
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
-	}
-	return runManager(shutdownContext(opts.shutdownDelay, &opts.draining), cfg, opts)
+	opts.bind(cmd.Flags())
+	cluster = bindClusterFlags(cmd.Flags(), "")
+	// zap binds to a Go flag.FlagSet; pflag adopts its flags (--zap-log-level, --zap-devel, ...).
+	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(zapFlags)
+	cmd.Flags().AddGoFlagSet(zapFlags)
+	return cmd
 }
 
 // shutdownContext ends delay after the first SIGTERM or interrupt. Until then the replica keeps receiving
@@ -108,8 +126,52 @@ func shutdownContext(delay time.Duration, draining *atomic.Bool) context.Context
 	return ctx
 }
 
-// runManager runs the controllers until ctx ends.
+// runManager runs the controllers and the receiver until ctx ends.
 func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) error {
+	mgr, err := newManager(cfg, opts)
+	if err != nil {
+		return err
+	}
+	secrets := &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: mgr.GetAPIReader()}
+	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
+	store := &authz.Store{}
+	if err := setupControllers(ctx, mgr, secrets, sender, store); err != nil {
+		return err
+	}
+	if opts.reviewTokenFile != "" {
+		token, err := os.ReadFile(opts.reviewTokenFile)
+		if err != nil {
+			return fmt.Errorf("--authorization-review-token-file: %w", err)
+		}
+		opts.webhook.ReviewToken = strings.TrimSpace(string(token))
+	}
+	var sp *spool.Spool
+	if opts.spoolDir != "" {
+		if sp, err = spool.Open(opts.spoolDir, opts.spoolMaxBytes); err != nil {
+			return fmt.Errorf("--spool-dir: %w", err)
+		}
+		defer sp.Close()
+	}
+	receiver, err := setupReceiver(mgr, opts, secrets, sender, store, sp)
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("receiver", func(req *http.Request) error {
+		if opts.draining.Load() {
+			return errors.New("shutting down")
+		}
+		return receiver.Ready(req)
+	}); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting manager")
+	return mgr.Start(ctx)
+}
+
+func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
@@ -130,16 +192,19 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
+		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	return mgr, nil
+}
+
+// setupControllers registers the reconcilers, and the caches and Secret watch the receiver reads from.
+func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookserver.SecretReader, sender *projection.Sender, store *authz.Store) error {
 	if err := (&controllers.WebhookEndpointReconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("cardplane-controller"),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	secrets := &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: mgr.GetAPIReader()}
-	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
 	projector := &controllers.Projector{Reader: secrets, APIReader: mgr.GetAPIReader(), Sender: sender,
 		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}
 	if err := (&controllers.CardReconciler{
@@ -158,25 +223,13 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	if err := secrets.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
-	store := &authz.Store{}
-	if err := (&controllers.RuleSetReconciler{Client: mgr.GetClient(), Store: store,
-		Recorder: mgr.GetEventRecorder("cardplane-rules")}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	if opts.reviewTokenFile != "" {
-		token, err := os.ReadFile(opts.reviewTokenFile)
-		if err != nil {
-			return fmt.Errorf("--authorization-review-token-file: %w", err)
-		}
-		opts.webhook.ReviewToken = strings.TrimSpace(string(token))
-	}
-	var sp *spool.Spool
-	if opts.spoolDir != "" {
-		if sp, err = spool.Open(opts.spoolDir, opts.spoolMaxBytes); err != nil {
-			return fmt.Errorf("--spool-dir: %w", err)
-		}
-		defer sp.Close()
-	}
+	return (&controllers.RuleSetReconciler{Client: mgr.GetClient(), Store: store,
+		Recorder: mgr.GetEventRecorder("cardplane-rules")}).SetupWithManager(mgr)
+}
+
+// setupReceiver adds the receiver and its helpers (spool replay, counter flushes) to the manager; sp may be nil.
+func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserver.SecretReader, sender *projection.Sender,
+	store *authz.Store, sp *spool.Spool) (*webhookserver.Server, error) {
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
 		Options:    opts.webhook,
@@ -191,27 +244,15 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	}
 	receiver.Spool = sp
 	if err := mgr.Add(receiver); err != nil {
-		return err
+		return nil, err
 	}
 	if sp != nil {
 		if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: receiver.Ingester, Interval: time.Second}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := mgr.Add(&webhookserver.CounterFlusher{Counters: counters, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: time.Second}); err != nil {
-		return err
+		return nil, err
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("receiver", func(req *http.Request) error {
-		if opts.draining.Load() {
-			return errors.New("shutting down")
-		}
-		return receiver.Ready(req)
-	}); err != nil {
-		return err
-	}
-	ctrl.Log.WithName("setup").Info("Starting manager")
-	return mgr.Start(ctx)
+	return receiver, nil
 }

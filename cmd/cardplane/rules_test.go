@@ -5,7 +5,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -15,8 +14,8 @@ import (
 var updateRulesGolden = flag.Bool("update", false, "rewrite cmd/cardplane/testdata/rules/*.golden from the current output")
 
 // TestRulesCommandGolden runs `cardplane rules` from the repository root, as docs/rules.md shows it, and
-// compares stdout, stderr and the error with testdata/rules/NAME.golden (go test -run RulesCommand -update
-// rewrites them).
+// compares stdout, stderr and the error (as main reports it after "error: ") with testdata/rules/NAME.golden
+// (go test -run RulesCommand -update rewrites them).
 func TestRulesCommandGolden(t *testing.T) {
 	const (
 		samples  = "config/samples/rules/"
@@ -44,13 +43,14 @@ func TestRulesCommandGolden(t *testing.T) {
 			"--cards", samples + "cards.json", "--fail-on-change"}},
 		{"backtest-without-cards", []string{"backtest", samples + "card-rules.yaml", "--transactions", samples + "transactions.json"}},
 		{"backtest-bare-without-cards", []string{"backtest", testdata + "bare.yaml", "--transactions", samples + "transactions.json", "--fail-on-change"}},
+		{"backtest-unknown-flag", []string{"backtest", samples + "card-rules.yaml", "--transaction", samples + "transactions.json"}},
 		{"backtest-wrong-export", []string{"backtest", testdata + "bare.yaml", "--transactions", samples + "cards.json"}},
 	}
 	t.Chdir("../..")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := rulesCommand(c.args, &stdout, &stderr)
+			err := execute(append([]string{"rules"}, c.args...), &stdout, &stderr)
 			var b strings.Builder
 			b.WriteString("$ cardplane rules " + strings.Join(c.args, " ") + "\n")
 			b.WriteString(stdout.String())
@@ -58,7 +58,7 @@ func TestRulesCommandGolden(t *testing.T) {
 				b.WriteString("[stderr]\n" + stderr.String())
 			}
 			if err != nil {
-				b.WriteString("[error, exit 1] " + err.Error() + "\n")
+				b.WriteString("[error, exit 1] " + describeError(err) + "\n")
 			} else {
 				b.WriteString("[exit 0]\n")
 			}
@@ -78,19 +78,6 @@ func TestRulesCommandGolden(t *testing.T) {
 				t.Errorf("output differs from %s (run with -update to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
 			}
 		})
-	}
-}
-
-func TestRulesParseInterleaved(t *testing.T) {
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	cases := fs.String("cases", "", "")
-	fail := fs.Bool("fail", false, "")
-	got, err := parseInterleaved(fs, []string{"a.yaml", "--cases", "c.yaml", "b.yaml", "-fail", "--", "-c.yaml"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"a.yaml", "b.yaml", "-c.yaml"}; !reflect.DeepEqual(got, want) || *cases != "c.yaml" || !*fail {
-		t.Errorf("got %q cases=%q fail=%v", got, *cases, *fail)
 	}
 }
 

@@ -5,16 +5,18 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,89 +27,157 @@ import (
 	"github.com/cardplane/cardplane/webhookserver/adapters"
 )
 
-// runSimulateCommand is a provider simulator: it signs (or encrypts) a plaintext payload with the endpoint's
+// simulateOptions are the flags of `cardplane simulate`.
+type simulateOptions struct {
+	endpoint string
+	file     string
+	example  string
+	list     bool
+	url      string
+	timeout  time.Duration
+	cacert   string
+	cluster  *clusterFlags
+}
+
+// newSimulateCommand is a provider simulator: it signs (or encrypts) a plaintext payload with the endpoint's
 // own credentials, exactly as the provider would, and posts it to the receiver. What providers' sandboxes do.
-func runSimulateCommand(args []string) error {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	endpoint := fs.String("endpoint", "", "the WebhookEndpoint to send to, as NAMESPACE/NAME (required)")
-	file := fs.String("file", "", "plaintext payload as the provider would send it before signing/encrypting ('-' for stdin)")
-	example := fs.String("example", "", "send a built-in example callback instead of --file (see --list-examples)")
-	list := fs.Bool("list-examples", false, "list the built-in example callbacks and exit")
-	url := fs.String("url", "http://127.0.0.1:18443", "base URL of the receiver")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig to read the endpoint and its Secret with (default $KUBECONFIG, then the cardplane dev kubeconfig)")
-	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
-	cacert := fs.String("cacert", "", "PEM file of the CA that signed the receiver's certificate (default: the system roots)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: cardplane simulate --endpoint NAMESPACE/NAME (--file PAYLOAD.json | --example NAME) [flags]\n\n")
-		fs.PrintDefaults()
+func newSimulateCommand() *cobra.Command {
+	o := &simulateOptions{}
+	cmd := &cobra.Command{
+		Use:   "simulate --endpoint [NAMESPACE/]NAME (--file PAYLOAD.json | --example NAME)",
+		Short: "Send a correctly signed provider callback to a receiver (a provider sandbox)",
+		Long: `Play the provider: read the WebhookEndpoint and its Secret with the kubeconfig, sign (or, for BananaTech,
+encrypt) a plaintext payload exactly as the provider would, post it to the receiver and print the answer.
+Exits non-zero when the receiver answers 300 or more.`,
+		Example: `  # against make demo (the cardplane dev kubeconfig and receiver are the defaults)
+  cardplane simulate --endpoint default/upay-main --example upay-card-status
+  cardplane simulate --list-examples
+
+  # a payload of your own, through your load balancer
+  cardplane simulate -n payments --endpoint upay-main --file event.json --url https://cards.example.com --cacert ca.crt`,
+		Args: o.validate,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
 	}
-	if err := fs.Parse(args); err != nil {
+	fs := cmd.Flags()
+	fs.StringVar(&o.endpoint, "endpoint", "", "the WebhookEndpoint to send to, as NAMESPACE/NAME, or NAME in --namespace (required)")
+	fs.StringVar(&o.file, "file", "", "plaintext payload as the provider would send it before signing/encrypting ('-' for stdin)")
+	fs.StringVar(&o.example, "example", "", "send a built-in example callback instead of --file (see --list-examples)")
+	fs.BoolVar(&o.list, "list-examples", false, "list the built-in example callbacks and exit")
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:18443", "base URL of the receiver")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
+	fs.StringVar(&o.cacert, "cacert", "", "PEM file of the CA that signed the receiver's certificate (default: the system roots)")
+	o.cluster = bindClusterFlags(fs, "namespace of --endpoint NAME (default: the kubeconfig context's namespace, then default)")
+	// The default kubeconfig differs from kubectl's: without --kubeconfig and $KUBECONFIG, the one of make demo.
+	fs.Lookup(clientcmd.RecommendedConfigPathFlag).Usage = "kubeconfig to read the endpoint and its Secret with (default: $KUBECONFIG, then the cardplane dev kubeconfig)"
+	_ = cmd.RegisterFlagCompletionFunc("example", completeExamples)
+	return cmd
+}
+
+// validate checks the command line before anything is read.
+func (o *simulateOptions) validate(cmd *cobra.Command, args []string) error {
+	if err := noArgs(cmd, args); err != nil || o.list {
 		return err
 	}
+	if o.endpoint == "" || (o.file == "") == (o.example == "") {
+		return errors.New("--endpoint and one of --file or --example are required")
+	}
+	ns, name, qualified := strings.Cut(o.endpoint, "/")
+	if !qualified {
+		return nil
+	}
+	if ns == "" || name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("--endpoint %q: expected NAMESPACE/NAME or NAME", o.endpoint)
+	}
+	if n := o.cluster.overrides.Context.Namespace; n != "" && n != ns {
+		return fmt.Errorf("--endpoint %s is in namespace %s, --namespace says %s", o.endpoint, ns, n)
+	}
+	return nil
+}
+
+func (o *simulateOptions) run(out io.Writer) error {
 	examples, err := config.Callbacks()
 	if err != nil {
 		return err
 	}
-	if *list {
-		names := make([]string, 0, len(examples))
-		for n := range examples {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		fmt.Println(strings.Join(names, "\n"))
-		return nil
-	}
-	ns, name, ok := strings.Cut(*endpoint, "/")
-	if !ok || ns == "" || name == "" || (*file == "") == (*example == "") {
-		fs.Usage()
-		return fmt.Errorf("--endpoint NAMESPACE/NAME and one of --file or --example are required")
+	if o.list {
+		_, err := fmt.Fprintln(out, strings.Join(slices.Sorted(maps.Keys(examples)), "\n"))
+		return err
 	}
 	var payload []byte
-	if *example != "" {
-		if payload = examples[*example]; payload == nil {
-			return fmt.Errorf("no example callback %q: see --list-examples", *example)
+	if o.example != "" {
+		if payload = examples[o.example]; payload == nil {
+			return fmt.Errorf("no example callback %q: see --list-examples", o.example)
 		}
-	} else if payload, err = readPayload(*file); err != nil {
+	} else if payload, err = readPayload(o.file); err != nil {
 		return err
 	}
-	path := *kubeconfig
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		path = filepath.Join(cacheDir(), "dev", "kubeconfig")
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	c, key, err := o.kubeClient()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	httpClient, err := o.httpClient()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	httpClient := http.DefaultClient
-	if *cacert != "" {
-		pem, err := os.ReadFile(*cacert)
-		if err != nil {
-			return err
-		}
-		roots := x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--cacert %s: no PEM certificate in it", *cacert)
-		}
-		httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-	}
-	status, body, err := simulate(ctx, c, httpClient, client.ObjectKey{Namespace: ns, Name: name}, payload, strings.TrimRight(*url, "/"), time.Now())
+	status, body, err := simulate(ctx, c, httpClient, key, payload, strings.TrimRight(o.url, "/"), time.Now())
 	if err != nil {
 		return err
 	}
-	fmt.Printf("HTTP %d\n%s\n", status, body)
+	fmt.Fprintf(out, "HTTP %d\n%s\n", status, body)
 	if status >= 300 {
 		return fmt.Errorf("the receiver refused the callback")
 	}
 	return nil
+}
+
+// kubeClient connects with the kubeconfig and names the endpoint; a bare NAME is in --namespace, else in the
+// context's namespace.
+func (o *simulateOptions) kubeClient() (client.Client, client.ObjectKey, error) {
+	if o.cluster.loading.ExplicitPath == "" && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
+		o.cluster.loading.ExplicitPath = filepath.Join(cacheDir(), "dev", "kubeconfig") // make demo's
+	}
+	cc := o.cluster.clientConfig()
+	key := client.ObjectKey{Name: o.endpoint}
+	if ns, name, ok := strings.Cut(o.endpoint, "/"); ok {
+		key = client.ObjectKey{Namespace: ns, Name: name}
+	} else {
+		var err error
+		if key.Namespace, _, err = cc.Namespace(); err != nil {
+			return nil, key, fmt.Errorf("kubeconfig: %w", err)
+		}
+	}
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, key, fmt.Errorf("kubeconfig: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	return c, key, err
+}
+
+// httpClient trusts --cacert, or the system roots.
+func (o *simulateOptions) httpClient() (*http.Client, error) {
+	if o.cacert == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(o.cacert)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--cacert %s: no PEM certificate in it", o.cacert)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}, nil
+}
+
+func completeExamples(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	examples, err := config.Callbacks()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	return slices.Sorted(maps.Keys(examples)), cobra.ShellCompDirectiveNoFileComp
 }
 
 func readPayload(file string) ([]byte, error) {
