@@ -57,6 +57,27 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig, "--demo-destination-address="+destination,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr)
+	banner := startDev(t, cmd)
+	if !strings.Contains(banner, "export KUBECONFIG="+kubeconfig) {
+		t.Errorf("banner does not print the kubeconfig path:\n%s", banner)
+	}
+	children := childPIDs(cmd.Process.Pid)
+	if len(children) < 2 {
+		t.Errorf("expected etcd and kube-apiserver as children, found PIDs %v", children)
+	}
+
+	kubectl := filepath.Join(assets, "kubectl")
+	checkSamples(t, kubectl, kubeconfig)
+	checkSimulatedCallback(t, bin, kubectl, kubeconfig, receiverAddr)
+	if destination != "" {
+		checkDemoDestination(t, filepath.Join(dir, "destination.log"))
+	}
+	stopDev(t, cmd, children)
+}
+
+// startDev starts `cardplane dev` and returns its banner once it is ready.
+func startDev(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +86,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	ready := make(chan string, 1)
 	go func() {
@@ -78,22 +99,20 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 			}
 		}
 	}()
-	var banner string
 	select {
-	case banner = <-ready:
+	case banner := <-ready:
+		return banner
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("cardplane dev did not become ready; stderr:\n%s", cmd.Stderr)
 	}
-	if !strings.Contains(banner, "export KUBECONFIG="+kubeconfig) {
-		t.Errorf("banner does not print the kubeconfig path:\n%s", banner)
-	}
-	children := childPIDs(cmd.Process.Pid)
-	if len(children) < 2 {
-		t.Errorf("expected etcd and kube-apiserver as children, found PIDs %v", children)
-	}
+	return ""
+}
 
-	kubectl := filepath.Join(assets, "kubectl")
+// checkSamples waits for the samples to be applied and all sample endpoints to be Ready.
+func checkSamples(t *testing.T, kubectl, kubeconfig string) {
+	t.Helper()
 	var out []byte
+	var err error
 	deadline := time.Now().Add(time.Minute)
 	for {
 		out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "cards,cardtransactions,webhookendpoints",
@@ -114,34 +133,44 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	if got := readyEndpoints(string(out)); got != 6 {
 		t.Errorf("want all 6 sample endpoints Ready, got %d:\n%s", got, out)
 	}
+}
 
-	// A provider callback, signed by the simulator with the endpoint's Secret, becomes a card state change.
+// checkSimulatedCallback: a provider callback, signed by the simulator with the endpoint's Secret, becomes a
+// card state change.
+func checkSimulatedCallback(t *testing.T, bin, kubectl, kubeconfig, receiverAddr string) {
+	t.Helper()
 	sim := exec.Command(bin, "simulate", "--kubeconfig", kubeconfig, "--url", "http://"+receiverAddr,
 		"--endpoint", "default/upay-main", "--example", "upay-card-status")
 	if out, err := sim.CombinedOutput(); err != nil || !strings.Contains(string(out), "HTTP 200") || !strings.Contains(string(out), "SUCCESS") {
 		t.Fatalf("cardplane simulate: %v\n%s", err, out)
 	}
-	out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "card", "upay-main-uc10001", "-n", "default",
+	out, err := exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "card", "upay-main-uc10001", "-n", "default",
 		"-o", "jsonpath={.status.phase} {.status.providerStatus} {.status.lastEvent.type}").CombinedOutput()
 	if err != nil || string(out) != "Frozen 3 CSC_STATUS_CHANGE" {
 		t.Errorf("card after the simulated CSC_STATUS_CHANGE: %q (%v), want \"Frozen 3 CSC_STATUS_CHANGE\"", out, err)
 	}
+}
 
-	if destination != "" {
-		var log []byte
-		waitUntil := time.Now().Add(30 * time.Second)
-		for time.Now().Before(waitUntil) {
-			log, _ = os.ReadFile(filepath.Join(dir, "destination.log"))
-			if strings.Contains(string(log), "verified card.updated upay-main-uc10001") {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
+// checkDemoDestination waits for the demo destination to log a verified delivery of the card.
+func checkDemoDestination(t *testing.T, logPath string) {
+	t.Helper()
+	var log []byte
+	waitUntil := time.Now().Add(30 * time.Second)
+	for time.Now().Before(waitUntil) {
+		log, _ = os.ReadFile(logPath)
+		if strings.Contains(string(log), "verified card.updated upay-main-uc10001") {
+			break
 		}
-		if !strings.Contains(string(log), "verified card.updated upay-main-uc10001") || strings.Contains(string(log), "REJECTED") {
-			t.Errorf("the demo destination did not log a verified delivery of the card:\n%s", log)
-		}
+		time.Sleep(200 * time.Millisecond)
 	}
+	if !strings.Contains(string(log), "verified card.updated upay-main-uc10001") || strings.Contains(string(log), "REJECTED") {
+		t.Errorf("the demo destination did not log a verified delivery of the card:\n%s", log)
+	}
+}
 
+// stopDev presses Ctrl-C and checks that cardplane dev and its children are gone.
+func stopDev(t *testing.T, cmd *exec.Cmd, children []int) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
