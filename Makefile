@@ -116,14 +116,15 @@ run: manifests ## Run the manager against the cluster in the current kubeconfig.
 
 .PHONY: build
 build: ## Build bin/cardplane.
-	go build -o $(BIN)/cardplane ./cmd/cardplane
+	go build -ldflags "-X main.version=$(VERSION) -X main.commit=$$(git rev-parse HEAD 2>/dev/null)" -o $(BIN)/cardplane ./cmd/cardplane
 
 .PHONY: image
 image: $(OCIIMAGE) ## Build the image: $(IMAGE_DIR)/oci (OCI layout) and $(IMAGE_DIR)/cardplane.tar (docker load / kind load image-archive).
 	rm -rf $(IMAGE_DIR)/bin && mkdir -p $(IMAGE_DIR)/bin
 	binaries=(); for p in $$(echo $(IMAGE_PLATFORMS) | tr , ' '); do \
 	  out=$(IMAGE_DIR)/bin/cardplane-$${p//\//-}; \
-	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -tags nodev -trimpath -ldflags '-s -w' -o $$out ./cmd/cardplane; \
+	  CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -tags nodev -trimpath \
+	    -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$$(git rev-parse HEAD 2>/dev/null)" -o $$out ./cmd/cardplane; \
 	  binaries+=(--binary $$p=$$out); \
 	done; \
 	$(OCIIMAGE) build "$${binaries[@]}" --layout $(IMAGE_DIR)/oci --tarball $(IMAGE_DIR)/cardplane.tar --tag $(IMAGE) \
