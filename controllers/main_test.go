@@ -21,6 +21,7 @@ import (
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/testenv"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
 )
 
 // One control plane for the package; each test runs its own manager over its own namespace, so a test can
@@ -58,7 +59,7 @@ func startManager(t *testing.T, ns string) (stop func()) {
 	rec := mgr.GetEventRecorder("cardplane-controller")
 	projector := &controllers.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{AllowLoopback: true}, Recorder: rec, Now: time.Now}
 	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
-		&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: rec},
+		&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: rec, ValidateConfig: adapters.ValidateConfig},
 		&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: rec, Projector: projector},
 		&controllers.CardTransactionReconciler{Client: mgr.GetClient(), Projector: projector},
 	} {

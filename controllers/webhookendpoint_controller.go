@@ -34,6 +34,10 @@ const secretRefIndex = ".spec.secretRefs"
 type WebhookEndpointReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// ValidateConfig runs the provider adapter's own checks of the endpoint's options (a generic CEL mapping, a
+	// time zone name); an error makes the endpoint InvalidConfig with its message. Required: cmd wires the
+	// adapters' (webhookserver/adapters.ValidateConfig), which this package may not import.
+	ValidateConfig func(*cardsv1alpha1.WebhookEndpoint) error
 }
 
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints,verbs=get;list;watch
@@ -54,8 +58,10 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	cond := metav1.Condition{Type: cardsv1alpha1.ConditionReady, ObservedGeneration: ep.Generation}
 	_, err := endpointconfig.Resolve(ctx, r.Client, ep)
-	if err == nil {
-		err = endpointconfig.Validate(ep)
+	if err == nil && r.ValidateConfig != nil {
+		if verr := r.ValidateConfig(ep); verr != nil {
+			err = &endpointconfig.Error{Reason: cardsv1alpha1.ReasonInvalidConfig, Message: verr.Error()}
+		}
 	}
 	var cfgErr *endpointconfig.Error
 	switch {

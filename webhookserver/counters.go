@@ -52,15 +52,33 @@ func (c *Counters) Rejected(key types.NamespacedName, reason string) {
 	c.with(key, func(d *delta) { d.rejected[reason]++ })
 }
 
-// Accepted counts an acknowledged callback.
-func (c *Counters) Accepted(key types.NamespacedName, at time.Time, applied, duplicate, unknown bool) {
+// Outcome is what became of an acknowledged callback; its value is the result label of
+// cardplane_webhook_requests_total.
+type Outcome string
+
+// Outcomes of acknowledged callbacks.
+const (
+	// OutcomeApplied: its facts were written.
+	OutcomeApplied Outcome = "applied"
+	// OutcomeDuplicate: nothing changed, the facts were known (or the delivery was answered before).
+	OutcomeDuplicate Outcome = "duplicate"
+	// OutcomeUnknown: a verified callback of an event type no adapter knows, acknowledged without applying it.
+	OutcomeUnknown Outcome = "unknown"
+	// OutcomeSpooled: kept in the spool, to be applied when the API server takes writes again.
+	OutcomeSpooled Outcome = "spooled"
+	// OutcomeAuthorized: a real-time authorization request, answered with its decision.
+	OutcomeAuthorized Outcome = "authorized"
+)
+
+// Accepted counts an acknowledged callback: unknown and duplicate ones apart, every other as applied.
+func (c *Counters) Accepted(key types.NamespacedName, at time.Time, outcome Outcome) {
 	c.with(key, func(d *delta) {
-		switch {
-		case unknown:
+		switch outcome {
+		case OutcomeUnknown:
 			d.unknown++
-		case duplicate:
+		case OutcomeDuplicate:
 			d.duplicates++
-		case applied:
+		default:
 			d.applied++
 		}
 		if at.After(d.lastEvent) {

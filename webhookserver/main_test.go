@@ -67,7 +67,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("test")}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("test"), ValidateConfig: adapters.ValidateConfig}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -58,38 +58,48 @@ type ReviewResponse struct {
 const reviewAPIVersion = "cards.cardplane.io/v1alpha1"
 
 func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
-	received := s.Now()
-	c := &call{endpoint: "", provider: "authorizationreview", event: "AuthorizationReview"}
+	c := &call{w: w, r: r, received: s.Now(), provider: "authorizationreview", event: "AuthorizationReview"}
 	defer func() {
 		requestsTotal.WithLabelValues(c.endpoint, c.provider, c.event, c.result).Inc()
-		requestDuration.WithLabelValues(c.provider).Observe(time.Since(received).Seconds())
+		requestDuration.WithLabelValues(c.provider).Observe(time.Since(c.received).Seconds())
 	}()
+	req, amount, ref := s.readReview(c)
+	if ref == nil {
+		ref = s.review(c, req, amount)
+	}
+	if ref != nil {
+		c.result = ref.reason
+		writeRefusal(w, ref)
+	}
+}
+
+// readReview authenticates the caller and reads a valid AuthorizationReview request.
+func (s *Server) readReview(c *call) (*ReviewRequest, *cardsv1alpha1.Money, *refusal) {
 	if s.ReviewToken == "" {
-		s.refuse(w, c, http.StatusNotFound, cardsv1alpha1.ReasonNotFound, "the AuthorizationReview API is not enabled (--authorization-review-token-file)")
-		return
+		return nil, nil, refuse(http.StatusNotFound, cardsv1alpha1.ReasonNotFound, "the AuthorizationReview API is not enabled (--authorization-review-token-file)")
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token, ok := strings.CutPrefix(c.r.Header.Get("Authorization"), "Bearer ")
 	if !ok || subtle.ConstantTimeCompare([]byte(token), []byte(s.ReviewToken)) != 1 {
-		s.refuse(w, c, http.StatusUnauthorized, "InvalidToken", "missing or wrong bearer token")
-		return
+		return nil, nil, refuse(http.StatusUnauthorized, "InvalidToken", "missing or wrong bearer token")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, 64<<10))
 	if err != nil {
-		s.refuse(w, c, http.StatusRequestEntityTooLarge, cardsv1alpha1.ReasonTooLarge, "an AuthorizationReview is larger than 64 KiB")
-		return
+		return nil, nil, refuse(http.StatusRequestEntityTooLarge, cardsv1alpha1.ReasonTooLarge, "an AuthorizationReview is larger than 64 KiB")
 	}
 	review := &AuthorizationReview{}
 	if err := adapter.Decode(body, review); err != nil {
-		s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, err.Error())
-		return
+		return nil, nil, refuse(http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, "%v", err)
 	}
 	req, amount, err := validReview(review)
 	if err != nil {
-		s.refuse(w, c, http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, err.Error())
-		return
+		return nil, nil, refuse(http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, "%v", err)
 	}
+	return req, amount, nil
+}
 
-	ctx, cancel := context.WithTimeout(r.Context(), s.AuthorizationBudget)
+// review decides one request and answers it.
+func (s *Server) review(c *call, req *ReviewRequest, amount *cardsv1alpha1.Money) *refusal {
+	ctx, cancel := context.WithTimeout(c.r.Context(), s.AuthorizationBudget)
 	defer cancel()
 	resp := &ReviewResponse{UID: req.UID}
 	card, ep, err := s.reviewCard(ctx, req)
@@ -98,18 +108,16 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
 		resp.Reason = cardsv1alpha1.DecisionUnknownCard
 		c.result = "declined"
 	case err != nil:
-		w.Header().Set("Retry-After", "1")
-		s.refuse(w, c, http.StatusServiceUnavailable, cardsv1alpha1.ReasonStoreFailed, "cannot read the card: "+err.Error())
-		return
+		return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonStoreFailed, "cannot read the card: %v", err).later(1)
 	default:
 		c.endpoint = ep.Namespace + "/" + ep.Name
 		ar := &event.AuthorizationRequest{TransactionID: req.TransactionID, AuthorizationID: req.AuthorizationID,
 			Amount: *amount, Merchant: req.Merchant, Channel: req.Channel}
 		d := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: cardsv1alpha1.DecisionNoRuleSet}}
 		if s.Authorizer != nil {
-			d = s.Authorizer.Authorize(ctx, card, ar)
+			d = s.Authorizer.Decide(ctx, card, transaction(ar))
 		}
-		d.LatencyMicroseconds = s.Now().Sub(received).Microseconds()
+		d.LatencyMicroseconds = s.Now().Sub(c.received).Microseconds()
 		resp.Allowed, resp.Reason, resp.Rule, resp.Mode = d.Outcome == cardsv1alpha1.DecisionApproved, d.Reason, d.Rule, d.Mode
 		resp.RuleSetVersion, resp.Shadow = d.RuleSetVersion, d.Shadow
 		c.result = strings.ToLower(string(d.Outcome))
@@ -119,7 +127,8 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out, _ := json.Marshal(&AuthorizationReview{APIVersion: reviewAPIVersion, Kind: "AuthorizationReview", Response: resp})
-	write(w, adapter.Answer{Status: http.StatusOK, ContentType: "application/json", Body: out})
+	write(c.w, adapter.Answer{Status: http.StatusOK, ContentType: "application/json", Body: out})
+	return nil
 }
 
 var errUnknownCard = errors.New("unknown card")
@@ -141,7 +150,7 @@ func validReview(r *AuthorizationReview) (*ReviewRequest, *cardsv1alpha1.Money, 
 	}
 	amount, err := money.Major(string(req.Amount), req.Currency)
 	if err != nil {
-		return nil, nil, fmt.Errorf("request.amount/currency: %v", err)
+		return nil, nil, fmt.Errorf("request.amount/currency: %w", err)
 	}
 	if strings.HasPrefix(string(amount.Value), "-") {
 		return nil, nil, errors.New("request.amount must not be negative")

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/rules"
-	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
 // FieldOwner of the spend ledger writes.
@@ -61,15 +59,6 @@ func (a *Authorizer) lock(ctx context.Context, card *cardsv1alpha1.Card) (func()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-}
-
-// Request is what an authorization is decided on.
-func Request(req *event.AuthorizationRequest) rules.Transaction {
-	tx := rules.Transaction{ID: req.TransactionID, AuthorizationID: req.AuthorizationID, Amount: req.Amount, Channel: req.Channel}
-	if m := req.Merchant; m != nil {
-		tx.MCC, tx.MerchantName, tx.MerchantCountry = m.MCC, m.Name, m.Country
-	}
-	return tx
 }
 
 // Decide answers one authorization for card.
@@ -207,6 +196,3 @@ func containsWindow(ws []cardsv1alpha1.SpendWindowKind, w cardsv1alpha1.SpendWin
 	}
 	return false
 }
-
-// ErrNoCard is returned when an authorization names a card that does not exist.
-var ErrNoCard = errors.New("no such card")

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/webhookserver/adapters/generic/mapping"
 )
 
 // DefaultTimestampTolerance bounds how old a signed timestamp may be.
@@ -171,23 +170,6 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 		}
 	}
 	return res, nil
-}
-
-// Validate checks what only the reconciler needs to check, once per generation: the Tevau time zone and the
-// generic CEL mapping. The receiver serves an endpoint only while it is Ready at its current generation, so it
-// does not repeat this work (a CEL compile) on every callback. The message names the rule and field.
-func Validate(ep *cardsv1alpha1.WebhookEndpoint) error {
-	if o := ep.Spec.Tevau; ep.Spec.Provider == cardsv1alpha1.ProviderTevau && o != nil && o.TimeZone != "" {
-		if _, err := time.LoadLocation(o.TimeZone); err != nil {
-			return invalid("tevau.timeZone %q is not an IANA time zone", o.TimeZone)
-		}
-	}
-	if ep.Spec.Provider == cardsv1alpha1.ProviderGeneric && ep.Spec.Generic != nil {
-		if _, err := mapping.Compile(ep.Spec.Generic); err != nil {
-			return invalid("%v", err)
-		}
-	}
-	return nil
 }
 
 func secretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {

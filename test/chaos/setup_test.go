@@ -67,7 +67,7 @@ func startReceiver(t *testing.T, ctx context.Context, cfg *rest.Config, name str
 		t.Fatal(err)
 	}
 	if reconcile {
-		if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(name)}).SetupWithManager(mgr); err != nil {
+		if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(name), ValidateConfig: adapters.ValidateConfig}).SetupWithManager(mgr); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,6 +26,14 @@ type Adapter interface {
 	Decode(req *Request) (*Result, error)
 }
 
+// ConfigValidator is implemented by adapters whose endpoint options need checks the API schema cannot make (a
+// CEL mapping, a time zone name). The WebhookEndpoint reconciler runs it once per generation, so the receiver
+// serves only endpoints that passed it and never repeats the work per callback.
+type ConfigValidator interface {
+	// ValidateConfig returns a message naming the field that is wrong, or nil.
+	ValidateConfig(ep *cardsv1alpha1.WebhookEndpoint) error
+}
+
 // Request is a callback as the receiver read it.
 type Request struct {
 	Header   http.Header
@@ -43,9 +51,9 @@ type Result struct {
 	// Unknown marks a verified callback whose type the adapter does not know: acknowledged and counted,
 	// never retried forever.
 	Unknown bool
-	// ReplayKey is unique per delivery where the provider promises that (a nonce or request ID); the receiver
-	// refuses a second request with the same key while its timestamp is within tolerance.
-	ReplayKey string
+	// DeliveryID identifies one delivery where the provider sends such an ID (a nonce or request ID). The
+	// receiver answers a repeated delivery (same ID and same body) from its answer cache without applying it again.
+	DeliveryID string
 	// Ack is the provider's success answer, sent only after the events are durably applied.
 	Ack Answer
 	// Authorize, when set, makes the receiver answer with a decision instead of Ack (UPay CC_AUTHORIZATION).

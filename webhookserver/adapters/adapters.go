@@ -14,6 +14,22 @@ import (
 
 // All returns an adapter for every provider.
 func All() map[cardsv1alpha1.Provider]adapter.Adapter {
+	return all()
+}
+
+// ValidateConfig runs the provider's own checks of an endpoint's options (adapter.ConfigValidator), for the
+// WebhookEndpoint reconciler.
+func ValidateConfig(ep *cardsv1alpha1.WebhookEndpoint) error {
+	if v, ok := validators[ep.Spec.Provider].(adapter.ConfigValidator); ok {
+		return v.ValidateConfig(ep)
+	}
+	return nil
+}
+
+// validators are adapters kept for their ValidateConfig only (the receiver has its own from All).
+var validators = all()
+
+func all() map[cardsv1alpha1.Provider]adapter.Adapter {
 	return map[cardsv1alpha1.Provider]adapter.Adapter{
 		cardsv1alpha1.ProviderUPay:       upay.Adapter{},
 		cardsv1alpha1.ProviderTevau:      tevau.Adapter{},

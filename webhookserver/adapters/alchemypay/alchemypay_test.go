@@ -206,8 +206,8 @@ func TestDecode(t *testing.T) {
 			if res.Ack.Status != http.StatusOK || string(res.Ack.Body) != "success" {
 				t.Errorf("Ack = %+v", res.Ack)
 			}
-			if res.ReplayKey != "" || res.Authorize != nil {
-				t.Errorf("ReplayKey %q / Authorize set: Alchemy Pay sends neither a nonce nor authorization requests", res.ReplayKey)
+			if res.DeliveryID != "" || res.Authorize != nil {
+				t.Errorf("DeliveryID %q / Authorize set: Alchemy Pay sends neither a nonce nor authorization requests", res.DeliveryID)
 			}
 			if got, want := asJSON(t, res.Events), asJSON(t, []event.Event{c.want}); got != want {
 				t.Errorf("events:\n got %s\nwant %s", got, want)

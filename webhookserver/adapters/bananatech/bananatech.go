@@ -16,7 +16,7 @@
 //     one that matches text.
 //   - Retries, idempotency keys and replay protection: none are documented and the envelope carries no
 //     timestamp or nonce, so there is no stale-timestamp check (occur_time is the time of the fact; a late retry
-//     is legitimate) and no ReplayKey. A replayed callback repeats facts already applied, and OccurredAt
+//     is legitimate) and no DeliveryID. A replayed callback repeats facts already applied, and OccurredAt
 //     ordering ("newer wins") keeps an old one from overwriting newer state. Event.ID is derived from the
 //     fact's non-secret identity (type, IDs, status, amounts, occur_time), so a retry of the same fact has the
 //     same ID.

@@ -207,7 +207,7 @@ func TestDecodeEvents(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
-			if res.EventType != tc.typ || res.Unknown || res.ReplayKey != "" || !reflect.DeepEqual(res.Ack, ack) {
+			if res.EventType != tc.typ || res.Unknown || res.DeliveryID != "" || !reflect.DeepEqual(res.Ack, ack) {
 				t.Fatalf("result = %+v", res)
 			}
 			got := res.Events

@@ -2,7 +2,7 @@
 // Webhooks spec (https://www.standardwebhooks.com): headers webhook-id, webhook-timestamp (epoch seconds, within
 // verification.timestampTolerance) and webhook-signature, a space-separated list of
 // "v1,<base64 HMAC-SHA256(key, id + "." + timestamp + "." + body)>", any of which may match; the key is the
-// "whsec_" secret endpointconfig decodes. ReplayKey is webhook-id. With signature None nothing is checked here
+// "whsec_" secret endpointconfig decodes. DeliveryID is webhook-id. With signature None nothing is checked here
 // and the receiver relies on verification.sourceCIDRs or requireURLToken.
 //
 // Everything about the provider's payloads is unknown to this package: the endpoint's GenericMapping says it,
@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -41,8 +42,9 @@ const (
 )
 
 var (
-	_ adapter.Adapter = (*Adapter)(nil)
-	_ adapter.Encoder = Encode
+	_ adapter.Adapter         = (*Adapter)(nil)
+	_ adapter.ConfigValidator = (*Adapter)(nil)
+	_ adapter.Encoder         = Encode
 )
 
 // Standard Webhooks consumers answer 2xx; the body is informative only.
@@ -87,7 +89,7 @@ func (a *Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	if err != nil {
 		return nil, adapter.Malformed("%v", err)
 	}
-	return &adapter.Result{EventType: d.EventType, Unknown: d.Unknown, Events: d.Events, ReplayKey: replayKey, Ack: ack}, nil
+	return &adapter.Result{EventType: d.EventType, Unknown: d.Unknown, Events: d.Events, DeliveryID: replayKey, Ack: ack}, nil
 }
 
 // configError is a mapping the reconciler should have refused; 503 makes the provider retry after it is fixed.
@@ -108,6 +110,16 @@ func (a *Adapter) mapping(ep *cardsv1alpha1.WebhookEndpoint) (*mapping.Mapping, 
 	m, err := mapping.Compile(ep.Spec.Generic)
 	a.cache.Store(key, &compiled{generation: ep.Generation, spec: ep.Spec.Generic.DeepCopy(), mapping: m, err: err})
 	return m, err
+}
+
+// ValidateConfig compiles the endpoint's mapping, so a bad one makes the endpoint InvalidConfig at apply time
+// with the rule and field named.
+func (a *Adapter) ValidateConfig(ep *cardsv1alpha1.WebhookEndpoint) error {
+	if ep.Spec.Generic == nil {
+		return errors.New("provider generic needs spec.generic")
+	}
+	_, err := mapping.Compile(ep.Spec.Generic)
+	return err
 }
 
 // Forget drops the cached mapping of a deleted endpoint.

@@ -322,7 +322,7 @@ func TestDecodeTable(t *testing.T) {
 				want(t, res.EventType, body.Type)
 			}
 			want(t, res.Unknown, tc.unknown)
-			want(t, res.ReplayKey, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
+			want(t, res.DeliveryID, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
 			want(t, res.Ack.Status, http.StatusOK)
 			want(t, string(res.Ack.Body), `{"received":true}`)
 			if len(res.Events) != tc.events {
@@ -355,7 +355,7 @@ func TestStandardWebhooksVector(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, res.EventType, "test")
-	want(t, res.ReplayKey, "msg_p5jXN8AQM9LWM0D4loKWxJek")
+	want(t, res.DeliveryID, "msg_p5jXN8AQM9LWM0D4loKWxJek")
 	req.Body = []byte(`{"test": 2432232315}`)
 	if _, err := (&Adapter{}).Decode(req); reason(err) != cardsv1alpha1.ReasonInvalidSignature {
 		t.Fatalf("tampered vector: %v", err)
@@ -451,7 +451,7 @@ func TestNoneModeDefaults(t *testing.T) {
 	ev := res.Events[0]
 	want(t, ev.ID, "")
 	want(t, ev.OccurredAt.IsZero(), true)
-	want(t, res.ReplayKey, "")
+	want(t, res.DeliveryID, "")
 	// With headers, they are the defaults even unsigned.
 	h := http.Header{"Webhook-Id": {"msg_9"}, "Webhook-Timestamp": {"1718000001"}}
 	res, err = (&Adapter{}).Decode(&adapter.Request{Header: h, Body: body, Received: now, Endpoint: endpoint(t, gm)})
@@ -460,7 +460,7 @@ func TestNoneModeDefaults(t *testing.T) {
 	}
 	want(t, res.Events[0].ID, "msg_9")
 	want(t, res.Events[0].OccurredAt, time.Unix(1718000001, 0).UTC())
-	want(t, res.ReplayKey, "msg_9")
+	want(t, res.DeliveryID, "msg_9")
 }
 
 func TestEncodeRoundTrip(t *testing.T) {
@@ -484,7 +484,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.file, err)
 		}
-		want(t, res.ReplayKey, id)
+		want(t, res.DeliveryID, id)
 		want(t, len(res.Events), tc.events)
 	}
 	h2, _, _ := Encode(endpoint(t, sampleMapping()), []byte(`{}`), now)

@@ -289,8 +289,8 @@ func TestDecode(t *testing.T) {
 			if res.Ack.Status != http.StatusOK || string(res.Ack.Body) != string(c.ack.Body) || res.Ack.ContentType != c.ack.ContentType {
 				t.Errorf("Ack = %d %s %q, want %d %s %q", res.Ack.Status, res.Ack.ContentType, res.Ack.Body, c.ack.Status, c.ack.ContentType, c.ack.Body)
 			}
-			if res.ReplayKey != "" {
-				t.Errorf("ReplayKey = %q: Prepaidify sends no nonce", res.ReplayKey)
+			if res.DeliveryID != "" {
+				t.Errorf("DeliveryID = %q: Prepaidify sends no nonce", res.DeliveryID)
 			}
 			if got, want := asJSON(t, res.Events), asJSON(t, c.want); got != want {
 				t.Errorf("events:\n got %s\nwant %s", got, want)
@@ -392,7 +392,7 @@ func TestNoSignatureToVerify(t *testing.T) {
 		if res.Authorize != nil {
 			t.Fatalf("request %d: Prepaidify has no real-time authorization", i)
 		}
-		got := asJSON(t, []any{res.EventType, res.Unknown, res.ReplayKey, res.Ack, res.Events})
+		got := asJSON(t, []any{res.EventType, res.Unknown, res.DeliveryID, res.Ack, res.Events})
 		if want == "" {
 			want = got
 		} else if got != want {

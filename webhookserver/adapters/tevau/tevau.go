@@ -47,6 +47,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -138,7 +139,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	}
 	res := &adapter.Result{EventType: name, Ack: ack}
 	if nonce := strings.TrimSpace(req.Header.Get(HeaderNonce)); nonce != "" {
-		res.ReplayKey = strings.TrimSpace(req.Header.Get(HeaderAppID)) + ":" + nonce
+		res.DeliveryID = strings.TrimSpace(req.Header.Get(HeaderAppID)) + ":" + nonce
 	}
 	ev := event.Event{Type: name, CardID: adapter.Str(body, "cardId")}
 	if err := mapEvent(name, body, &ev, res); err != nil {
@@ -193,6 +194,17 @@ type opts struct {
 }
 
 var zones sync.Map // IANA name -> *time.Location
+
+// ValidateConfig checks the tevau options (algorithm, timestamp format, time zone) once per generation.
+func (Adapter) ValidateConfig(ep *cardsv1alpha1.WebhookEndpoint) error {
+	if _, err := options(&endpointconfig.Resolved{Endpoint: ep}); err != nil {
+		if rej, ok := adapter.AsRejection(err); ok {
+			return errors.New(rej.Message)
+		}
+		return err
+	}
+	return nil
+}
 
 func options(ep *endpointconfig.Resolved) (opts, error) {
 	o := opts{algorithm: AlgorithmHMACSHA256, includeHeaders: true, format: TimestampAuto, loc: time.UTC}

@@ -340,8 +340,8 @@ func TestReplayKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "cardplane:" + req.Header.Get(HeaderNonce); res.ReplayKey != want || len(req.Header.Get(HeaderNonce)) != 32 {
-		t.Errorf("ReplayKey = %q, want %q", res.ReplayKey, want)
+	if want := "cardplane:" + req.Header.Get(HeaderNonce); res.DeliveryID != want || len(req.Header.Get(HeaderNonce)) != 32 {
+		t.Errorf("DeliveryID = %q, want %q", res.DeliveryID, want)
 	}
 }
 

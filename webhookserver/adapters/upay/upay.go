@@ -65,7 +65,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 		return nil, err
 	}
 
-	res := &adapter.Result{EventType: name, Ack: ack, ReplayKey: req.Header.Get(HeaderRequestID)}
+	res := &adapter.Result{EventType: name, Ack: ack, DeliveryID: req.Header.Get(HeaderRequestID)}
 	// A nil detail reads as empty, so an unknown event without one is still acknowledged.
 	detail := adapter.Obj(env, "detail")
 	ev := event.Event{Type: name, ID: adapter.Str(env, "orderNo"), CardID: adapter.Str(detail, "cardId"),

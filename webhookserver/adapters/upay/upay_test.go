@@ -418,8 +418,8 @@ func TestDecodeEvents(t *testing.T) {
 			if !reflect.DeepEqual(res.Ack, successAck) {
 				t.Errorf("Ack = %+v, want %+v", res.Ack, successAck)
 			}
-			if want := req.Header.Get("X-UPA-REQUESTID"); res.ReplayKey != want {
-				t.Errorf("ReplayKey = %q, want %q", res.ReplayKey, want)
+			if want := req.Header.Get("X-UPA-REQUESTID"); res.DeliveryID != want {
+				t.Errorf("DeliveryID = %q, want %q", res.DeliveryID, want)
 			}
 			if len(res.Events) != 1 {
 				t.Fatalf("got %d events, want 1", len(res.Events))
@@ -467,8 +467,8 @@ func TestUnknownEventIsAcknowledged(t *testing.T) {
 			if !reflect.DeepEqual(res.Ack, successAck) || res.Authorize != nil {
 				t.Errorf("Ack = %+v (Authorize set %v), want SUCCESS", res.Ack, res.Authorize != nil)
 			}
-			if res.ReplayKey != req.Header.Get("X-UPA-REQUESTID") {
-				t.Errorf("ReplayKey = %q", res.ReplayKey)
+			if res.DeliveryID != req.Header.Get("X-UPA-REQUESTID") {
+				t.Errorf("DeliveryID = %q", res.DeliveryID)
 			}
 		})
 	}
@@ -840,8 +840,8 @@ func TestEncodeRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Decode: %v", err)
 				}
-				if res.ReplayKey != h.Get("X-UPA-REQUESTID") {
-					t.Errorf("ReplayKey = %q, want %q", res.ReplayKey, h.Get("X-UPA-REQUESTID"))
+				if res.DeliveryID != h.Get("X-UPA-REQUESTID") {
+					t.Errorf("DeliveryID = %q, want %q", res.DeliveryID, h.Get("X-UPA-REQUESTID"))
 				}
 				if len(res.Events) != 1 || !reflect.DeepEqual(res.Events[0], c.want) {
 					t.Errorf("round trip\n got: %s\nwant: %s", deep(res.Events), deep(c.want))

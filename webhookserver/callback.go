@@ -1,0 +1,283 @@
+package webhookserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/text"
+	"github.com/cardplane/cardplane/webhookserver/adapter"
+	"github.com/cardplane/cardplane/webhookserver/event"
+	"github.com/cardplane/cardplane/webhookserver/ingest"
+	"github.com/cardplane/cardplane/webhookserver/spool"
+)
+
+// call is one callback on its way through the receiver: what each step learned, for the next step, the
+// counters and the metrics.
+type call struct {
+	w        http.ResponseWriter
+	r        *http.Request
+	received time.Time
+	key      types.NamespacedName
+	ep       *cardsv1alpha1.WebhookEndpoint // nil until routed: counters apply only to existing endpoints
+	cfg      *endpointconfig.Resolved
+	body     []byte
+	res      *adapter.Result
+	// answerKey is where the answer is cached for a repeated delivery ("" when the provider sends no ID).
+	answerKey string
+
+	// metric labels
+	endpoint, provider, event, result string
+}
+
+// ctx is the request's context with the endpoint in its logger.
+func (c *call) ctx() context.Context {
+	ctx := c.r.Context()
+	return logf.IntoContext(ctx, logf.FromContext(ctx).WithValues("endpoint", klog.KRef(c.key.Namespace, c.key.Name)))
+}
+
+func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
+	c := &call{w: w, r: r, received: s.Now(),
+		key: types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}}
+	defer func() {
+		requestsTotal.WithLabelValues(c.endpoint, c.provider, c.event, c.result).Inc()
+		requestDuration.WithLabelValues(c.provider).Observe(time.Since(c.received).Seconds())
+	}()
+	for _, step := range []func(*call) *refusal{s.route, s.admit, s.read, s.decode, s.answer} {
+		if ref := step(c); ref != nil {
+			s.refuse(c, ref)
+			return
+		}
+	}
+}
+
+// refuse answers a refusal and counts it.
+func (s *Server) refuse(c *call, ref *refusal) {
+	c.result = ref.reason
+	if c.ep != nil {
+		s.Counters.Rejected(c.key, ref.reason)
+	}
+	writeRefusal(c.w, ref)
+}
+
+// acknowledge answers a callback the receiver took, remembers the answer for a repeated delivery and counts it.
+func (s *Server) acknowledge(c *call, outcome Outcome, answer adapter.Answer) {
+	c.result = string(outcome)
+	s.answers.remember(c.answerKey, answer, 2*c.cfg.TimestampTolerance)
+	s.Counters.Accepted(c.key, c.received, outcome)
+	write(c.w, answer)
+}
+
+// route finds the endpoint the path names.
+func (s *Server) route(c *call) *refusal {
+	ep := &cardsv1alpha1.WebhookEndpoint{}
+	if err := s.Reader.Get(c.r.Context(), c.key, ep); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			return refuse(http.StatusNotFound, cardsv1alpha1.ReasonNotFound, "no WebhookEndpoint %s", c.key)
+		}
+		return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "cannot read the endpoint; retry")
+	}
+	c.ep, c.endpoint, c.provider = ep, c.key.String(), string(ep.Spec.Provider)
+	s.Counters.Received(c.key)
+	return nil
+}
+
+// admit lets through callbacks for a Ready endpoint, on its URL token, from its allowed sources, within its
+// rate limit.
+func (s *Server) admit(c *call) *refusal {
+	ready := apimeta.FindStatusCondition(c.ep.Status.Conditions, cardsv1alpha1.ConditionReady)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != c.ep.Generation {
+		msg := "endpoint is not Ready"
+		if ready != nil && ready.Status != metav1.ConditionTrue {
+			msg += ": " + ready.Reason + ": " + ready.Message
+		}
+		return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "%s", msg).later(10)
+	}
+	cfg, err := endpointconfig.Resolve(c.r.Context(), s.Reader, c.ep)
+	if err != nil {
+		return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "endpoint is not Ready: %v", err).later(10)
+	}
+	c.cfg = cfg
+	if ref := authentic(c.r, cfg); ref != nil {
+		return ref
+	}
+	if lim := s.limiter(c.ep); lim != nil && !lim.Allow() {
+		return refuse(http.StatusTooManyRequests, cardsv1alpha1.ReasonRateLimited, "rate limit of this endpoint exceeded; retry").later(1)
+	}
+	return nil
+}
+
+// read takes the body, up to MaxBodyBytes.
+func (s *Server) read(c *call) *refusal {
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, s.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return refuse(http.StatusRequestEntityTooLarge, cardsv1alpha1.ReasonTooLarge, "body is larger than %d bytes", s.MaxBodyBytes)
+		}
+		return refuse(http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, "could not read the body: %v", err)
+	}
+	c.body = body
+	return nil
+}
+
+// decode verifies and decodes the callback with the provider's adapter, and fits its events to the API schema.
+func (s *Server) decode(c *call) *refusal {
+	ad := s.Adapters[c.ep.Spec.Provider]
+	if ad == nil {
+		return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "no adapter for provider %s", c.ep.Spec.Provider)
+	}
+	res, err := ad.Decode(&adapter.Request{Header: c.r.Header, Body: c.body, Received: c.received, Endpoint: c.cfg})
+	if err != nil {
+		if rej, ok := adapter.AsRejection(err); ok {
+			return refuse(rej.Status, rej.Reason, "%s", rej.Message)
+		}
+		return refuse(http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, "%v", err)
+	}
+	c.res, c.event = res, metricEvent(res)
+	if res.Unknown {
+		return nil
+	}
+	for i := range res.Events {
+		if err := ingest.Fit(&res.Events[i]); err != nil {
+			return refuse(http.StatusBadRequest, cardsv1alpha1.ReasonMalformed, "%v", err)
+		}
+	}
+	return nil
+}
+
+func metricEvent(res *adapter.Result) string {
+	if res.Unknown || res.EventType == "" {
+		return "unknown"
+	}
+	return text.Clip(res.EventType, 64)
+}
+
+// answer gives a verified callback its answer: a repeated delivery gets the answer it got before, an unknown
+// event type is acknowledged, an authorization request its decision, and every other callback is applied first.
+func (s *Server) answer(c *call) *refusal {
+	if c.res.DeliveryID != "" {
+		c.answerKey = string(c.ep.UID) + "/" + c.res.DeliveryID
+		if prev, ok := s.answers.get(c.answerKey); ok {
+			// The same delivery again (a provider retry after our answer was lost): it was applied already.
+			c.result = string(OutcomeDuplicate)
+			s.Counters.Accepted(c.key, c.received, OutcomeDuplicate)
+			write(c.w, prev)
+			return nil
+		}
+	}
+	switch {
+	case c.res.Unknown:
+		s.notice(c.ep, cardsv1alpha1.EventUnknownEvent, fmt.Sprintf("acknowledged a verified %s callback of unknown event type %q without applying it",
+			c.ep.Spec.Provider, text.Clip(c.res.EventType, 64)))
+		s.acknowledge(c, OutcomeUnknown, c.res.Ack)
+		return nil
+	case c.res.Authorize != nil && len(c.res.Events) == 1 && c.res.Events[0].Authorization != nil:
+		s.serveAuthorization(c, &c.res.Events[0])
+		return nil
+	}
+	return s.apply(c)
+}
+
+// apply writes the events and acknowledges them; what the API server cannot take now goes to the spool.
+func (s *Server) apply(c *call) *refusal {
+	ctx, cancel := context.WithTimeout(c.ctx(), s.StoreTimeout)
+	defer cancel()
+	applied := false
+	for i := range c.res.Events {
+		ev := &c.res.Events[i]
+		out, err := s.Ingester.Apply(ctx, c.cfg, ev, c.received)
+		if err != nil {
+			return s.keep(c, c.res.Events[i:], err)
+		}
+		applied = applied || out.Changed
+		s.afterApply(c, ev, out)
+	}
+	outcome := OutcomeApplied
+	if !applied {
+		outcome = OutcomeDuplicate
+	}
+	s.acknowledge(c, outcome, c.res.Ack)
+	return nil
+}
+
+// afterApply tells about holder facts without a card and hands one-time codes on, from memory.
+func (s *Server) afterApply(c *call, ev *event.Event, out *ingest.Result) {
+	if out.NoCard {
+		s.notice(c.ep, cardsv1alpha1.EventNoCardForHolder, fmt.Sprintf("%s %s for a holder with no card yet; nothing stored", c.ep.Spec.Provider, ev.Type))
+	}
+	if ev.Challenge == nil {
+		return
+	}
+	var card *cardsv1alpha1.Card
+	if len(out.Cards) > 0 {
+		card = out.Cards[0]
+	}
+	if s.Challenges != nil {
+		s.Challenges.Deliver(c.ctx(), c.cfg, card, ev.Challenge)
+	} else {
+		challengesDropped.WithLabelValues(c.endpoint).Inc()
+	}
+	ev.Challenge.Code = "" // not kept a moment longer than needed
+}
+
+// keep spools the events a failed write left undone and acknowledges them, or refuses the callback (the
+// provider retries) when they cannot be kept.
+func (s *Server) keep(c *call, events []event.Event, cause error) *refusal {
+	if s.spool(c, events, cause) {
+		// Durable in the spool: the provider gets its success answer, the replayer applies it later.
+		s.acknowledge(c, OutcomeSpooled, c.res.Ack)
+		return nil
+	}
+	logf.FromContext(c.ctx()).Error(cause, "Storing a callback failed; the provider will retry", "event", c.event)
+	return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonStoreFailed, "the event could not be stored; retry").later(3)
+}
+
+// spool appends events to the spool; it reports whether they are durable now.
+func (s *Server) spool(c *call, events []event.Event, cause error) bool {
+	if s.Spool == nil || !spoolable(cause) {
+		return false
+	}
+	entries := make([]spool.Entry, 0, len(events))
+	for _, ev := range events {
+		entries = append(entries, spool.Entry{Endpoint: c.key, Received: c.received, Event: ev})
+	}
+	if err := s.Spool.Append(entries...); err != nil {
+		if errors.Is(err, spool.ErrFull) {
+			spoolFull.Inc()
+		}
+		logf.FromContext(c.ctx()).Error(err, "Spooling failed; answering 5xx")
+		return false
+	}
+	spoolAppended.Add(float64(len(entries)))
+	// One-time codes are not spooled: they go to their destinations from memory now, card or no card.
+	for _, ev := range events {
+		if ev.Challenge != nil && s.Challenges != nil {
+			s.Challenges.Deliver(c.ctx(), c.cfg, nil, ev.Challenge)
+		}
+	}
+	return true
+}
+
+// notice records a Kubernetes Event on the endpoint, at most once per reason and message every 10 minutes.
+func (s *Server) notice(ep *cardsv1alpha1.WebhookEndpoint, reason, msg string) {
+	key := string(ep.UID) + "/" + reason + "/" + msg
+	if _, seen := s.notices.Get(key); seen || s.Recorder == nil {
+		return
+	}
+	s.notices.Add(key, true, 10*time.Minute)
+	s.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, reason, "Receive", "%s", msg)
+}
