@@ -58,7 +58,7 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	cond := metav1.Condition{Type: cardsv1alpha1.ConditionReady, ObservedGeneration: ep.Generation}
 	_, err := endpointconfig.Resolve(ctx, r.Client, ep)
-	if err == nil && r.ValidateConfig != nil {
+	if err == nil {
 		if verr := r.ValidateConfig(ep); verr != nil {
 			err = &endpointconfig.Error{Reason: cardsv1alpha1.ReasonInvalidConfig, Message: verr.Error()}
 		}
@@ -100,6 +100,9 @@ func ReceivePath(ep *cardsv1alpha1.WebhookEndpoint) string {
 
 // SetupWithManager registers the reconciler and its Secret index.
 func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.ValidateConfig == nil {
+		return errors.New("WebhookEndpointReconciler needs ValidateConfig (webhookserver/adapters.ValidateConfig)")
+	}
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &cardsv1alpha1.WebhookEndpoint{}, secretRefIndex,
 		func(o client.Object) []string { return endpointconfig.SecretNames(o.(*cardsv1alpha1.WebhookEndpoint)) })
 	if err != nil {

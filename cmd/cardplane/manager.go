@@ -200,8 +200,9 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 // setupControllers registers the reconcilers, and the caches and Secret watch the receiver reads from.
 func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookserver.SecretReader, sender *projection.Sender, store *authz.Store) error {
 	if err := (&controllers.WebhookEndpointReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("cardplane-controller"),
+		Client:         mgr.GetClient(),
+		Recorder:       mgr.GetEventRecorder("cardplane-controller"),
+		ValidateConfig: adapters.ValidateConfig,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/rules"
 )
 
@@ -100,19 +101,19 @@ func readRuleSetFile(path string) (*ruleSetFile, error) {
 		labelsLine = meta.Line
 		if l := mappingValue(meta, "labels"); l != nil {
 			labelsLine = l.Line
-			label = mappingValue(l, rules.LabelRuleSet)
+			label = mappingValue(l, cardsv1alpha1.LabelRuleSet)
 		}
 	}
 	if label == nil || label.Value != "true" {
 		f.problems = append(f.problems, fileProblem{labelsLine,
-			fmt.Sprintf("metadata.labels: %s: \"true\" is missing: cardplane does not load this ConfigMap", rules.LabelRuleSet)})
+			fmt.Sprintf("metadata.labels: %s: \"true\" is missing: cardplane does not load this ConfigMap", cardsv1alpha1.LabelRuleSet)})
 	}
 	var value *yaml.Node
 	if d := mappingValue(root, "data"); d != nil {
-		value = mappingValue(d, rules.ConfigMapKey)
+		value = mappingValue(d, cardsv1alpha1.RuleSetKey)
 	}
 	if value == nil {
-		return nil, fmt.Errorf("%s:%d: the ConfigMap has no data key %s", path, root.Line, rules.ConfigMapKey)
+		return nil, fmt.Errorf("%s:%d: the ConfigMap has no data key %s", path, root.Line, cardsv1alpha1.RuleSetKey)
 	}
 	f.data = []byte(value.Value)
 	f.lineOffset = -1
@@ -153,7 +154,7 @@ func (f *ruleSetFile) where(line int) string {
 	case line <= 0:
 		return f.path
 	case f.lineOffset < 0:
-		return fmt.Sprintf("%s: %s line %d", f.path, rules.ConfigMapKey, line)
+		return fmt.Sprintf("%s: %s line %d", f.path, cardsv1alpha1.RuleSetKey, line)
 	default:
 		return fmt.Sprintf("%s:%d", f.path, f.lineOffset+line)
 	}

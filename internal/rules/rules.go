@@ -27,12 +27,6 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 )
 
-// ConfigMapKey is the ConfigMap data key that holds a rule set.
-const ConfigMapKey = "rules.yaml"
-
-// LabelRuleSet marks a ConfigMap as a rule set (value "true").
-const LabelRuleSet = "cards.cardplane.io/rule-set"
-
 // Limits of a rule set.
 const (
 	// MaxRules is the number of rules a set may hold.
