@@ -21,22 +21,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/bench/benchenv"
+	"github.com/cardplane/cardplane/bench/internal/measure"
 	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/rules"
-	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
 )
@@ -85,6 +80,8 @@ deny contains "ATM_NOT_ALLOWED" if input.channel == "ATM"
 decision := {"allowed": count(deny) == 0, "reasons": deny}
 `
 
+const reviewToken = "bench-review-token"
+
 func main() {
 	opa := flag.String("opa", "bin/opa", "OPA binary (built by `make bin/opa`); empty skips the comparison")
 	d := flag.Duration("duration", 5*time.Second, "length of each measurement")
@@ -95,97 +92,23 @@ func main() {
 	}
 }
 
-type result struct {
-	name          string
-	concurrency   int
-	ops, errors   int
-	rate          float64
-	p50, p99, max time.Duration
-}
-
 func run(opaBin string, d time.Duration) error {
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	env, err := testenv.Start()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = env.Stop() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	env, err := benchenv.Start(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {
-		return err
-	}
+	defer env.Stop()
 	store := &authz.Store{}
-	token := "bench-review-token"
-	receiver := &webhookserver.Server{Options: webhookserver.Options{ReviewToken: token},
-		Reader: mgr.GetClient(), Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
-		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now}}
-	go func() { _ = mgr.Start(ctx) }()
-	mgr.GetCache().WaitForCacheSync(ctx)
-	srv := httptest.NewServer(receiver.Handler())
+	srv := httptest.NewServer(reviewer(env.Manager, store).Handler())
 	defer srv.Close()
-
-	c := env.Client
 	for _, ns := range []string{"plain", "ledger"} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		if err := seed(ctx, env, store, ns); err != nil {
 			return err
 		}
-		ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
-			Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderAlchemyPay,
-				Verification: &cardsv1alpha1.Verification{AllowUnauthenticated: true}}}
-		objs := []client.Object{ep}
-		for i := 1; i <= 16; i++ {
-			objs = append(objs, &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("orders-c%d", i)},
-				Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: ns, Name: "orders"},
-					Provider: cardsv1alpha1.ProviderAlchemyPay, ProviderCardID: fmt.Sprintf("C%d", i)}})
-		}
-		for _, o := range objs {
-			if err := c.Create(ctx, o); err != nil {
-				return err
-			}
-		}
-		text := ruleSet
-		if ns == "ledger" {
-			text += spendRule
-		}
-		rs, err := rules.Parse([]byte(text))
-		if err != nil {
-			return err
-		}
-		rs.Name, rs.Version = ns+"/card-rules", ns+"/card-rules@1"
-		store.Set(ns, "card-rules", rs)
 	}
 	time.Sleep(time.Second) // the cache sees the cards
-
-	review := func(ns string, i, card int) []byte {
-		b, _ := json.Marshal(map[string]any{"apiVersion": "cards.cardplane.io/v1alpha1", "kind": "AuthorizationReview",
-			"request": map[string]any{"uid": fmt.Sprint("u-", i), "card": map[string]string{"namespace": ns, "name": fmt.Sprintf("orders-c%d", card)},
-				"authorizationID": fmt.Sprint("a-", i), "amount": "12.50", "currency": "USD", "channel": "ECOMMERCE",
-				"merchant": map[string]string{"name": "Coffee Bar", "mcc": "5814", "country": "DE"}}})
-		return b
-	}
-	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	post := func(url, auth string, body []byte, want string) error {
-		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if auth != "" {
-			req.Header.Set("Authorization", "Bearer "+auth)
-		}
-		resp, err := httpc.Do(req)
-		if err != nil {
-			return err
-		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !bytes.Contains(out, []byte(want)) {
-			return fmt.Errorf("answered %d %s", resp.StatusCode, out)
-		}
-		return nil
-	}
 
 	var opaURL string
 	if opaBin != "" {
@@ -196,82 +119,155 @@ func run(opaBin string, d time.Duration) error {
 		defer stop()
 		opaURL = url
 	}
-
 	var results []result
+	for _, c := range cells(srv.URL, opaURL) {
+		s := measure.Closed{Workers: c.concurrency, Duration: d}.Run(ctx, c.op)
+		if s.FirstErr != nil {
+			fmt.Fprintf(os.Stderr, "%s at %d: first error of %d: %v\n", c.server, c.concurrency, s.Errors, s.FirstErr)
+		}
+		results = append(results, result{cell: c, Summary: s})
+	}
+	printReport(d, results)
+	return nil
+}
+
+// reviewer is the receiver serving AuthorizationReviews from store's rule sets.
+func reviewer(mgr ctrl.Manager, store *authz.Store) *webhookserver.Server {
+	return &webhookserver.Server{Options: webhookserver.Options{ReviewToken: reviewToken},
+		Reader: mgr.GetClient(), Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now}}
+}
+
+// seed creates namespace ns with an endpoint and 16 cards, and its rule set in store: the "ledger" namespace's
+// adds a daily spend rule, so its approvals are written to the Card.
+func seed(ctx context.Context, env *benchenv.Env, store *authz.Store, ns string) error {
+	if err := env.CreateNamespaces(ctx, ns); err != nil {
+		return err
+	}
+	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders"},
+		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderAlchemyPay,
+			Verification: &cardsv1alpha1.Verification{AllowUnauthenticated: true}}}
+	objs := []client.Object{ep}
+	for i := 1; i <= 16; i++ {
+		objs = append(objs, &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("orders-c%d", i)},
+			Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: ns, Name: "orders"},
+				Provider: cardsv1alpha1.ProviderAlchemyPay, ProviderCardID: fmt.Sprintf("C%d", i)}})
+	}
+	for _, o := range objs {
+		if err := env.Client.Create(ctx, o); err != nil {
+			return err
+		}
+	}
+	text := ruleSet
+	if ns == "ledger" {
+		text += spendRule
+	}
+	rs, err := rules.Parse([]byte(text))
+	if err != nil {
+		return err
+	}
+	rs.Name, rs.Version = ns+"/card-rules", ns+"/card-rules@1"
+	store.Set(ns, "card-rules", rs)
+	return nil
+}
+
+// cell is one measured row of the report: a server at a concurrency.
+type cell struct {
+	server      string
+	concurrency int
+	op          measure.Op
+}
+
+type result struct {
+	cell
+	measure.Summary
+}
+
+// cells lists the measurements in report order: cardplane next to OPA (when opaURL is set) at each
+// concurrency, then cardplane with spend-ledger writes. Ledger cells number their authorizations apart so no
+// two decisions of the run share an ID.
+func cells(receiverURL, opaURL string) []cell {
+	reviews := receiverURL + "/v1alpha1/authorizationreviews"
+	var cs []cell
 	for _, conc := range []int{1, 4, 16, 64} {
-		results = append(results, measure("cardplane", conc, d, func(i int) error {
-			return post(srv.URL+"/v1alpha1/authorizationreviews", token, review("plain", i, 1), `"allowed":true`)
-		}))
+		cs = append(cs, cell{"cardplane", conc, func(i int) error {
+			return post(reviews, reviewToken, review("plain", i, 1))
+		}})
 		if opaURL != "" {
-			results = append(results, measure("OPA", conc, d, func(i int) error {
-				body := []byte(`{"input":{"amount":"12.50","currency":"USD","channel":"ECOMMERCE","merchant":{"name":"Coffee Bar","mcc":"5814","country":"DE"}}}`)
-				return post(opaURL+"/v1/data/cards/decision", "", body, `"allowed":true`)
-			}))
+			cs = append(cs, cell{"OPA", conc, func(int) error { return post(opaURL+"/v1/data/cards/decision", "", opaInput) }})
 		}
 	}
 	for _, conc := range []int{1, 16} {
-		results = append(results, measure("cardplane + spend ledger write, one card", conc, d, func(i int) error {
-			return post(srv.URL+"/v1alpha1/authorizationreviews", token, review("ledger", conc*1_000_000+i, 1), `"allowed":true`)
-		}))
+		cs = append(cs, cell{"cardplane + spend ledger write, one card", conc, func(i int) error {
+			return post(reviews, reviewToken, review("ledger", conc*1_000_000+i, 1))
+		}})
 	}
-	results = append(results, measure("cardplane + spend ledger write, 16 cards", 16, d, func(i int) error {
-		return post(srv.URL+"/v1alpha1/authorizationreviews", token, review("ledger", 99_000_000+i, 1+i%16), `"allowed":true`)
-	}))
+	return append(cs, cell{"cardplane + spend ledger write, 16 cards", 16, func(i int) error {
+		return post(reviews, reviewToken, review("ledger", 99_000_000+i, 1+i%16))
+	}})
+}
 
-	fmt.Printf("## Authorization decisions over loopback HTTP (%s, GOMAXPROCS=%d, %s per cell)\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), d)
-	fmt.Println("| server | concurrency | decisions | errors | decisions/s | p50 | p99 | max |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
-	for _, r := range results {
-		fmt.Printf("| %s | %d | %d | %d | %.0f | %s | %s | %s |\n", r.name, r.concurrency, r.ops, r.errors, r.rate, us(r.p50), us(r.p99), us(r.max))
+// opaInput is the OPA request equivalent to review's.
+var opaInput = []byte(`{"input":{"amount":"12.50","currency":"USD","channel":"ECOMMERCE","merchant":{"name":"Coffee Bar","mcc":"5814","country":"DE"}}}`)
+
+// review is AuthorizationReview i of $12.50 at a German coffee bar, on card orders-c<card> of ns.
+func review(ns string, i, card int) []byte {
+	b, _ := json.Marshal(map[string]any{"apiVersion": "cards.cardplane.io/v1alpha1", "kind": "AuthorizationReview",
+		"request": map[string]any{"uid": fmt.Sprint("u-", i), "card": map[string]string{"namespace": ns, "name": fmt.Sprintf("orders-c%d", card)},
+			"authorizationID": fmt.Sprint("a-", i), "amount": "12.50", "currency": "USD", "channel": "ECOMMERCE",
+			"merchant": map[string]string{"name": "Coffee Bar", "mcc": "5814", "country": "DE"}}})
+	return b
+}
+
+// httpc keeps enough idle connections for the highest concurrency, so no cell measures connection setup.
+var httpc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+// post sends a decision request and wants an approval: both servers are given a request their policy allows.
+func post(url, bearer string, body []byte) error {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }() // a read: nothing to lose
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"allowed":true`)) {
+		return fmt.Errorf("answered %d %s", resp.StatusCode, out)
 	}
 	return nil
 }
 
-func us(d time.Duration) string {
-	if d < time.Millisecond {
-		return fmt.Sprintf("%d µs", d.Microseconds())
+func printReport(d time.Duration, results []result) {
+	fmt.Printf("## Authorization decisions over loopback HTTP (%s, GOMAXPROCS=%d, %s per cell)\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), d)
+	t := measure.NewTable("server", "concurrency", "decisions", "errors", "decisions/s", "p50", "p99", "max")
+	for _, r := range results {
+		t.AddSummary(r.Summary, r.server, r.concurrency)
 	}
-	return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
-}
-
-// measure runs op on `conc` goroutines for d (closed loop).
-func measure(name string, conc int, d time.Duration, op func(i int) error) result {
-	var next, errs atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for time.Now().Before(deadline) {
-				i := int(next.Add(1))
-				t := time.Now()
-				if err := op(i); err != nil {
-					if errs.Add(1) == 1 {
-						fmt.Fprintln(os.Stderr, name, "first error:", err)
-					}
-					continue
-				}
-				mine = append(mine, time.Since(t))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+	fmt.Print(t)
+	// The target is read against OPA in the same run: throughput at a p99 no worse.
+	opa := map[int]measure.Summary{}
+	for _, r := range results {
+		if r.server == "OPA" {
+			opa[r.concurrency] = r.Summary
+		}
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r := result{name: name, concurrency: conc, ops: len(lat), errors: int(errs.Load()), rate: float64(len(lat)) / elapsed.Seconds()}
-	if len(lat) > 0 {
-		r.p50, r.p99, r.max = lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1]
+	if len(opa) > 0 {
+		fmt.Println()
 	}
-	return r
+	for _, r := range results {
+		if o, ok := opa[r.concurrency]; ok && r.server == "cardplane" {
+			fmt.Printf("cardplane / OPA at concurrency %d: decisions/s **%s**, p99 %s\n", r.concurrency,
+				measure.Ratio(r.Rate(), o.Rate()).Times(), measure.Ratio(float64(r.P99), float64(o.P99)).Times())
+		}
+	}
 }
 
 func startOPA(bin string) (func(), string, error) {
@@ -288,7 +284,7 @@ func startOPA(bin string) (func(), string, error) {
 		return nil, "", err
 	}
 	addr := l.Addr().String()
-	l.Close()
+	_ = l.Close()
 	cmd := exec.Command(bin, "run", "--server", "--addr", addr, "--log-level", "error", policy)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -298,7 +294,7 @@ func startOPA(bin string) (func(), string, error) {
 	url := "http://" + addr
 	for i := 0; i < 100; i++ {
 		if resp, err := http.Get(url + "/health"); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return stop, url, nil
 			}
