@@ -101,7 +101,9 @@ func run(cfg config) error {
 
 // setupReceiver adds what the receiver needs running: endpoint readiness and the counter flusher.
 func setupReceiver(mgr ctrl.Manager, counters *webhookserver.Counters) error {
-	if err := (&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("bench")}).SetupWithManager(mgr); err != nil {
+	r := &controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("bench"),
+		ValidateConfig: adapters.ValidateConfig}
+	if err := r.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return mgr.Add(&webhookserver.CounterFlusher{Counters: counters, Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Interval: time.Second})
