@@ -3,10 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -14,58 +12,54 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/projection"
 )
 
 // CardReconciler turns a card's observed phase into conditions and records every phase transition as a
 // Kubernetes Event. The last phase it acted on is the Ready condition's reason, so a transition that happened
-// while the manager was down is still reported once.
+// while the manager was down is still reported once. It projects the card's states to its endpoint's
+// destinations.
 type CardReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	// Projector delivers card states to the endpoint's destinations; nil disables projection.
-	Projector *Projector
+	Projector *projection.Projector
 }
 
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status,verbs=get;patch
 
-// Reconcile derives the conditions of one Card.
+// Reconcile runs the phases of one Card and writes its status once.
 func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	card := &cardsv1alpha1.Card{}
 	if err := r.Get(ctx, req.NamespacedName, card); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	var ep *cardsv1alpha1.WebhookEndpoint
-	var epErr error // requeues after the conditions are written
-	if r.Projector != nil {
-		ep = &cardsv1alpha1.WebhookEndpoint{}
-		key := client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}
-		if err := r.Get(ctx, key, ep); err != nil {
-			ep = nil
-			epErr = client.IgnoreNotFound(err)
-		}
-		if err := r.Projector.Fresh(ctx, ep, cardsv1alpha1.EventCardUpdated, card.Status.StateSequence, card.Status.Deliveries, card); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
-	}
-	redeliver, err := takeRedeliver(ctx, r.Client, card)
-	if err != nil {
+	p := newProjectionPhase(r.Client, r.Projector)
+	if err := p.prepare(ctx, card, projection.CardTarget(card)); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := card.DeepCopy()
-	if redeliver {
-		resetCursors(card.Status.Deliveries)
+	p.redeliver(projection.CardTarget(card))
+	r.reconcileConditions(card, before)
+	next := p.reconcile(ctx, projection.CardTarget(card), before)
+	if res, err := patchStatus(ctx, r.Client, before, card); err != nil || res.RequeueAfter > 0 {
+		return res, err
 	}
+	return ctrl.Result{RequeueAfter: next}, p.endpointErr
+}
+
+// reconcileConditions sets the conditions the phase implies and records a phase transition as an Event.
+func (r *CardReconciler) reconcileConditions(card, before *cardsv1alpha1.Card) {
 	phase := card.Status.Phase
 	// A copy: SetStatusCondition below updates the slice in place.
 	prev := apimeta.FindStatusCondition(before.Status.Conditions, cardsv1alpha1.ConditionReady)
-
 	for _, c := range CardConditions(card) {
 		apimeta.SetStatusCondition(&card.Status.Conditions, c)
 	}
 	card.Status.ObservedGeneration = card.Generation
-
-	if prev != nil && prev.Reason != phaseReason(phase) {
+	switch {
+	case prev != nil && prev.Reason != phaseReason(phase):
 		kind := corev1.EventTypeNormal
 		if phase == cardsv1alpha1.CardFailed {
 			kind = corev1.EventTypeWarning
@@ -76,22 +70,9 @@ func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 		// The reason names the new phase: the events API folds Events with equal reasons into one series.
 		r.Recorder.Eventf(card, nil, kind, "Card"+string(phase), "ObservePhase", "%s", msg)
-	} else if prev == nil && phase != "" {
+	case prev == nil && phase != "":
 		r.Recorder.Eventf(card, nil, corev1.EventTypeNormal, "Card"+string(phase), "ObservePhase", "%s", phase)
 	}
-	var next time.Duration
-	if r.Projector != nil && ep != nil {
-		next = r.Projector.Project(ctx, ep, projected{obj: card, eventType: cardsv1alpha1.EventCardUpdated,
-			sequence: card.Status.StateSequence, deliveries: &card.Status.Deliveries, conditions: &card.Status.Conditions,
-			data: projectionData(before)})
-	}
-	if !equality.Semantic.DeepEqual(before.Status, card.Status) {
-		// Optimistic lock: a concurrent receiver write makes this fail and the reconcile runs again on fresh state.
-		if err := r.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
-	}
-	return ctrl.Result{RequeueAfter: next}, epErr
 }
 
 func phaseReason(p cardsv1alpha1.CardPhase) string {

@@ -57,7 +57,7 @@ func startManager(t *testing.T, ns string) (stop func()) {
 		t.Fatal(err)
 	}
 	rec := mgr.GetEventRecorder("cardplane-controller")
-	projector := &controllers.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{AllowLoopback: true}, Recorder: rec, Now: time.Now}
+	projector := &projection.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{AllowLoopback: true}, Recorder: rec, Now: time.Now}
 	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
 		&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: rec, ValidateConfig: adapters.ValidateConfig},
 		&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: rec, Projector: projector},

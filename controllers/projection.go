@@ -2,245 +2,95 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"math"
-	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/events"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/projection"
-	"github.com/cardplane/cardplane/internal/text"
 )
 
-// Retry policy defaults of a destination.
-const (
-	defaultMaxAttempts = 12
-	defaultMinBackoff  = time.Second
-	defaultMaxBackoff  = 5 * time.Minute
-)
-
-// Projector delivers the latest state of an object to the destinations of its WebhookEndpoint. Each object's
-// status carries a cursor per destination (the last delivered stateSequence), so delivery resumes after a
-// restart exactly where it stopped; deliveries are at least once, and every attempt of one state carries the
-// same webhook-id (object UID and sequence) for consumers to deduplicate.
-type Projector struct {
-	Reader client.Reader
-	// APIReader, when set, re-reads an object from the API server before a delivery is made: the cache may
-	// not yet show the cursor a previous delivery wrote, and delivering from it would send a duplicate.
-	APIReader client.Reader
-	Sender    *projection.Sender
-	Recorder  events.EventRecorder
-	Now       func() time.Time
+// projectionPhase is the projection step the Card and CardTransaction reconcilers share: find the object's
+// endpoint, honour the redeliver annotation, deliver what is due and keep the cursors in status.
+type projectionPhase struct {
+	client.Client
+	projector *projection.Projector
+	ep        *cardsv1alpha1.WebhookEndpoint // nil: projection off, or the endpoint is gone
+	// endpointErr is a failure to read the endpoint other than NotFound: the other phases still run and the
+	// reconcile is retried.
+	endpointErr error
+	reset       bool // the redeliver annotation was taken
 }
 
-// projected is what Project needs of a Card or CardTransaction.
-type projected struct {
-	obj        client.Object
-	eventType  cardsv1alpha1.DestinationEventType
-	sequence   int64
-	deliveries *[]cardsv1alpha1.DeliveryCursor
-	conditions *[]metav1.Condition
-	data       any
+func newProjectionPhase(c client.Client, p *projection.Projector) *projectionPhase {
+	return &projectionPhase{Client: c, projector: p}
 }
 
-func wants(d *cardsv1alpha1.Destination, t cardsv1alpha1.DestinationEventType) bool {
-	if len(d.EventTypes) == 0 {
-		return t != cardsv1alpha1.EventChallengeOTP
+// prepare reads the endpoint of obj, re-reads obj when a delivery is due (the cache may lag the last cursor
+// write) and takes the redeliver annotation. It runs before the reconciler copies obj for its status patch.
+func (p *projectionPhase) prepare(ctx context.Context, obj client.Object, x projection.Target) error {
+	if p.projector != nil {
+		p.ep, p.endpointErr = endpointOf(ctx, p.Client, obj)
+		if err := p.projector.Fresh(ctx, p.ep, x); err != nil {
+			return err
+		}
 	}
-	return slices.Contains(d.EventTypes, t)
+	var err error
+	p.reset, err = projection.TakeRedeliver(ctx, p.Client, obj)
+	return err
 }
 
-// Fresh re-reads obj from the API server when one of ep's destinations is due a delivery according to the
-// (possibly stale) cached copy.
-func (p *Projector) Fresh(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, eventType cardsv1alpha1.DestinationEventType,
-	sequence int64, deliveries []cardsv1alpha1.DeliveryCursor, obj client.Object) error {
-	if p.APIReader == nil || ep == nil || sequence == 0 {
-		return nil
-	}
-	for i := range ep.Spec.Destinations {
-		d := &ep.Spec.Destinations[i]
-		if c := find(deliveries, d.Name); wants(d, eventType) && (c == nil || c.DeliveredSequence < sequence) {
-			return p.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj)
-		}
-	}
-	return nil
-}
-
-// Project delivers what is due and updates the cursors and the ProjectionFailed condition in place.
-// It returns how long until the next attempt is due (0: nothing pending).
-func (p *Projector) Project(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, x projected) time.Duration {
-	if x.sequence == 0 {
-		return 0 // no observed state yet
-	}
-	now := p.Now()
-	var next time.Duration
-	failed := []string{}
-	for i := range ep.Spec.Destinations {
-		d := &ep.Spec.Destinations[i]
-		if !wants(d, x.eventType) {
-			continue
-		}
-		if c := find(*x.deliveries, d.Name); c != nil && c.DeliveredSequence >= x.sequence {
-			continue
-		}
-		cur := cursor(x.deliveries, d.Name)
-		maxAttempts, minB, maxB := policy(d)
-		if cur.AttemptedSequence != x.sequence {
-			cur.AttemptedSequence, cur.Attempts = x.sequence, 0
-		}
-		if cur.Attempts >= maxAttempts {
-			failed = append(failed, fmt.Sprintf("%s: %s", d.Name, cur.LastError))
-			continue
-		}
-		if cur.Attempts > 0 && cur.LastAttemptTime != nil {
-			due := cur.LastAttemptTime.Add(backoff(cur.Attempts, minB, maxB))
-			if wait := due.Sub(now); wait > 0 {
-				next = earliest(next, wait)
-				continue
-			}
-		}
-		err := p.deliver(ctx, ep, d, x)
-		t := metav1.NewTime(now)
-		cur.LastAttemptTime = &t
-		if err == nil {
-			cur.DeliveredSequence, cur.Attempts, cur.LastError = x.sequence, 0, ""
-			continue
-		}
-		cur.Attempts++
-		cur.LastError = text.Clip(err.Error(), 512)
-		if cur.Attempts >= maxAttempts {
-			failed = append(failed, fmt.Sprintf("%s: %s", d.Name, cur.LastError))
-			p.Recorder.Eventf(x.obj, nil, corev1.EventTypeWarning, "ProjectionFailed", "Deliver",
-				"gave up delivering state %d to destination %s after %d attempts: %s", x.sequence, d.Name, cur.Attempts, cur.LastError)
-			continue
-		}
-		wait := backoff(cur.Attempts, minB, maxB)
-		var perr *projection.Error
-		if errors.As(err, &perr) && perr.RetryAfter > wait {
-			wait = min(perr.RetryAfter, maxB)
-		}
-		next = earliest(next, wait)
-	}
-	cond := metav1.Condition{Type: cardsv1alpha1.ConditionProjectionFailed, Status: metav1.ConditionFalse, Reason: "Delivering",
-		Message: "No destination has exhausted its retry budget", ObservedGeneration: x.obj.GetGeneration()}
-	if len(failed) > 0 {
-		cond.Status, cond.Reason = metav1.ConditionTrue, "RetryBudgetExhausted"
-		cond.Message = text.Clip("Not delivered (annotate with "+cardsv1alpha1.AnnotationRedeliver+" to retry): "+fmt.Sprint(failed), 1024)
-	}
-	if len(failed) > 0 || apimeta.FindStatusCondition(*x.conditions, cond.Type) != nil {
-		apimeta.SetStatusCondition(x.conditions, cond)
-	}
-	return next
-}
-
-func (p *Projector) deliver(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, d *cardsv1alpha1.Destination, x projected) error {
-	secret, err := endpointconfig.DestinationSecret(ctx, p.Reader, ep, d)
-	if err != nil {
-		return err
-	}
-	body, err := json.Marshal(projection.Envelope{Type: string(x.eventType), Timestamp: p.Now().UTC(), Data: x.data})
-	if err != nil {
-		return err
-	}
-	timeout := 10 * time.Second
-	if d.Timeout != nil {
-		timeout = d.Timeout.Duration
-	}
-	return p.Sender.Send(ctx, projection.Message{
-		ID:   fmt.Sprintf("%s-%d", x.obj.GetUID(), x.sequence),
-		Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowPrivate: ep.Spec.AllowPrivateDestinations,
-	})
-}
-
-func find(list []cardsv1alpha1.DeliveryCursor, name string) *cardsv1alpha1.DeliveryCursor {
-	for i := range list {
-		if list[i].Destination == name {
-			return &list[i]
-		}
-	}
-	return nil
-}
-
-func cursor(list *[]cardsv1alpha1.DeliveryCursor, name string) *cardsv1alpha1.DeliveryCursor {
-	if c := find(*list, name); c != nil {
-		return c
-	}
-	*list = append(*list, cardsv1alpha1.DeliveryCursor{Destination: name})
-	return &(*list)[len(*list)-1]
-}
-
-// resetCursors makes every destination receive the current state again (the redeliver annotation).
-func resetCursors(list []cardsv1alpha1.DeliveryCursor) {
-	for i := range list {
-		list[i].DeliveredSequence, list[i].Attempts, list[i].AttemptedSequence, list[i].LastError = 0, 0, 0, ""
+// redeliver resets the cursors when the redeliver annotation was taken, so every destination gets the current
+// state again.
+func (p *projectionPhase) redeliver(x projection.Target) {
+	if p.reset {
+		projection.ResetCursors(*x.Deliveries)
 	}
 }
 
-func policy(d *cardsv1alpha1.Destination) (int32, time.Duration, time.Duration) {
-	maxAttempts, minB, maxB := int32(defaultMaxAttempts), defaultMinBackoff, defaultMaxBackoff
-	if r := d.Retry; r != nil {
-		if r.MaxAttempts > 0 {
-			maxAttempts = r.MaxAttempts
+// reconcile delivers the object's due state (as it was read) and returns when to try again.
+func (p *projectionPhase) reconcile(ctx context.Context, x projection.Target, asRead client.Object) time.Duration {
+	if p.projector == nil || p.ep == nil {
+		return 0
+	}
+	return p.projector.Project(ctx, p.ep, x, projection.Data(asRead))
+}
+
+// endpointOf finds the WebhookEndpoint of a card, or of a transaction's card; nil when either is gone.
+func endpointOf(ctx context.Context, c client.Reader, obj client.Object) (*cardsv1alpha1.WebhookEndpoint, error) {
+	card, ok := obj.(*cardsv1alpha1.Card)
+	if txn, isTxn := obj.(*cardsv1alpha1.CardTransaction); isTxn {
+		card, ok = &cardsv1alpha1.Card{}, true
+		if err := c.Get(ctx, client.ObjectKey{Namespace: txn.Namespace, Name: txn.Spec.CardRef.Name}, card); err != nil {
+			return nil, client.IgnoreNotFound(err)
 		}
-		if r.MinBackoff != nil && r.MinBackoff.Duration > 0 {
-			minB = r.MinBackoff.Duration
-		}
-		if r.MaxBackoff != nil && r.MaxBackoff.Duration > 0 {
-			maxB = r.MaxBackoff.Duration
-		}
 	}
-	return maxAttempts, minB, max(minB, maxB)
+	if !ok {
+		return nil, nil
+	}
+	ep := &cardsv1alpha1.WebhookEndpoint{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}, ep); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return ep, nil
 }
 
-// backoff is exponential from min, capped at max, with up to 20% jitter so retries of many objects spread out.
-func backoff(attempts int32, minB, maxB time.Duration) time.Duration {
-	d := time.Duration(float64(minB) * math.Pow(2, float64(attempts-1)))
-	if d > maxB || d <= 0 {
-		d = maxB
-	}
-	return wait.Jitter(d, 0.2)
-}
+// conflictRequeue is how soon a reconcile whose status write met a newer version runs again. The write that
+// conflicted also triggers a reconcile; this is the floor.
+const conflictRequeue = 200 * time.Millisecond
 
-func earliest(a, b time.Duration) time.Duration {
-	if a == 0 || b < a {
-		return b
+// patchStatus writes obj's status when it differs from before, under the resourceVersion it was read at. A
+// conflict (the receiver wrote meanwhile) is not an error: the reconcile runs again on fresh state.
+func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) (ctrl.Result, error) {
+	if equality.Semantic.DeepEqual(before, obj) {
+		return ctrl.Result{}, nil
 	}
-	return a
-}
-
-// projectionData is the object as delivered: without managed fields and without the delivery cursors.
-func projectionData(obj client.Object) any {
-	data, _ := json.Marshal(obj)
-	var m map[string]any
-	_ = json.Unmarshal(data, &m)
-	if md, ok := m["metadata"].(map[string]any); ok {
-		delete(md, "managedFields")
+	err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRequeue}, nil
 	}
-	if st, ok := m["status"].(map[string]any); ok {
-		delete(st, "deliveries")
-	}
-	return m
-}
-
-// takeRedeliver removes the redeliver annotation and reports whether it was there.
-func takeRedeliver(ctx context.Context, c client.Client, obj client.Object) (bool, error) {
-	if _, ok := obj.GetAnnotations()[cardsv1alpha1.AnnotationRedeliver]; !ok {
-		return false, nil
-	}
-	patch := client.RawPatch("application/merge-patch+json",
-		[]byte(`{"metadata":{"annotations":{"`+cardsv1alpha1.AnnotationRedeliver+`":null}}}`))
-	if err := c.Patch(ctx, obj, patch, FieldOwner); err != nil {
-		return false, err
-	}
-	return true, nil
+	return ctrl.Result{}, client.IgnoreNotFound(err)
 }

@@ -18,6 +18,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/text"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/event"
@@ -227,11 +228,17 @@ func (s *Server) afterApply(c *call, ev *event.Event, out *ingest.Result) {
 		card = out.Cards[0]
 	}
 	if s.Challenges != nil {
-		s.Challenges.Deliver(c.ctx(), c.cfg, card, ev.Challenge)
+		s.Challenges.Deliver(c.ctx(), c.ep, card, challenge(ev.Challenge))
 	} else {
 		challengesDropped.WithLabelValues(c.endpoint).Inc()
 	}
 	ev.Challenge.Code = "" // not kept a moment longer than needed
+}
+
+// challenge is what the projection delivers of a challenge, code included.
+func challenge(ch *event.Challenge) *projection.Challenge {
+	return &projection.Challenge{ID: ch.ID, Purpose: ch.Purpose, Method: ch.Method, Status: ch.Status, Amount: ch.Amount,
+		Merchant: ch.Merchant, ExpiresAt: ch.ExpiresAt, Code: ch.Code}
 }
 
 // keep spools the events a failed write left undone and acknowledges them, or refuses the callback (the
@@ -266,7 +273,7 @@ func (s *Server) spool(c *call, events []event.Event, cause error) bool {
 	// One-time codes are not spooled: they go to their destinations from memory now, card or no card.
 	for _, ev := range events {
 		if ev.Challenge != nil && s.Challenges != nil {
-			s.Challenges.Deliver(c.ctx(), c.cfg, nil, ev.Challenge)
+			s.Challenges.Deliver(c.ctx(), c.ep, nil, challenge(ev.Challenge))
 		}
 	}
 	return true

@@ -81,7 +81,7 @@ func run(m *testing.M) int {
 		Adapters:   adapters.All(),
 		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
 		Counters:   &webhookserver.Counters{},
-		Challenges: &webhookserver.ChallengeForwarder{Reader: secrets,
+		Challenges: &projection.ChallengeForwarder{Reader: secrets,
 			Sender: &projection.Sender{AllowLoopback: true}, Backoff: 50 * time.Millisecond},
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -26,10 +26,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/rules"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
-	"github.com/cardplane/cardplane/webhookserver/event"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
 	"github.com/cardplane/cardplane/webhookserver/spool"
 )
@@ -67,9 +66,10 @@ type Authorizer interface {
 	Decide(ctx context.Context, card *cardsv1alpha1.Card, tx rules.Transaction) cardsv1alpha1.AuthorizationDecision
 }
 
-// ChallengeSink takes one-time codes to the destinations that subscribe to them, from memory.
+// ChallengeSink takes one-time codes to the destinations that subscribe to them, from memory
+// (projection.ChallengeForwarder).
 type ChallengeSink interface {
-	Deliver(ctx context.Context, ep *endpointconfig.Resolved, card *cardsv1alpha1.Card, ch *event.Challenge)
+	Deliver(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, card *cardsv1alpha1.Card, ch *projection.Challenge)
 }
 
 // Server is the receiver.

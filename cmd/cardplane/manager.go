@@ -206,7 +206,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookser
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	projector := &controllers.Projector{Reader: secrets, APIReader: mgr.GetAPIReader(), Sender: sender,
+	projector := &projection.Projector{Reader: secrets, APIReader: mgr.GetAPIReader(), Sender: sender,
 		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}
 	if err := (&controllers.CardReconciler{
 		Client:    mgr.GetClient(),
@@ -241,7 +241,7 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		Counters:   counters,
 		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
-		Challenges: &webhookserver.ChallengeForwarder{Reader: secrets, Sender: sender},
+		Challenges: &projection.ChallengeForwarder{Reader: secrets, Sender: sender},
 	}
 	receiver.Spool = sp
 	if err := mgr.Add(receiver); err != nil {

@@ -106,7 +106,7 @@ func TestDestinationOutageSkipsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	projector := &controllers.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{},
+	projector := &projection.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{},
 		Recorder: mgr.GetEventRecorder("chaos"), Now: time.Now}
 	if err := (&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("chaos"), Projector: projector}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package controllers_test
+package totals_test
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/controllers"
+	"github.com/cardplane/cardplane/internal/totals"
 )
 
 func TestAddToTotals(t *testing.T) {
@@ -22,11 +22,11 @@ func TestAddToTotals(t *testing.T) {
 		txn("c", cardsv1alpha1.TransactionDeclined, cardsv1alpha1.Debit, "5.00", "USD"),
 		txn("d", cardsv1alpha1.TransactionCompleted, cardsv1alpha1.Debit, "7.00", "EUR"),
 	} {
-		if !controllers.AddToTotals(st, x) {
+		if !totals.Add(st, x) {
 			t.Fatalf("%s not added", x.Name)
 		}
 	}
-	if controllers.AddToTotals(st, txn("a", cardsv1alpha1.TransactionCompleted, cardsv1alpha1.Debit, "10.10", "USD")) {
+	if totals.Add(st, txn("a", cardsv1alpha1.TransactionCompleted, cardsv1alpha1.Debit, "10.10", "USD")) {
 		t.Error("a transaction was added twice")
 	}
 	got := fmt.Sprintf("%s %s %s %d", st.Totals.Currency, st.Totals.Spent, st.Totals.Credited, st.Totals.Transactions)
@@ -34,7 +34,7 @@ func TestAddToTotals(t *testing.T) {
 		t.Errorf("totals = %s, want USD 10.10 spent, 100.00 credited, 4 transactions (declined and EUR counted, not summed)", got)
 	}
 	for i := 0; i < 100; i++ {
-		controllers.AddToTotals(st, txn(fmt.Sprint("x", i), cardsv1alpha1.TransactionCompleted, cardsv1alpha1.Debit, "1", "USD"))
+		totals.Add(st, txn(fmt.Sprint("x", i), cardsv1alpha1.TransactionCompleted, cardsv1alpha1.Debit, "1", "USD"))
 	}
 	if n := len(st.Totals.RecentTransactions); n != 64 {
 		t.Errorf("recentTransactions holds %d names, want the newest 64", n)

@@ -1,4 +1,4 @@
-package webhookserver
+package projection
 
 import (
 	"context"
@@ -14,8 +14,6 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
-	"github.com/cardplane/cardplane/internal/projection"
-	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
 var challengeDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -31,9 +29,22 @@ func init() { metrics.Registry.MustRegister(challengeDeliveries) }
 // held up; a code is useless minutes later, so there is nothing durable to resume.
 type ChallengeForwarder struct {
 	Reader   client.Reader
-	Sender   *projection.Sender
+	Sender   *Sender
 	Attempts int           // default 3
 	Backoff  time.Duration // first retry delay, doubled each time; default 1s
+}
+
+// Challenge is a 3-D Secure or verification challenge with its one-time code, in memory only.
+type Challenge struct {
+	// ID is the provider's challenge ID (securement, verification or auth ID).
+	ID string
+	// Purpose is "3ds", "verification" or "activation"; Method how the code reaches the holder (OTP, OOB, URL).
+	Purpose, Method, Status string
+	Amount                  *cardsv1alpha1.Money
+	Merchant                *cardsv1alpha1.Merchant
+	ExpiresAt               time.Time
+	// Code is the one-time code: never written to the API server, logs or Events.
+	Code string `json:"-"`
 }
 
 // challengePayload is the data of a challenge.otp delivery.
@@ -62,8 +73,7 @@ type challengeData struct {
 }
 
 // Deliver starts the deliveries of one challenge and returns at once.
-func (f *ChallengeForwarder) Deliver(ctx context.Context, cfg *endpointconfig.Resolved, card *cardsv1alpha1.Card, ch *event.Challenge) {
-	ep := cfg.Endpoint
+func (f *ChallengeForwarder) Deliver(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, card *cardsv1alpha1.Card, ch *Challenge) {
 	p := challengePayload{Endpoint: cardsv1alpha1.NamespacedObjectReference{Namespace: ep.Namespace, Name: ep.Name},
 		Challenge: challengeData{ID: ch.ID, Purpose: ch.Purpose, Method: ch.Method, Status: ch.Status, Amount: ch.Amount,
 			Merchant: ch.Merchant, Code: ch.Code}}
@@ -74,7 +84,7 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, cfg *endpointconfig.Re
 	if card != nil {
 		p.Card = &cardRef{Namespace: card.Namespace, Name: card.Name, ProviderCardID: card.Spec.ProviderCardID, Number: card.Status.Number}
 	}
-	body, err := json.Marshal(projection.Envelope{Type: string(cardsv1alpha1.EventChallengeOTP), Timestamp: time.Now().UTC(), Data: p})
+	body, err := json.Marshal(Envelope{Type: string(cardsv1alpha1.EventChallengeOTP), Timestamp: time.Now().UTC(), Data: p})
 	if err != nil {
 		return
 	}
@@ -95,12 +105,12 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, cfg *endpointconfig.Re
 		if d.Timeout != nil {
 			timeout = d.Timeout.Duration
 		}
-		msg := projection.Message{ID: id, Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowPrivate: ep.Spec.AllowPrivateDestinations}
+		msg := Message{ID: id, Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowPrivate: ep.Spec.AllowPrivateDestinations}
 		go f.send(log, ep.Namespace+"/"+ep.Name, d.Name, msg)
 	}
 }
 
-func (f *ChallengeForwarder) send(log interface{ Info(string, ...any) }, endpoint, destination string, msg projection.Message) {
+func (f *ChallengeForwarder) send(log interface{ Info(string, ...any) }, endpoint, destination string, msg Message) {
 	attempts, wait := f.Attempts, f.Backoff
 	if attempts <= 0 {
 		attempts = 3
