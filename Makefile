@@ -10,6 +10,7 @@ HELM ?= $(BIN)/helm
 CHART ?= charts/cardplane
 GO_TEST_FLAGS ?= -count=1 -timeout=25m
 OCIIMAGE ?= $(BIN)/ociimage
+GOLANGCI_LINT ?= $(BIN)/golangci-lint
 # The container image, built without a container engine (hack/tools/ociimage): the static binary (-tags nodev:
 # no embedded control plane) on an empty base, as an OCI layout and a `docker load` tarball.
 IMAGE ?= cardplane:dev
@@ -43,6 +44,15 @@ fmt: ## Run gofmt.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml: the dependency rules, funlen, the Kube API Linter, ...) on every module.
+	$(GOLANGCI_LINT) run ./...
+	cd hack/tools && $(GOLANGCI_LINT) run ./...
+	cd hack/lint && $(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT): hack/lint/go.mod hack/lint/main.go
+	cd hack/lint && go build -o $(GOLANGCI_LINT) .
 
 .PHONY: verify
 verify: manifests generate chart ## Fail when generated files are stale or gofmt/go vet complain.

@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,7 +58,8 @@ func TestDefaultKustomizationIsAccepted(t *testing.T) {
 }
 
 func stderr(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		return err.Error() + ": " + string(ee.Stderr)
 	}
 	return err.Error()

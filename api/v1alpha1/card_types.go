@@ -6,20 +6,21 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:validation:Enum=Requested;PendingActivation;Active;Frozen;Locked;Closed;Failed
 type CardPhase string
 
+// Card phases.
 const (
-	// CardRequested: applied for, not issued yet.
+	// CardRequested means applied for, not issued yet.
 	CardRequested CardPhase = "Requested"
-	// CardPendingActivation: issued (physical cards usually) but not activated.
+	// CardPendingActivation means issued (physical cards usually) but not activated.
 	CardPendingActivation CardPhase = "PendingActivation"
-	// CardActive: usable.
+	// CardActive means usable.
 	CardActive CardPhase = "Active"
-	// CardFrozen: temporarily blocked by the holder, the program or risk control.
+	// CardFrozen means temporarily blocked by the holder, the program or risk control.
 	CardFrozen CardPhase = "Frozen"
-	// CardLocked: blocked by the provider (lost, stolen, locked).
+	// CardLocked means blocked by the provider (lost, stolen, locked).
 	CardLocked CardPhase = "Locked"
-	// CardClosed: deactivated, cancelled, deleted or replaced; terminal.
+	// CardClosed means deactivated, cancelled, deleted or replaced; terminal.
 	CardClosed CardPhase = "Closed"
-	// CardFailed: issuing failed or was rejected; terminal.
+	// CardFailed means issuing failed or was rejected; terminal.
 	CardFailed CardPhase = "Failed"
 )
 
@@ -27,6 +28,7 @@ const (
 // +kubebuilder:validation:Enum=Virtual;Physical
 type CardType string
 
+// Card types.
 const (
 	CardVirtual  CardType = "Virtual"
 	CardPhysical CardType = "Physical"
@@ -37,17 +39,17 @@ const (
 type CardSpec struct {
 	// endpointRef is the WebhookEndpoint whose callbacks describe this card.
 	// +required
-	EndpointRef NamespacedObjectReference `json:"endpointRef"`
+	EndpointRef NamespacedObjectReference `json:"endpointRef,omitzero"`
 
 	// provider is the card issuer's adapter.
 	// +required
-	Provider Provider `json:"provider"`
+	Provider Provider `json:"provider,omitempty"`
 
 	// providerCardID is the provider's ID of the card.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
-	ProviderCardID string `json:"providerCardID"`
+	ProviderCardID string `json:"providerCardID,omitempty"`
 }
 
 // MaskedNumber is all this operator ever keeps of a card number: the BIN and the last four digits.
@@ -56,11 +58,13 @@ type MaskedNumber struct {
 	// bin is the issuer identification number: the first 6 or 8 digits.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[0-9]{6}([0-9]{2})?$`
+	// +kubebuilder:validation:MinLength=1
 	BIN string `json:"bin,omitempty"`
 
 	// last4 is the last four digits.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[0-9]{4}$`
+	// +kubebuilder:validation:MinLength=1
 	Last4 string `json:"last4,omitempty"`
 }
 
@@ -70,20 +74,20 @@ type Expiry struct {
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=12
-	Month int32 `json:"month"`
+	Month int32 `json:"month,omitempty"`
 
 	// year is the four-digit year.
 	// +required
 	// +kubebuilder:validation:Minimum=2000
 	// +kubebuilder:validation:Maximum=2200
-	Year int32 `json:"year"`
+	Year int32 `json:"year,omitempty"`
 }
 
 // Balance is a card's balance as last reported by the provider.
 type Balance struct {
 	// available is the spendable balance.
 	// +required
-	Available Money `json:"available"`
+	Available Money `json:"available,omitzero"`
 
 	// observedAt is the provider time of the event that reported this balance; an older event never overwrites it.
 	// +optional
@@ -94,6 +98,7 @@ type Balance struct {
 // +kubebuilder:validation:Enum=Unverified;Pending;Approved;Rejected
 type KYCState string
 
+// KYC states.
 const (
 	KYCUnverified KYCState = "Unverified"
 	KYCPending    KYCState = "Pending"
@@ -105,11 +110,12 @@ const (
 type KYC struct {
 	// state of the verification.
 	// +required
-	State KYCState `json:"state"`
+	State KYCState `json:"state,omitempty"`
 
 	// reason the provider gave, e.g. for a rejection.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	Reason string `json:"reason,omitempty"`
 
 	// observedAt is the provider time of the event that reported this state.
@@ -121,6 +127,7 @@ type KYC struct {
 // +kubebuilder:validation:Enum=InProduction;Shipped;Delivered;Activated;Bound
 type LogisticsState string
 
+// Logistics states.
 const (
 	LogisticsInProduction LogisticsState = "InProduction"
 	LogisticsShipped      LogisticsState = "Shipped"
@@ -133,16 +140,18 @@ const (
 type Logistics struct {
 	// state of the delivery.
 	// +required
-	State LogisticsState `json:"state"`
+	State LogisticsState `json:"state,omitempty"`
 
 	// carrier is the logistics company.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	Carrier string `json:"carrier,omitempty"`
 
 	// trackingNumber is the carrier's tracking number.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	TrackingNumber string `json:"trackingNumber,omitempty"`
 
 	// observedAt is the provider time of the event that reported this state.
@@ -156,14 +165,17 @@ type CardTotals struct {
 	// currency of the sums.
 	// +required
 	// +kubebuilder:validation:Pattern=`^[A-Z]{3}$`
-	Currency string `json:"currency"`
+	// +kubebuilder:validation:MinLength=1
+	Currency string `json:"currency,omitempty"`
 
 	// spent is the sum of completed debits (purchases, withdrawals, fees).
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	Spent Decimal `json:"spent,omitempty"`
 
 	// credited is the sum of completed credits (top-ups, refunds).
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	Credited Decimal `json:"credited,omitempty"`
 
 	// transactions counts the settled transactions ever recorded for the card.
@@ -184,6 +196,7 @@ type CardTotals struct {
 // +kubebuilder:validation:Enum=Daily;Weekly;Monthly;AllTime
 type SpendWindowKind string
 
+// Spend windows.
 const (
 	SpendDaily   SpendWindowKind = "Daily"
 	SpendWeekly  SpendWindowKind = "Weekly"
@@ -195,7 +208,7 @@ const (
 type SpendWindow struct {
 	// window kind.
 	// +required
-	Window SpendWindowKind `json:"window"`
+	Window SpendWindowKind `json:"window,omitempty"`
 
 	// start of the window (midnight, Monday or the 1st in the rule set's time zone); absent for AllTime.
 	// +optional
@@ -204,11 +217,13 @@ type SpendWindow struct {
 	// currency of the amount.
 	// +required
 	// +kubebuilder:validation:Pattern=`^[A-Z]{3}$`
-	Currency string `json:"currency"`
+	// +kubebuilder:validation:MinLength=1
+	Currency string `json:"currency,omitempty"`
 
 	// amount approved in the window.
 	// +required
-	Amount Decimal `json:"amount"`
+	// +kubebuilder:validation:MinLength=1
+	Amount Decimal `json:"amount,omitempty"`
 
 	// count of approved authorizations in the window.
 	// +optional
@@ -236,6 +251,13 @@ type CardSpend struct {
 
 // CardStatus is the state of a card as observed from its provider's callbacks.
 type CardStatus struct {
+	// conditions are Ready, Frozen, Closed and ProjectionFailed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
 	// phase is the normalized lifecycle phase.
 	// +optional
 	Phase CardPhase `json:"phase,omitempty"`
@@ -243,11 +265,13 @@ type CardStatus struct {
 	// providerStatus is the provider's own status value behind phase, e.g. "3" for UPay Frozen.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
 	ProviderStatus string `json:"providerStatus,omitempty"`
 
 	// phaseReason is the reason the provider gave for the last phase change.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	PhaseReason string `json:"phaseReason,omitempty"`
 
 	// phaseObservedAt is the provider time of the event that set phase; an older event never overwrites it.
@@ -269,6 +293,7 @@ type CardStatus struct {
 	// holderID is the provider's ID of the card holder (user, customer or cardholder ID).
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	HolderID string `json:"holderID,omitempty"`
 
 	// balance is the last reported balance.
@@ -310,13 +335,6 @@ type CardStatus struct {
 	// observedGeneration is the generation the controllers last acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Ready, Frozen, Closed, ProjectionFailed.
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	// +kubebuilder:validation:MaxItems=16
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // Card is one issued payment card, as its provider reports it.
@@ -330,11 +348,17 @@ type CardStatus struct {
 // +kubebuilder:printcolumn:name="Currency",type=string,JSONPath=`.status.balance.available.currency`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Card struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// spec is the card's immutable identity.
 	// +required
-	Spec CardSpec `json:"spec"`
+	Spec CardSpec `json:"spec,omitzero"`
+
+	// status is the card as observed from its provider's callbacks.
 	// +optional
 	Status CardStatus `json:"status,omitempty"`
 }
@@ -348,5 +372,5 @@ type CardList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Card{}, &CardList{})
+	knownTypes = append(knownTypes, &Card{}, &CardList{})
 }

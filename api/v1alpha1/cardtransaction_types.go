@@ -6,6 +6,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:validation:Enum=Authorization;Purchase;Clearing;Refund;Reversal;TopUp;Fee;Withdrawal;Redemption;Correction;CryptoOrder;Other
 type TransactionType string
 
+// Transaction types.
 const (
 	TransactionAuthorization TransactionType = "Authorization"
 	TransactionPurchase      TransactionType = "Purchase"
@@ -25,6 +26,7 @@ const (
 // +kubebuilder:validation:Enum=Pending;Completed;Declined;Reversed;Refunded;Failed;Expired;Canceled
 type TransactionPhase string
 
+// Transaction phases.
 const (
 	TransactionPending   TransactionPhase = "Pending"
 	TransactionCompleted TransactionPhase = "Completed"
@@ -40,6 +42,7 @@ const (
 // +kubebuilder:validation:Enum=Debit;Credit
 type Direction string
 
+// Directions.
 const (
 	Debit  Direction = "Debit"
 	Credit Direction = "Credit"
@@ -51,17 +54,17 @@ const (
 type CardTransactionSpec struct {
 	// cardRef is the Card (in the same namespace) the transaction belongs to; it also owns it.
 	// +required
-	CardRef LocalObjectReference `json:"cardRef"`
+	CardRef LocalObjectReference `json:"cardRef,omitzero"`
 
 	// provider is the card issuer's adapter.
 	// +required
-	Provider Provider `json:"provider"`
+	Provider Provider `json:"provider,omitempty"`
 
 	// providerTransactionID is the provider's ID of the transaction (stable across its pushes).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
-	ProviderTransactionID string `json:"providerTransactionID"`
+	ProviderTransactionID string `json:"providerTransactionID,omitempty"`
 }
 
 // Merchant is where a card was used.
@@ -69,21 +72,25 @@ type Merchant struct {
 	// name of the merchant.
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name,omitempty"`
 
 	// mcc is the ISO 18245 merchant category code.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[0-9]{4}$`
+	// +kubebuilder:validation:MinLength=1
 	MCC string `json:"mcc,omitempty"`
 
 	// country is the merchant's ISO 3166-1 country code (alpha-2, or alpha-3 when the provider sends that).
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[A-Z]{2,3}$`
+	// +kubebuilder:validation:MinLength=1
 	Country string `json:"country,omitempty"`
 
 	// id is the acquirer's merchant ID.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
 	ID string `json:"id,omitempty"`
 }
 
@@ -92,19 +99,23 @@ type CryptoPayment struct {
 	// asset is the token, e.g. USDT.
 	// +required
 	// +kubebuilder:validation:Pattern=`^[A-Z0-9]{2,12}$`
-	Asset string `json:"asset"`
+	// +kubebuilder:validation:MinLength=1
+	Asset string `json:"asset,omitempty"`
 
 	// amount paid in the asset.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	Amount Decimal `json:"amount,omitempty"`
 
 	// network the payment used, e.g. TRX.
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:MinLength=1
 	Network string `json:"network,omitempty"`
 
 	// fee charged in the asset (apply, recharge, delivery fees and markup together).
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	Fee Decimal `json:"fee,omitempty"`
 }
 
@@ -112,6 +123,7 @@ type CryptoPayment struct {
 // +kubebuilder:validation:Enum=Approved;Declined
 type DecisionOutcome string
 
+// Decision outcomes.
 const (
 	DecisionApproved DecisionOutcome = "Approved"
 	DecisionDeclined DecisionOutcome = "Declined"
@@ -121,6 +133,7 @@ const (
 // +kubebuilder:validation:Enum=enforce;shadow
 type RuleMode string
 
+// Rule modes.
 const (
 	RuleEnforce RuleMode = "enforce"
 	RuleShadow  RuleMode = "shadow"
@@ -130,16 +143,18 @@ const (
 type RuleResult struct {
 	// outcome the rule produced.
 	// +required
-	Outcome DecisionOutcome `json:"outcome"`
+	Outcome DecisionOutcome `json:"outcome,omitempty"`
 
 	// rule that produced the outcome; empty when the rule set's default applied.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	Rule string `json:"rule,omitempty"`
 
 	// reason code, e.g. BLOCKED_MCC, SPEND_LIMIT_DAILY, STAND_IN_TIMEOUT.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
 	Reason string `json:"reason,omitempty"`
 
 	// mode of the rule.
@@ -154,6 +169,7 @@ type AuthorizationDecision struct {
 	// ruleSetVersion names the rule set and its resourceVersion, e.g. payments/card-rules@18342.
 	// +optional
 	// +kubebuilder:validation:MaxLength=320
+	// +kubebuilder:validation:MinLength=1
 	RuleSetVersion string `json:"ruleSetVersion,omitempty"`
 
 	// latencyMicroseconds is how long the decision took, from request to answer.
@@ -168,11 +184,19 @@ type AuthorizationDecision struct {
 	// shadow are the results of shadow-mode rules that would have declined, recorded beside the enforced outcome.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
 	Shadow []RuleResult `json:"shadow,omitempty"`
 }
 
 // CardTransactionStatus is a transaction as observed from its provider's callbacks.
 type CardTransactionStatus struct {
+	// conditions are ProjectionFailed when a state could not be delivered.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
 	// type of the transaction.
 	// +optional
 	Type TransactionType `json:"type,omitempty"`
@@ -184,6 +208,7 @@ type CardTransactionStatus struct {
 	// providerStatus is the provider's own status value behind phase.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
 	ProviderStatus string `json:"providerStatus,omitempty"`
 
 	// direction says whether money left or reached the card.
@@ -206,29 +231,34 @@ type CardTransactionStatus struct {
 	// +optional
 	Merchant *Merchant `json:"merchant,omitempty"`
 
-	// channel, e.g. ECOMMERCE or POS.
+	// channel is how the card was used, e.g. ECOMMERCE or POS.
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:MinLength=1
 	Channel string `json:"channel,omitempty"`
 
 	// description the provider gave.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	Description string `json:"description,omitempty"`
 
 	// failureReason the provider gave for a declined or failed transaction.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	FailureReason string `json:"failureReason,omitempty"`
 
 	// originalTransactionID links a refund, reversal or correction to the transaction it amends.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	OriginalTransactionID string `json:"originalTransactionID,omitempty"`
 
 	// authorizationID is the provider's authorization ID, when it sends one.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	AuthorizationID string `json:"authorizationID,omitempty"`
 
 	// crypto is the crypto payment behind a card order.
@@ -266,13 +296,6 @@ type CardTransactionStatus struct {
 	// observedGeneration is the generation the controllers last acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions, e.g. ProjectionFailed.
-	// +optional
-	// +listType=map
-	// +listMapKey=type
-	// +kubebuilder:validation:MaxItems=16
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // CardTransaction is one provider transaction on a card, owned by its Card.
@@ -287,11 +310,17 @@ type CardTransactionStatus struct {
 // +kubebuilder:printcolumn:name="Decision",type=string,JSONPath=`.status.authorization.outcome`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CardTransaction struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// spec is the transaction's immutable identity.
 	// +required
-	Spec CardTransactionSpec `json:"spec"`
+	Spec CardTransactionSpec `json:"spec,omitzero"`
+
+	// status is the transaction as observed from its provider's callbacks.
 	// +optional
 	Status CardTransactionStatus `json:"status,omitempty"`
 }
@@ -305,5 +334,5 @@ type CardTransactionList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&CardTransaction{}, &CardTransactionList{})
+	knownTypes = append(knownTypes, &CardTransaction{}, &CardTransactionList{})
 }

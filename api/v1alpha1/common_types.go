@@ -6,6 +6,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:validation:Enum=upay;tevau;bananatech;prepaidify;alchemypay;generic
 type Provider string
 
+// Built-in providers.
 const (
 	ProviderUPay       Provider = "upay"
 	ProviderTevau      Provider = "tevau"
@@ -25,21 +26,23 @@ type Decimal string
 type Money struct {
 	// value is the exact decimal amount in major units ("12.50" is twelve and a half).
 	// +required
-	Value Decimal `json:"value"`
+	// +kubebuilder:validation:MinLength=1
+	Value Decimal `json:"value,omitempty"`
 
 	// currency is the ISO 4217 alphabetic code, e.g. USD.
 	// +required
 	// +kubebuilder:validation:Pattern=`^[A-Z]{3}$`
-	Currency string `json:"currency"`
+	// +kubebuilder:validation:MinLength=1
+	Currency string `json:"currency,omitempty"`
 }
 
-// ObjectReference names an object in the same namespace.
+// LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
 	// name of the referent.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 }
 
 // NamespacedObjectReference names an object, possibly in another namespace.
@@ -48,13 +51,13 @@ type NamespacedObjectReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	Namespace string `json:"namespace"`
+	Namespace string `json:"namespace,omitempty"`
 
 	// name of the referent.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 }
 
 // ProviderEvent records the provider event that last changed an object.
@@ -62,11 +65,13 @@ type ProviderEvent struct {
 	// type is the provider's event type, e.g. CSC_STATUS_CHANGE.
 	// +required
 	// +kubebuilder:validation:MaxLength=64
-	Type string `json:"type"`
+	// +kubebuilder:validation:MinLength=1
+	Type string `json:"type,omitempty"`
 
 	// id is the provider's idempotency key for the event (orderNo, eventId, ...), when it sends one.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
 	ID string `json:"id,omitempty"`
 
 	// time is when the provider says the event happened (UTC).
@@ -85,7 +90,7 @@ type DeliveryCursor struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	Destination string `json:"destination"`
+	Destination string `json:"destination,omitempty"`
 
 	// deliveredSequence is the last stateSequence the destination acknowledged.
 	// +optional
@@ -109,5 +114,6 @@ type DeliveryCursor struct {
 	// lastError is the error of the last failed attempt.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	LastError string `json:"lastError,omitempty"`
 }

@@ -15,7 +15,7 @@ type WebhookEndpointSpec struct {
 	// the cards of an endpoint are identified by it.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="provider is immutable"
-	Provider Provider `json:"provider"`
+	Provider Provider `json:"provider,omitempty"`
 
 	// suspend stops accepting callbacks (they are answered 503, so providers retry later).
 	// +optional
@@ -30,6 +30,7 @@ type WebhookEndpointSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MinLength=1
 	TargetNamespace string `json:"targetNamespace,omitempty"`
 
 	// verification tunes how callbacks are authenticated.
@@ -81,11 +82,12 @@ type Verification struct {
 	// +optional
 	TimestampTolerance *metav1.Duration `json:"timestampTolerance,omitempty"`
 
-	// sourceCIDRs, when set, are the only client addresses accepted (403 SourceNotAllowed otherwise).
+	// sourceCIDRs are, when set, the only client addresses accepted (403 SourceNotAllowed otherwise).
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="sourceCIDRs must be CIDRs such as 203.0.113.0/24"
+	// +listType=set
 	SourceCIDRs []string `json:"sourceCIDRs,omitempty"`
 
 	// trustedProxyCIDRs are the load balancers or ingress proxies whose X-Forwarded-For header is believed
@@ -94,6 +96,7 @@ type Verification struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="trustedProxyCIDRs must be CIDRs such as 10.0.0.0/8"
+	// +listType=set
 	TrustedProxyCIDRs []string `json:"trustedProxyCIDRs,omitempty"`
 
 	// requireURLToken makes the endpoint accept callbacks only on /webhooks/{namespace}/{name}/{urlToken},
@@ -111,7 +114,7 @@ type UPayOptions struct {
 	// signatureEncoding of X-UPA-SIGN: Base64 (documented) or Hex.
 	// +optional
 	// +kubebuilder:validation:Enum=Base64;Hex
-	// +kubebuilder:default=Base64
+	// +default="Base64"
 	SignatureEncoding string `json:"signatureEncoding,omitempty"`
 }
 
@@ -121,7 +124,7 @@ type TevauOptions struct {
 	// signed string with "&key=" and signingKey appended).
 	// +optional
 	// +kubebuilder:validation:Enum=HMACSHA256;SHA256
-	// +kubebuilder:default=HMACSHA256
+	// +default="HMACSHA256"
 	Algorithm string `json:"algorithm,omitempty"`
 
 	// includeHeaders merges the appId, timestamp and nonce headers into the signed fields (default true).
@@ -132,12 +135,13 @@ type TevauOptions struct {
 	// The default, Auto, tells them apart by length.
 	// +optional
 	// +kubebuilder:validation:Enum=Auto;EpochMillis;EpochSeconds;Compact
-	// +kubebuilder:default=Auto
+	// +default="Auto"
 	TimestampFormat string `json:"timestampFormat,omitempty"`
 
 	// timeZone of Compact timestamps, as an IANA name (default UTC).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
 	TimeZone string `json:"timeZone,omitempty"`
 }
 
@@ -147,7 +151,7 @@ type BananaTechOptions struct {
 	// Raw (its bytes, 16/24/32 long), Hex, Base64, or SHA256 (the SHA-256 of its bytes, AES-256). Default Raw.
 	// +optional
 	// +kubebuilder:validation:Enum=Raw;Hex;Base64;SHA256
-	// +kubebuilder:default=Raw
+	// +default="Raw"
 	AESKey string `json:"aesKey,omitempty"`
 }
 
@@ -159,24 +163,26 @@ type GenericMapping struct {
 	// or None (then use verification.sourceCIDRs or requireURLToken).
 	// +optional
 	// +kubebuilder:validation:Enum=StandardWebhooks;None
-	// +kubebuilder:default=StandardWebhooks
+	// +default="StandardWebhooks"
 	Signature string `json:"signature,omitempty"`
 
 	// eventType is a CEL expression giving the event's type, e.g. `body.type`.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
-	EventType string `json:"eventType"`
+	EventType string `json:"eventType,omitempty"`
 
 	// eventID is a CEL expression giving the event's idempotency key (default: the webhook-id header).
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:MinLength=1
 	EventID string `json:"eventID,omitempty"`
 
 	// occurredAt is a CEL expression giving the event time: a timestamp, epoch seconds or milliseconds,
 	// or an RFC 3339 string (default: the webhook-timestamp header).
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:MinLength=1
 	OccurredAt string `json:"occurredAt,omitempty"`
 
 	// events map event types to cardplane events; an event type may appear in one rule only.
@@ -184,7 +190,8 @@ type GenericMapping struct {
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	Events []GenericEventRule `json:"events"`
+	// +listType=atomic
+	Events []GenericEventRule `json:"events,omitempty"`
 }
 
 // GenericEventKind is the cardplane event a generic rule produces.
@@ -200,11 +207,12 @@ type GenericEventRule struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=128
-	EventTypes []string `json:"eventTypes"`
+	// +listType=set
+	EventTypes []string `json:"eventTypes,omitempty"`
 
 	// kind of cardplane event produced.
 	// +required
-	Kind GenericEventKind `json:"kind"`
+	Kind GenericEventKind `json:"kind,omitempty"`
 
 	// fields are CEL expressions, by cardplane field name (cardID, phase, amount, currency, transactionID, ...).
 	// amount, balance and fee take decimal strings or integers in major units; amountMinor, balanceMinor and
@@ -220,7 +228,7 @@ type RateLimit struct {
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
-	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	RequestsPerSecond int32 `json:"requestsPerSecond,omitempty"`
 
 	// burst is how many requests may arrive at once (default: requestsPerSecond).
 	// +optional
@@ -233,6 +241,7 @@ type RateLimit struct {
 // +kubebuilder:validation:Enum=card.updated;transaction.updated;challenge.otp
 type DestinationEventType string
 
+// Destination event types.
 const (
 	EventCardUpdated        DestinationEventType = "card.updated"
 	EventTransactionUpdated DestinationEventType = "transaction.updated"
@@ -248,13 +257,14 @@ type Destination struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// url receives POST requests signed per the Standard Webhooks spec.
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http','https']",message="url must be an http or https URL"
-	URL string `json:"url"`
+	// +kubebuilder:validation:MinLength=1
+	URL string `json:"url,omitempty"`
 
 	// eventTypes filters what is delivered; empty means card.updated and transaction.updated.
 	// challenge.otp is delivered only when listed.
@@ -266,7 +276,7 @@ type Destination struct {
 	// secretRef names a Secret in the endpoint's namespace whose webhookSecret key ("whsec_..." or raw)
 	// signs the deliveries.
 	// +required
-	SecretRef LocalObjectReference `json:"secretRef"`
+	SecretRef LocalObjectReference `json:"secretRef,omitzero"`
 
 	// timeout of one delivery request (default 10s).
 	// +optional
@@ -296,15 +306,16 @@ type RetryPolicy struct {
 
 // ReasonCount counts rejected callbacks by reason.
 type ReasonCount struct {
-	// reason, e.g. InvalidSignature, StaleTimestamp, Malformed, TooLarge, RateLimited, SourceNotAllowed, NotReady.
+	// reason is why callbacks were refused, e.g. InvalidSignature, StaleTimestamp, Malformed, TooLarge, RateLimited, SourceNotAllowed, NotReady.
 	// +required
 	// +kubebuilder:validation:MaxLength=64
-	Reason string `json:"reason"`
+	// +kubebuilder:validation:MinLength=1
+	Reason string `json:"reason,omitempty"`
 
 	// count of callbacks rejected for this reason.
 	// +required
-	// +kubebuilder:validation:Minimum=0
-	Count int64 `json:"count"`
+	// +kubebuilder:validation:Minimum=1
+	Count int64 `json:"count,omitempty"`
 }
 
 // EndpointCounters count callbacks since the endpoint was created.
@@ -338,7 +349,8 @@ type DestinationStatus struct {
 	// name of the destination.
 	// +required
 	// +kubebuilder:validation:MaxLength=63
-	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name,omitempty"`
 
 	// lastDeliveryTime is when a delivery last succeeded.
 	// +optional
@@ -351,25 +363,27 @@ type DestinationStatus struct {
 	// lastError is the error of the last failed delivery.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	LastError string `json:"lastError,omitempty"`
 }
 
 // WebhookEndpointStatus is the observed state of an endpoint.
 type WebhookEndpointStatus struct {
-	// observedGeneration is the generation the reconciler last validated.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Ready, with reasons such as SecretNotFound, InvalidConfig, Suspended.
+	// conditions are Ready, with reasons such as SecretNotFound, InvalidConfig, Suspended.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// observedGeneration is the generation the reconciler last validated.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
 	// receivePath is the path providers must call, e.g. /webhooks/payments/upay-main.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:MinLength=1
 	ReceivePath string `json:"receivePath,omitempty"`
 
 	// counters of callbacks, updated in batches (about once a second), not per request.
@@ -399,11 +413,17 @@ type WebhookEndpointStatus struct {
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.receivePath`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookEndpoint struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// spec configures the provider integration.
 	// +required
-	Spec WebhookEndpointSpec `json:"spec"`
+	Spec WebhookEndpointSpec `json:"spec,omitzero"`
+
+	// status is the endpoint as the controllers and receivers observe it.
 	// +optional
 	Status WebhookEndpointStatus `json:"status,omitempty"`
 }
@@ -417,5 +437,5 @@ type WebhookEndpointList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&WebhookEndpoint{}, &WebhookEndpointList{})
+	knownTypes = append(knownTypes, &WebhookEndpoint{}, &WebhookEndpointList{})
 }

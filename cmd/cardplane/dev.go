@@ -213,7 +213,10 @@ func waitForManager(ctx context.Context, done <-chan error) error {
 		}
 	case <-ctx.Done():
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
 		case <-time.After(30 * time.Second):
 			ctrl.Log.WithName("dev").Info("Manager did not stop within 30s")
 		}

@@ -73,62 +73,96 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	if v == nil {
 		v = &cardsv1alpha1.Verification{}
 	}
+	if err := res.verification(v); err != nil {
+		return nil, err
+	}
+	creds := &credentials{ep: ep}
+	if ep.Spec.CredentialsRef != nil {
+		var err error
+		if creds.data, err = secretData(ctx, r, ep.Namespace, ep.Spec.CredentialsRef.Name); err != nil {
+			return nil, err
+		}
+	}
+	if err := res.urlToken(v, creds); err != nil {
+		return nil, err
+	}
+	if err := res.keys(creds); err != nil {
+		return nil, err
+	}
+	unsigned := ep.Spec.Provider == cardsv1alpha1.ProviderPrepaidify || ep.Spec.Provider == cardsv1alpha1.ProviderAlchemyPay ||
+		(ep.Spec.Provider == cardsv1alpha1.ProviderGeneric && ep.Spec.Generic.Signature == "None")
+	if unsigned && len(res.SourcePrefixes) == 0 && !v.RequireURLToken && !v.AllowUnauthenticated {
+		return nil, invalid("provider %s signs nothing: set verification.sourceCIDRs or verification.requireURLToken", ep.Spec.Provider)
+	}
+	if err := destinationSecrets(ctx, r, ep); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// verification reads the timestamp tolerance and the address lists.
+func (res *Resolved) verification(v *cardsv1alpha1.Verification) error {
 	if v.TimestampTolerance != nil {
 		if v.TimestampTolerance.Duration <= 0 {
-			return nil, invalid("verification.timestampTolerance must be positive")
+			return invalid("verification.timestampTolerance must be positive")
 		}
 		res.TimestampTolerance = v.TimestampTolerance.Duration
 	}
 	var err error
 	if res.SourcePrefixes, err = parsePrefixes("verification.sourceCIDRs", v.SourceCIDRs); err != nil {
-		return nil, err
+		return err
 	}
-	if res.TrustedProxies, err = parsePrefixes("verification.trustedProxyCIDRs", v.TrustedProxyCIDRs); err != nil {
-		return nil, err
-	}
+	res.TrustedProxies, err = parsePrefixes("verification.trustedProxyCIDRs", v.TrustedProxyCIDRs)
+	return err
+}
 
-	var creds map[string][]byte
-	if ep.Spec.CredentialsRef != nil {
-		if creds, err = secretData(ctx, r, ep.Namespace, ep.Spec.CredentialsRef.Name); err != nil {
-			return nil, err
-		}
-	}
-	need := func(key string) ([]byte, error) {
-		val := creds[key]
-		if len(val) == 0 {
-			if ep.Spec.CredentialsRef == nil {
-				return nil, invalid("provider %s needs credentialsRef with key %q", ep.Spec.Provider, key)
-			}
-			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
-				Message: fmt.Sprintf("Secret %s/%s has no key %q", ep.Namespace, ep.Spec.CredentialsRef.Name, key)}
-		}
+// credentials is the endpoint's credentials Secret.
+type credentials struct {
+	ep   *cardsv1alpha1.WebhookEndpoint
+	data map[string][]byte
+}
+
+// need returns a key of the credentials Secret, or the error that makes the endpoint not Ready.
+func (c *credentials) need(key string) ([]byte, error) {
+	val := c.data[key]
+	if len(val) > 0 {
 		return val, nil
 	}
-	if v.RequireURLToken {
-		tok, err := need(cardsv1alpha1.SecretKeyURLToken)
-		if err != nil {
-			return nil, err
-		}
-		res.URLToken = strings.TrimSpace(string(tok))
-		if len(res.URLToken) < 16 || strings.ContainsAny(res.URLToken, "/?#% ") {
-			return nil, invalid("urlToken must be at least 16 URL-safe characters")
-		}
+	if c.ep.Spec.CredentialsRef == nil {
+		return nil, invalid("provider %s needs credentialsRef with key %q", c.ep.Spec.Provider, key)
 	}
+	return nil, &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
+		Message: fmt.Sprintf("Secret %s/%s has no key %q", c.ep.Namespace, c.ep.Spec.CredentialsRef.Name, key)}
+}
 
+// urlToken reads the URL token of an endpoint that requires one.
+func (res *Resolved) urlToken(v *cardsv1alpha1.Verification, creds *credentials) error {
+	if !v.RequireURLToken {
+		return nil
+	}
+	tok, err := creds.need(cardsv1alpha1.SecretKeyURLToken)
+	if err != nil {
+		return err
+	}
+	res.URLToken = strings.TrimSpace(string(tok))
+	if len(res.URLToken) < 16 || strings.ContainsAny(res.URLToken, "/?#% ") {
+		return invalid("urlToken must be at least 16 URL-safe characters")
+	}
+	return nil
+}
+
+// keys reads the provider's signing and encryption keys.
+func (res *Resolved) keys(creds *credentials) error {
+	ep := creds.ep
+	var err error
 	switch ep.Spec.Provider {
-	case cardsv1alpha1.ProviderUPay:
-		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
-			return nil, err
-		}
-	case cardsv1alpha1.ProviderTevau:
-		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
-			return nil, err
-		}
+	case cardsv1alpha1.ProviderUPay, cardsv1alpha1.ProviderTevau:
+		res.SigningKey, err = creds.need(cardsv1alpha1.SecretKeySigningKey)
 	case cardsv1alpha1.ProviderBananaTech:
-		if res.SigningKey, err = need(cardsv1alpha1.SecretKeySigningKey); err != nil {
-			return nil, err
+		if res.SigningKey, err = creds.need(cardsv1alpha1.SecretKeySigningKey); err != nil {
+			return err
 		}
-		material := creds[cardsv1alpha1.SecretKeyEncryptionKey]
+		material := creds.data[cardsv1alpha1.SecretKeyEncryptionKey]
 		if len(material) == 0 {
 			material = res.SigningKey
 		}
@@ -137,39 +171,39 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 			mode = ep.Spec.BananaTech.AESKey
 		}
 		if res.EncryptionKey, err = DeriveAESKey(mode, material); err != nil {
-			return nil, invalid("bananatech AES key: %v", err)
+			return invalid("bananatech AES key: %v", err)
 		}
 	case cardsv1alpha1.ProviderGeneric:
 		if ep.Spec.Generic == nil {
-			return nil, invalid("provider generic needs spec.generic")
+			return invalid("provider generic needs spec.generic")
 		}
-		if ep.Spec.Generic.Signature != "None" {
-			raw, err := need(cardsv1alpha1.SecretKeySigningKey)
-			if err != nil {
-				return nil, err
-			}
-			if res.SigningKey, err = StandardWebhooksKey(raw); err != nil {
-				return nil, invalid("signingKey: %v", err)
-			}
+		if ep.Spec.Generic.Signature == "None" {
+			return nil
+		}
+		raw, err := creds.need(cardsv1alpha1.SecretKeySigningKey)
+		if err != nil {
+			return err
+		}
+		if res.SigningKey, err = StandardWebhooksKey(raw); err != nil {
+			return invalid("signingKey: %v", err)
 		}
 	}
-	unsigned := ep.Spec.Provider == cardsv1alpha1.ProviderPrepaidify || ep.Spec.Provider == cardsv1alpha1.ProviderAlchemyPay ||
-		(ep.Spec.Provider == cardsv1alpha1.ProviderGeneric && ep.Spec.Generic.Signature == "None")
-	if unsigned && len(res.SourcePrefixes) == 0 && !v.RequireURLToken && !v.AllowUnauthenticated {
-		return nil, invalid("provider %s signs nothing: set verification.sourceCIDRs or verification.requireURLToken", ep.Spec.Provider)
-	}
+	return err
+}
 
+// destinationSecrets checks that every destination's signing Secret holds a usable key.
+func destinationSecrets(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) error {
 	for _, d := range ep.Spec.Destinations {
 		data, err := secretData(ctx, r, ep.Namespace, d.SecretRef.Name)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := StandardWebhooksKey(data[cardsv1alpha1.SecretKeyDestinationSecret]); err != nil {
-			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
+			return &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
 				Message: fmt.Sprintf("destination %s: Secret %s/%s key %q: %v", d.Name, ep.Namespace, d.SecretRef.Name, cardsv1alpha1.SecretKeyDestinationSecret, err)}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 func secretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {

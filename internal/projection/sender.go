@@ -164,8 +164,9 @@ func allowed(ip netip.Addr, allowPrivate, allowLoopback bool) bool {
 	if ip.IsLoopback() {
 		return allowLoopback
 	}
-	return !(ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
-		ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || carrierGradeNAT.Contains(ip))
+	internal := ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
+		ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || carrierGradeNAT.Contains(ip)
+	return !internal
 }
 
 var carrierGradeNAT = netip.MustParsePrefix("100.64.0.0/10")

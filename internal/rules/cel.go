@@ -141,36 +141,45 @@ func spendWindows(root celast.NavigableExpr, at func(celast.NavigableExpr) (int,
 		}
 	}
 	for _, use := range uses {
-		key, constant := "", false
-		if parent, ok := use.Parent(); ok {
-			switch parent.Kind() {
-			case celast.SelectKind:
-				key, constant = parent.AsSelect().FieldName(), true
-			case celast.CallKind:
-				call := parent.AsCall()
-				args := call.Args()
-				switch call.FunctionName() {
-				case operators.Index, operators.OptIndex, operators.OptSelect:
-					if len(args) == 2 && args[0].ID() == use.ID() && args[1].Kind() == celast.LiteralKind {
-						if s, ok := args[1].AsLiteral().(types.String); ok {
-							key, constant = string(s), true
-						}
-					}
-				}
-			}
-			if constant && !slices.Contains(windowOrder, cardsv1alpha1.SpendWindowKind(key)) {
-				line, col := at(parent)
-				return nil, &celIssue{line: line, message: fmt.Sprintf("condition: card.spend has no window %q: "+
-					"it has Daily, Weekly, Monthly and AllTime (column %d)", key, col)}
-			}
-		}
-		if constant {
-			add(cardsv1alpha1.SpendWindowKind(key))
-		} else {
+		key, constant := spendKey(use)
+		if !constant {
 			add(windowOrder...)
+			continue
 		}
+		if !slices.Contains(windowOrder, cardsv1alpha1.SpendWindowKind(key)) {
+			parent, _ := use.Parent()
+			line, col := at(parent)
+			return nil, &celIssue{line: line, message: fmt.Sprintf("condition: card.spend has no window %q: "+
+				"it has Daily, Weekly, Monthly and AllTime (column %d)", key, col)}
+		}
+		add(cardsv1alpha1.SpendWindowKind(key))
 	}
 	return out, nil
+}
+
+// spendKey is the constant window key a use of card.spend selects (card.spend.Daily, card.spend['Daily'],
+// card.spend[?'Daily'], card.spend.?Daily), if it selects one.
+func spendKey(use celast.NavigableExpr) (string, bool) {
+	parent, ok := use.Parent()
+	if !ok {
+		return "", false
+	}
+	switch parent.Kind() {
+	case celast.SelectKind:
+		return parent.AsSelect().FieldName(), true
+	case celast.CallKind:
+		call := parent.AsCall()
+		args := call.Args()
+		switch call.FunctionName() {
+		case operators.Index, operators.OptIndex, operators.OptSelect:
+			if len(args) == 2 && args[0].ID() == use.ID() && args[1].Kind() == celast.LiteralKind {
+				if s, ok := args[1].AsLiteral().(types.String); ok {
+					return string(s), true
+				}
+			}
+		}
+	}
+	return "", false
 }
 
 // estimator bounds the sizes CEL cannot know, so loops and string functions get a finite cost estimate. The
@@ -182,7 +191,7 @@ func (estimator) EstimateSize(element checker.AstNode) *checker.SizeEstimate {
 	if len(path) < 2 {
 		return nil
 	}
-	size := func(max uint64) *checker.SizeEstimate { return &checker.SizeEstimate{Min: 0, Max: max} }
+	size := func(upTo uint64) *checker.SizeEstimate { return &checker.SizeEstimate{Min: 0, Max: upTo} }
 	switch path[0] {
 	case "transaction":
 		switch path[1] {

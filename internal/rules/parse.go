@@ -349,13 +349,7 @@ var ruleKeys = append([]string{"name", "description", "reason", "mode"}, matcher
 
 func (p *parser) parseRule(n *yaml.Node, index int, names map[string]int) *rule {
 	errs := len(p.errs)
-	if n.Kind == yaml.MappingNode { // name the rule in errors about its other fields too
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if v := resolve(n.Content[i+1]); n.Content[i].Value == "name" && v.Kind == yaml.ScalarNode && len(v.Value) <= 128 && ruleNameRE.MatchString(v.Value) {
-				p.rule = v.Value
-			}
-		}
-	}
+	p.rule = ruleName(n) // name the rule in errors about its other fields too
 	where := ""
 	if p.rule == "" {
 		where = fmt.Sprintf("rules[%d]", index)
@@ -365,19 +359,7 @@ func (p *parser) parseRule(n *yaml.Node, index int, names map[string]int) *rule 
 		return nil
 	}
 	r := &rule{mode: cardsv1alpha1.RuleEnforce}
-	if v := f["name"]; v == nil {
-		p.errorf(n, "rules[%d]: name is required", index)
-	} else if s, ok := p.str(v, "name"); ok {
-		switch {
-		case len(s) > 128 || !ruleNameRE.MatchString(s):
-			p.errorf(v, "rules[%d]: name %q must be lower-case letters, digits and '-' (at most 128)", index, s)
-		case names[s] > 0:
-			p.errorf(v, "name is used twice (also by rules[%d])", names[s]-1)
-		default:
-			names[s] = index + 1
-			r.name = s
-		}
-	}
+	p.ruleName(r, n, f["name"], index, names)
 	if v := f["description"]; v != nil {
 		if s, ok := p.str(v, "description"); ok && len(s) > 1024 {
 			p.errorf(v, "description: longer than 1024 characters")
@@ -401,6 +383,48 @@ func (p *parser) parseRule(n *yaml.Node, index int, names map[string]int) *rule 
 			}
 		}
 	}
+	p.matcher(r, n, f)
+	if len(p.errs) > errs {
+		return nil
+	}
+	return r
+}
+
+// ruleName is the rule's name when it is a valid one, for messages about the rule's other fields.
+func ruleName(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	name := ""
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if v := resolve(n.Content[i+1]); n.Content[i].Value == "name" && v.Kind == yaml.ScalarNode && len(v.Value) <= 128 && ruleNameRE.MatchString(v.Value) {
+			name = v.Value
+		}
+	}
+	return name
+}
+
+// ruleName checks a rule's name: required, well-formed, unique in the set.
+func (p *parser) ruleName(r *rule, n, v *yaml.Node, index int, names map[string]int) {
+	if v == nil {
+		p.errorf(n, "rules[%d]: name is required", index)
+		return
+	}
+	s, ok := p.str(v, "name")
+	switch {
+	case !ok:
+	case len(s) > 128 || !ruleNameRE.MatchString(s):
+		p.errorf(v, "rules[%d]: name %q must be lower-case letters, digits and '-' (at most 128)", index, s)
+	case names[s] > 0:
+		p.errorf(v, "name is used twice (also by rules[%d])", names[s]-1)
+	default:
+		names[s] = index + 1
+		r.name = s
+	}
+}
+
+// matcher reads the one matcher of a rule.
+func (p *parser) matcher(r *rule, n *yaml.Node, f map[string]*yaml.Node) {
 	var given []string
 	for _, k := range matcherKeys {
 		if f[k] != nil {
@@ -410,29 +434,26 @@ func (p *parser) parseRule(n *yaml.Node, index int, names map[string]int) *rule 
 	switch len(given) {
 	case 0:
 		p.errorf(n, "a rule needs one of %s", strings.Join(matcherKeys, ", "))
+		return
 	case 1:
-		k := given[0]
-		r.kind = kind(slices.Index(matcherKeys, k))
-		v := f[k]
-		switch r.kind {
-		case kindMCC:
-			p.mccList(r, v)
-		case kindCountry:
-			p.countryList(r, v)
-		case kindAmount:
-			p.amount(r, v)
-		case kindSpend:
-			p.spend(r, v)
-		case kindCondition:
-			p.condition(r, v)
-		}
 	default:
 		p.errorf(f[given[1]], "a rule has exactly one matcher, this one has %s", strings.Join(given, " and "))
+		return
 	}
-	if len(p.errs) > errs {
-		return nil
+	r.kind = kind(slices.Index(matcherKeys, given[0]))
+	v := f[given[0]]
+	switch r.kind {
+	case kindMCC:
+		p.mccList(r, v)
+	case kindCountry:
+		p.countryList(r, v)
+	case kindAmount:
+		p.amount(r, v)
+	case kindSpend:
+		p.spend(r, v)
+	case kindCondition:
+		p.condition(r, v)
 	}
-	return r
 }
 
 // list reads the allow or block list of an mcc or merchantCountry matcher.

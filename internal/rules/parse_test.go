@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -167,8 +168,8 @@ func TestRulesParseErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted:\n%s", c.src)
 			}
-			e, ok := err.(*Error)
-			if !ok {
+			var e *Error
+			if !errors.As(err, &e) {
 				t.Fatalf("error %T, want *Error", err)
 			}
 			if !strings.HasPrefix(e.Error(), c.want) {
@@ -279,7 +280,8 @@ func FuzzRulesParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := Parse(data)
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
+			var e *Error
+			if !errors.As(err, &e) {
 				t.Fatalf("error %T", err)
 			}
 			return

@@ -76,7 +76,7 @@ func TestAPIServerOutageLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	mgr, url := startReceiver(t, ctx, cfg, "chaos", true, func(mgr ctrl.Manager, receiver *webhookserver.Server) {
-		receiver.Spool, receiver.Options.StoreTimeout = sp, 2*time.Second
+		receiver.Spool, receiver.StoreTimeout = sp, 2*time.Second
 		if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: receiver.Ingester, Interval: 500 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}

@@ -121,8 +121,8 @@ func TestAllProvidersLoad(t *testing.T) {
 		case 4: // Tevau: an authorization and its clearing (later), either may arrive first
 			order := fmt.Sprintf("CT%06d", i)
 			auth := fmt.Sprintf(`{"orderId":%q,"cardId":"CIDT%03d","eventType":"Authorization","status":1,"transAmount":15,"transCurrency":"USD","merchantData":{"mccCode":"5814","merchantName":"Cafe","merchantCountry":"US"},"details":{"subOrderId":"A%s","principal":15,"subStatus":5,"subType":1,"remark":"Transaction Authorization","createTimeStamp":%d},"channel":"ECOMMERCE"}`, order, n, order, at.UnixMilli())
-			clear := fmt.Sprintf(`{"orderId":%q,"cardId":"CIDT%03d","eventType":"Clearing","status":1,"transAmount":15,"transCurrency":"USD","merchantData":{"mccCode":"5814","merchantName":"Cafe","merchantCountry":"US"},"details":{"subOrderId":"C%s","principal":15,"subStatus":1,"subType":16,"remark":"Clearing Standard","createTimeStamp":%d},"channel":"ECOMMERCE"}`, order, n, order, at.Add(time.Minute).UnixMilli())
-			list = append(list, callback{cardsv1alpha1.ProviderTevau, auth}, callback{cardsv1alpha1.ProviderTevau, clear})
+			clearing := fmt.Sprintf(`{"orderId":%q,"cardId":"CIDT%03d","eventType":"Clearing","status":1,"transAmount":15,"transCurrency":"USD","merchantData":{"mccCode":"5814","merchantName":"Cafe","merchantCountry":"US"},"details":{"subOrderId":"C%s","principal":15,"subStatus":1,"subType":16,"remark":"Clearing Standard","createTimeStamp":%d},"channel":"ECOMMERCE"}`, order, n, order, at.Add(time.Minute).UnixMilli())
+			list = append(list, callback{cardsv1alpha1.ProviderTevau, auth}, callback{cardsv1alpha1.ProviderTevau, clearing})
 			wantTxn[order] = true
 		case 5: // Alchemy Pay: a recharge order, resent as Alchemy Pay does until acknowledged
 			order := fmt.Sprintf("8%08d", i)

@@ -56,7 +56,7 @@ func (n *standinNode) setupNetwork(run *podRun) error {
 		{"-n", run.netns, "route", "add", "default", "via", strings.Split(bridgeCIDR, "/")[0]},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 	ln, err := listenInNetns("/var/run/netns/"+run.netns, "127.0.0.1:443")

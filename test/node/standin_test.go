@@ -294,7 +294,7 @@ func (n *standinNode) startPod(ctx context.Context, pod *corev1.Pod) (*podRun, e
 	}
 	// Each container gets its own copy of the image's file system, as an overlay's upper layer would give.
 	if out, err := exec.Command("cp", "-a", filepath.Join(image, "rootfs"), filepath.Join(run.bundle, "rootfs")).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("copying rootfs: %v: %s", err, out)
+		return nil, fmt.Errorf("copying rootfs: %w: %s", err, out)
 	}
 	if err := n.setupNetwork(run); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
@@ -348,7 +348,7 @@ func (n *standinNode) pull(ref string) (string, error) {
 	cmd := exec.Command(n.ociimage, "unpack", "--image", ref, "--platform", "linux/"+runtime.GOARCH,
 		"--rootfs", filepath.Join(dir, "rootfs"), "--config", filepath.Join(dir, "config.json"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%v: %s", err, out)
+		return "", fmt.Errorf("%w: %s", err, out)
 	}
 	n.images[ref] = dir
 	return dir, nil

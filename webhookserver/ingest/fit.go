@@ -37,42 +37,60 @@ func Fit(ev *event.Event) error {
 	if l := ev.Logistics; l != nil {
 		l.Carrier, l.TrackingNumber = clip(l.Carrier, 128), text.Clip(l.TrackingNumber, 128)
 	}
-	if a := ev.Authorization; a != nil {
-		if len(a.TransactionID) > 128 {
-			return fmt.Errorf("transaction ID is longer than 128 characters")
-		}
-		if err := checkMoney("amount", &a.Amount); err != nil {
+	if err := fitAuthorization(ev.Authorization); err != nil {
+		return err
+	}
+	return fitTransaction(ev.Transaction)
+}
+
+func fitAuthorization(a *event.AuthorizationRequest) error {
+	if a == nil {
+		return nil
+	}
+	if len(a.TransactionID) > 128 {
+		return fmt.Errorf("transaction ID is longer than 128 characters")
+	}
+	if err := checkMoney("amount", &a.Amount); err != nil {
+		return err
+	}
+	a.AuthorizationID, a.Channel = text.Clip(a.AuthorizationID, 128), clip(a.Channel, 32)
+	fitMerchant(a.Merchant)
+	return nil
+}
+
+func fitTransaction(t *event.Transaction) error {
+	if t == nil {
+		return nil
+	}
+	if len(t.ID) > 128 {
+		return fmt.Errorf("transaction ID is longer than 128 characters")
+	}
+	for name, m := range map[string]*cardsv1alpha1.Money{"amount": t.Amount, "billing amount": t.BillingAmount, "fee": t.Fee} {
+		if err := checkMoney(name, m); err != nil {
 			return err
 		}
-		a.AuthorizationID, a.Channel = text.Clip(a.AuthorizationID, 128), clip(a.Channel, 32)
-		fitMerchant(a.Merchant)
 	}
-	if t := ev.Transaction; t != nil {
-		if len(t.ID) > 128 {
-			return fmt.Errorf("transaction ID is longer than 128 characters")
-		}
-		for name, m := range map[string]*cardsv1alpha1.Money{"amount": t.Amount, "billing amount": t.BillingAmount, "fee": t.Fee} {
-			if err := checkMoney(name, m); err != nil {
-				return err
-			}
-		}
-		t.ProviderStatus, t.Channel = clip(t.ProviderStatus, 64), clip(t.Channel, 32)
-		t.Description, t.FailureReason = clip(t.Description, 512), clip(t.FailureReason, 512)
-		t.OriginalTransactionID, t.AuthorizationID = text.Clip(t.OriginalTransactionID, 128), text.Clip(t.AuthorizationID, 128)
-		fitMerchant(t.Merchant)
-		if c := t.Crypto; c != nil {
-			c.Asset = strings.ToUpper(c.Asset)
-			if !assetPattern.MatchString(c.Asset) {
-				return fmt.Errorf("crypto asset %q is not 2-12 letters or digits", c.Asset)
-			}
-			for name, d := range map[string]cardsv1alpha1.Decimal{"crypto amount": c.Amount, "crypto fee": c.Fee} {
-				if d != "" && !decimalPattern.MatchString(string(d)) {
-					return fmt.Errorf("%s %q does not fit an 18.18-digit decimal", name, d)
-				}
-			}
-			c.Network = text.Clip(c.Network, 64)
+	t.ProviderStatus, t.Channel = clip(t.ProviderStatus, 64), clip(t.Channel, 32)
+	t.Description, t.FailureReason = clip(t.Description, 512), clip(t.FailureReason, 512)
+	t.OriginalTransactionID, t.AuthorizationID = text.Clip(t.OriginalTransactionID, 128), text.Clip(t.AuthorizationID, 128)
+	fitMerchant(t.Merchant)
+	return fitCrypto(t.Crypto)
+}
+
+func fitCrypto(c *cardsv1alpha1.CryptoPayment) error {
+	if c == nil {
+		return nil
+	}
+	c.Asset = strings.ToUpper(c.Asset)
+	if !assetPattern.MatchString(c.Asset) {
+		return fmt.Errorf("crypto asset %q is not 2-12 letters or digits", c.Asset)
+	}
+	for name, d := range map[string]cardsv1alpha1.Decimal{"crypto amount": c.Amount, "crypto fee": c.Fee} {
+		if d != "" && !decimalPattern.MatchString(string(d)) {
+			return fmt.Errorf("%s %q does not fit an 18.18-digit decimal", name, d)
 		}
 	}
+	c.Network = text.Clip(c.Network, 64)
 	return nil
 }
 

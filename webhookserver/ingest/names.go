@@ -41,16 +41,16 @@ func shortHash(s string) string {
 // punctuation). Names longer than max are shortened and always carry the hash.
 // hashKey is what the hash covers: the endpoint and the ID, so two endpoints writing into one namespace never
 // share an object.
-func names(prefix, id, hashKey string, max int) (readable, hashed string) {
+func names(prefix, id, hashKey string, maxLen int) (readable, hashed string) {
 	base := prefix + "-" + sanitize(id)
 	h := shortHash(hashKey)
-	if len(base) > max {
-		cut := strings.TrimRight(base[:max-len(h)-1], "-")
+	if len(base) > maxLen {
+		cut := strings.TrimRight(base[:maxLen-len(h)-1], "-")
 		return cut + "-" + h, cut + "-" + h
 	}
 	hashed = base + "-" + h
-	if len(hashed) > max {
-		hashed = strings.TrimRight(base[:max-len(h)-1], "-") + "-" + h
+	if len(hashed) > maxLen {
+		hashed = strings.TrimRight(base[:maxLen-len(h)-1], "-") + "-" + h
 	}
 	return base, hashed
 }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -26,31 +27,7 @@ func micro(t time.Time) *metav1.MicroTime {
 func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.Time) bool {
 	before := st.DeepCopy()
 	if c := ev.Card; c != nil {
-		if (c.Phase != "" || c.ProviderStatus != "") && newer(st.PhaseObservedAt, at) {
-			if c.Phase != "" {
-				st.Phase = c.Phase
-			}
-			st.ProviderStatus = c.ProviderStatus
-			st.PhaseReason = c.Reason
-			st.PhaseObservedAt = micro(at)
-		}
-		if c.Type != "" {
-			st.Type = c.Type
-		}
-		if c.Number != nil {
-			if st.Number == nil {
-				st.Number = &cardsv1alpha1.MaskedNumber{}
-			}
-			if c.Number.BIN != "" {
-				st.Number.BIN = c.Number.BIN
-			}
-			if c.Number.Last4 != "" {
-				st.Number.Last4 = c.Number.Last4
-			}
-		}
-		if c.Expiry != nil {
-			st.Expiry = c.Expiry.DeepCopy()
-		}
+		applyCardFacts(st, c, at)
 	}
 	if ev.HolderID != "" {
 		st.HolderID = ev.HolderID
@@ -65,17 +42,39 @@ func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.
 		prev := st.Logistics
 		st.Logistics = &cardsv1alpha1.Logistics{State: l.State, Carrier: l.Carrier, TrackingNumber: l.TrackingNumber, ObservedAt: micro(at)}
 		if prev != nil { // later logistics events may omit the carrier details an earlier one gave
-			if st.Logistics.Carrier == "" {
-				st.Logistics.Carrier = prev.Carrier
-			}
-			if st.Logistics.TrackingNumber == "" {
-				st.Logistics.TrackingNumber = prev.TrackingNumber
-			}
+			st.Logistics.Carrier = cmp.Or(st.Logistics.Carrier, prev.Carrier)
+			st.Logistics.TrackingNumber = cmp.Or(st.Logistics.TrackingNumber, prev.TrackingNumber)
 		}
 	}
 	factsChanged := !equality.Semantic.DeepEqual(before, st)
 	recordLastEvent(&st.LastEvent, ev, at, received, factsChanged)
 	return factsChanged || !equality.Semantic.DeepEqual(before.LastEvent, st.LastEvent)
+}
+
+// applyCardFacts merges lifecycle and identity facts: the phase only when the event is not older than the
+// phase stored; type, number and expiry always (they do not regress).
+func applyCardFacts(st *cardsv1alpha1.CardStatus, c *event.Card, at time.Time) {
+	if (c.Phase != "" || c.ProviderStatus != "") && newer(st.PhaseObservedAt, at) {
+		if c.Phase != "" {
+			st.Phase = c.Phase
+		}
+		st.ProviderStatus = c.ProviderStatus
+		st.PhaseReason = c.Reason
+		st.PhaseObservedAt = micro(at)
+	}
+	if c.Type != "" {
+		st.Type = c.Type
+	}
+	if c.Number != nil {
+		if st.Number == nil {
+			st.Number = &cardsv1alpha1.MaskedNumber{}
+		}
+		st.Number.BIN = cmp.Or(c.Number.BIN, st.Number.BIN)
+		st.Number.Last4 = cmp.Or(c.Number.Last4, st.Number.Last4)
+	}
+	if c.Expiry != nil {
+		st.Expiry = c.Expiry.DeepCopy()
+	}
 }
 
 // recordLastEvent notes the event as the object's last one unless an event with a later time is recorded.

@@ -179,7 +179,7 @@ func crypto(d map[string]any) (*cardsv1alpha1.CryptoPayment, error) {
 	var err error
 	if paid != "" {
 		if c.Amount, err = money.Decimal(paid); err != nil {
-			return nil, fmt.Errorf("paymentAmount: %v", err)
+			return nil, fmt.Errorf("paymentAmount: %w", err)
 		}
 	}
 	var fee cardsv1alpha1.Decimal
@@ -189,7 +189,7 @@ func crypto(d map[string]any) (*cardsv1alpha1.CryptoPayment, error) {
 			continue
 		}
 		if fee, err = add(fee, v); err != nil {
-			return nil, fmt.Errorf("%s: %v", k, err)
+			return nil, fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	c.Fee = fee

@@ -53,6 +53,7 @@ package prepaidify
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -399,13 +400,12 @@ func decodeBankCardTransaction(d map[string]any) (*adapter.Result, error) {
 	t := &event.Transaction{ID: adapter.Str(d, "tradeId"), ProviderStatus: adapter.Str(d, "tradeStatus"),
 		AuthorizationID: adapter.Str(d, "authCode"), Description: adapter.Str(d, "remark")}
 	ev := event.Event{Type: name, CardID: adapter.Str(d, "cardId"), HolderID: adapter.Str(d, "holderId"), Transaction: t}
-	if t.ID == "" {
+	switch {
+	case t.ID == "":
 		return nil, adapter.Malformed("%s: no tradeId", name)
-	}
-	if ev.CardID == "" {
+	case ev.CardID == "":
 		return nil, adapter.Malformed("%s: trade %s has no cardId (card token), so it belongs to no card", name, t.ID)
-	}
-	if t.ProviderStatus == "" {
+	case t.ProviderStatus == "":
 		return nil, adapter.Malformed("%s: trade %s has no tradeStatus", name, t.ID)
 	}
 	tradeType := adapter.Str(d, "tradeType")
@@ -415,71 +415,9 @@ func decodeBankCardTransaction(d map[string]any) (*adapter.Result, error) {
 	}
 	t.Type, t.Direction = k.typ, k.direction
 	src := strings.ToUpper(adapter.Str(d, "tradeSrc"))
-	rank := 0 // lifecycle order of the records of one trade on one business date
-	switch t.ProviderStatus {
-	case "1":
-		// An authorization record is approved but not settled; a settlement record completes the trade.
-		if src == "A" || (src == "" && tradeType == "150") {
-			t.Phase = cardsv1alpha1.TransactionPending
-		} else {
-			t.Phase, rank = cardsv1alpha1.TransactionCompleted, 1
-		}
-	case "2":
-		t.Phase, rank = cardsv1alpha1.TransactionReversed, 2
-	case "10":
-		t.Phase, rank = cardsv1alpha1.TransactionRefunded, 2
-	}
-
-	var err error
-	cur := strings.ToUpper(adapter.Str(d, "currency"))
-	if adapter.Str(d, "amount") == "" || cur == "" {
-		return nil, adapter.Malformed("%s: trade %s has no amount or currency", name, t.ID)
-	}
-	if _, cerr := money.Currency(cur); cerr == nil {
-		if t.Amount, err = money.Major(d["amount"], cur); err != nil {
-			return nil, adapter.Malformed("%s: amount: %v", name, err)
-		}
-		if adapter.Str(d, "fee") != "" {
-			if t.Fee, err = money.Major(d["fee"], cur); err != nil {
-				return nil, adapter.Malformed("%s: fee: %v", name, err)
-			}
-			t.Fee = money.Abs(t.Fee)
-		}
-	} else if assetPattern.MatchString(cur) {
-		// A USDT card account: not an ISO 4217 currency, so the amount is the crypto side.
-		c := &cardsv1alpha1.CryptoPayment{Asset: cur}
-		if c.Amount, err = money.Decimal(d["amount"]); err != nil {
-			return nil, adapter.Malformed("%s: amount: %v", name, err)
-		}
-		if adapter.Str(d, "fee") != "" {
-			if c.Fee, err = money.Decimal(d["fee"]); err != nil {
-				return nil, adapter.Malformed("%s: fee: %v", name, err)
-			}
-			c.Fee = cardsv1alpha1.Decimal(strings.TrimPrefix(string(c.Fee), "-"))
-		}
-		t.Crypto = c
-	} else {
-		return nil, adapter.Malformed("%s: currency %q is neither an ISO 4217 code nor a crypto asset", name, cur)
-	}
-	negative := t.Amount != nil && strings.HasPrefix(string(t.Amount.Value), "-") ||
-		t.Crypto != nil && strings.HasPrefix(string(t.Crypto.Amount), "-")
-	if t.Direction == "" && t.Type == cardsv1alpha1.TransactionCorrection {
-		t.Direction = cardsv1alpha1.Credit
-		if negative {
-			t.Direction = cardsv1alpha1.Debit
-		}
-	}
-	if t.Crypto != nil {
-		t.Crypto.Amount = cardsv1alpha1.Decimal(strings.TrimPrefix(string(t.Crypto.Amount), "-"))
-	}
-	t.Amount = money.Abs(t.Amount)
-	// The amount actually paid, when the merchant's currency differs from the card account's.
-	if tc := strings.ToUpper(adapter.Str(d, "currencyTxn")); tc != "" && tc != cur && adapter.Str(d, "txnAmount") != "" {
-		paid, err := money.Major(d["txnAmount"], tc)
-		if err != nil {
-			return nil, adapter.Malformed("%s: txnAmount: %v", name, err)
-		}
-		t.Amount, t.BillingAmount = money.Abs(paid), t.Amount
+	rank := bankCardPhase(t, src, tradeType)
+	if err := bankCardAmounts(d, t); err != nil {
+		return nil, adapter.Malformed("%s: %v", name, err)
 	}
 	if m := adapter.Str(d, "merchantName"); m != "" {
 		t.Merchant = &cardsv1alpha1.Merchant{Name: m}
@@ -494,15 +432,106 @@ func decodeBankCardTransaction(d map[string]any) (*adapter.Result, error) {
 		if src == "S" {
 			srcRank = 1
 		}
+		// The records of one trade share a business date: their lifecycle order breaks the tie.
 		ev.OccurredAt = date.Add(time.Duration(2*rank+srcRank) * time.Microsecond)
 	}
-	if n := pan.Reduce(adapter.Str(d, "cardNo")); n != nil {
-		ev.Card = &event.Card{Number: n, Type: cardsv1alpha1.CardPhysical}
-	} else {
-		ev.Card = &event.Card{Type: cardsv1alpha1.CardPhysical}
-	}
+	ev.Card = &event.Card{Number: pan.Reduce(adapter.Str(d, "cardNo")), Type: cardsv1alpha1.CardPhysical}
 	ev.ID = joinID(t.ID, t.ProviderStatus, src)
 	return &adapter.Result{EventType: name, Ack: physicalAck, Events: []event.Event{ev}}, nil
+}
+
+// bankCardPhase sets the phase of a physical card record and returns its rank in the lifecycle order of the
+// records of one trade on one business date.
+func bankCardPhase(t *event.Transaction, src, tradeType string) int {
+	switch t.ProviderStatus {
+	case "1":
+		// An authorization record is approved but not settled; a settlement record completes the trade.
+		if src == "A" || (src == "" && tradeType == "150") {
+			t.Phase = cardsv1alpha1.TransactionPending
+			return 0
+		}
+		t.Phase = cardsv1alpha1.TransactionCompleted
+		return 1
+	case "2":
+		t.Phase = cardsv1alpha1.TransactionReversed
+		return 2
+	case "10":
+		t.Phase = cardsv1alpha1.TransactionRefunded
+		return 2
+	}
+	return 0
+}
+
+// bankCardAmounts reads the amount and fee in the card account's currency (or crypto asset), the direction of a
+// correction from its sign, and the amount paid when the merchant's currency differs.
+func bankCardAmounts(d map[string]any, t *event.Transaction) error {
+	cur := strings.ToUpper(adapter.Str(d, "currency"))
+	if adapter.Str(d, "amount") == "" || cur == "" {
+		return fmt.Errorf("trade %s has no amount or currency", t.ID)
+	}
+	var err error
+	switch _, cerr := money.Currency(cur); {
+	case cerr == nil:
+		err = fiatAmounts(d, t, cur)
+	case assetPattern.MatchString(cur):
+		// A USDT card account: not an ISO 4217 currency, so the amount is the crypto side.
+		err = cryptoAmounts(d, t, cur)
+	default:
+		return fmt.Errorf("currency %q is neither an ISO 4217 code nor a crypto asset", cur)
+	}
+	if err != nil {
+		return err
+	}
+	negative := t.Amount != nil && strings.HasPrefix(string(t.Amount.Value), "-") ||
+		t.Crypto != nil && strings.HasPrefix(string(t.Crypto.Amount), "-")
+	if t.Direction == "" && t.Type == cardsv1alpha1.TransactionCorrection {
+		t.Direction = cardsv1alpha1.Credit
+		if negative {
+			t.Direction = cardsv1alpha1.Debit
+		}
+	}
+	if t.Crypto != nil {
+		t.Crypto.Amount = cardsv1alpha1.Decimal(strings.TrimPrefix(string(t.Crypto.Amount), "-"))
+	}
+	t.Amount = money.Abs(t.Amount)
+	if tc := strings.ToUpper(adapter.Str(d, "currencyTxn")); tc != "" && tc != cur && adapter.Str(d, "txnAmount") != "" {
+		paid, err := money.Major(d["txnAmount"], tc)
+		if err != nil {
+			return fmt.Errorf("txnAmount: %w", err)
+		}
+		t.Amount, t.BillingAmount = money.Abs(paid), t.Amount
+	}
+	return nil
+}
+
+func fiatAmounts(d map[string]any, t *event.Transaction, cur string) error {
+	var err error
+	if t.Amount, err = money.Major(d["amount"], cur); err != nil {
+		return fmt.Errorf("amount: %w", err)
+	}
+	if adapter.Str(d, "fee") != "" {
+		if t.Fee, err = money.Major(d["fee"], cur); err != nil {
+			return fmt.Errorf("fee: %w", err)
+		}
+		t.Fee = money.Abs(t.Fee)
+	}
+	return nil
+}
+
+func cryptoAmounts(d map[string]any, t *event.Transaction, asset string) error {
+	c := &cardsv1alpha1.CryptoPayment{Asset: asset}
+	var err error
+	if c.Amount, err = money.Decimal(d["amount"]); err != nil {
+		return fmt.Errorf("amount: %w", err)
+	}
+	if adapter.Str(d, "fee") != "" {
+		if c.Fee, err = money.Decimal(d["fee"]); err != nil {
+			return fmt.Errorf("fee: %w", err)
+		}
+		c.Fee = cardsv1alpha1.Decimal(strings.TrimPrefix(string(c.Fee), "-"))
+	}
+	t.Crypto = c
+	return nil
 }
 
 // businessDate reads the physical card's business date: a date (yyyy-MM-dd, yyyyMMdd) or any time

@@ -635,47 +635,12 @@ func transaction(name string, d map[string]any, ev *event.Event) error {
 
 	switch name {
 	case "Authorization", "Clearing":
-		// orderId is the purchase: its clearing (and later refunds) carry the same orderId.
-		t.ID, t.Direction = orderID, cardsv1alpha1.Debit
-		t.Type, t.Phase = cardsv1alpha1.TransactionAuthorization, cardsv1alpha1.TransactionPending
-		if name == "Clearing" {
-			t.Type, t.Phase = cardsv1alpha1.TransactionClearing, cardsv1alpha1.TransactionCompleted
-		}
-		cur := adapter.Str(d, "transCurrency")
-		if cur == "" || adapter.Str(d, "transAmount") == "" {
-			return adapter.Malformed("%s: body has no transAmount and transCurrency", name)
-		}
-		amt, err := money.Major(d["transAmount"], cur)
-		if err != nil {
-			return adapter.Malformed("%s: transAmount: %v", name, err)
-		}
-		t.Amount = money.Abs(amt)
-		if t.BillingAmount, err = cardAmount(name, det, "principal"); err != nil {
-			return err
-		}
-		if t.Fee, err = fees(name, det); err != nil {
-			return err
-		}
+		err = purchase(name, d, det, orderID, t)
 	case "Refund", "Reversal":
-		// A refund or reversal is its own credit, linked to the purchase it amends. Its transAmount and
-		// principal repeat the original's; the amount returned is details.refund.refund / details.reversal.reversal.
-		t.ID, t.OriginalTransactionID, t.Direction = ev.ID, orderID, cardsv1alpha1.Credit
-		t.Type, t.Phase = cardsv1alpha1.TransactionRefund, cardsv1alpha1.TransactionCompleted
-		part := "refund"
-		if name == "Reversal" {
-			t.Type, part = cardsv1alpha1.TransactionReversal, "reversal"
-		}
-		inner := adapter.Obj(det, part)
-		if inner != nil && adapter.Str(inner, part) != "" {
-			if t.Amount, err = cardAmount(name, inner, part); err != nil {
-				return err
-			}
-		} else if t.Amount, err = cardAmount(name, det, "principal"); err != nil {
-			return err
-		}
-		if t.Amount == nil {
-			return adapter.Malformed("%s: details has no %s.%s or principal", name, part, part)
-		}
+		err = amendment(name, det, orderID, ev.ID, t)
+	}
+	if err != nil {
+		return err
 	}
 	if r := strings.ToLower(t.Description); containsAny(r, failedRemark...) {
 		t.Phase, t.FailureReason = cardsv1alpha1.TransactionFailed, t.Description
@@ -685,6 +650,55 @@ func transaction(name string, d map[string]any, ev *event.Event) error {
 	}
 	ev.Transaction = t
 	ev.Card = cardNumber(d)
+	return nil
+}
+
+// purchase reads an authorization or its clearing: orderId is the purchase, and its clearing (and later
+// refunds) carry the same orderId.
+func purchase(name string, d, det map[string]any, orderID string, t *event.Transaction) error {
+	t.ID, t.Direction = orderID, cardsv1alpha1.Debit
+	t.Type, t.Phase = cardsv1alpha1.TransactionAuthorization, cardsv1alpha1.TransactionPending
+	if name == "Clearing" {
+		t.Type, t.Phase = cardsv1alpha1.TransactionClearing, cardsv1alpha1.TransactionCompleted
+	}
+	cur := adapter.Str(d, "transCurrency")
+	if cur == "" || adapter.Str(d, "transAmount") == "" {
+		return adapter.Malformed("%s: body has no transAmount and transCurrency", name)
+	}
+	amt, err := money.Major(d["transAmount"], cur)
+	if err != nil {
+		return adapter.Malformed("%s: transAmount: %v", name, err)
+	}
+	t.Amount = money.Abs(amt)
+	if t.BillingAmount, err = cardAmount(name, det, "principal"); err != nil {
+		return err
+	}
+	t.Fee, err = fees(name, det)
+	return err
+}
+
+// amendment reads a refund or reversal: its own credit, linked to the purchase it amends. Its transAmount and
+// principal repeat the original's; the amount returned is details.refund.refund / details.reversal.reversal.
+func amendment(name string, det map[string]any, orderID, id string, t *event.Transaction) error {
+	t.ID, t.OriginalTransactionID, t.Direction = id, orderID, cardsv1alpha1.Credit
+	t.Type, t.Phase = cardsv1alpha1.TransactionRefund, cardsv1alpha1.TransactionCompleted
+	part := "refund"
+	if name == "Reversal" {
+		t.Type, part = cardsv1alpha1.TransactionReversal, "reversal"
+	}
+	var err error
+	inner := adapter.Obj(det, part)
+	if inner != nil && adapter.Str(inner, part) != "" {
+		t.Amount, err = cardAmount(name, inner, part)
+	} else {
+		t.Amount, err = cardAmount(name, det, "principal")
+	}
+	if err != nil {
+		return err
+	}
+	if t.Amount == nil {
+		return adapter.Malformed("%s: details has no %s.%s or principal", name, part, part)
+	}
 	return nil
 }
 

@@ -43,7 +43,7 @@ func (m *Mapping) Decode(body any, headers map[string]string) (*Result, error) {
 	act := map[string]any{"body": celJSON(body), "headers": headers}
 	v, err := m.eventType.eval(act)
 	if err != nil {
-		return nil, fmt.Errorf("eventType: %v", err)
+		return nil, fmt.Errorf("eventType: %w", err)
 	}
 	typ, err := str("eventType", v)
 	if err != nil {
@@ -64,10 +64,10 @@ func (m *Mapping) Decode(body any, headers map[string]string) (*Result, error) {
 	ev := event.Event{Type: typ, ID: strings.TrimSpace(headers[HeaderID])}
 	if m.eventID != nil {
 		if v, err = m.eventID.eval(act); err != nil {
-			return nil, fmt.Errorf("%s: eventID: %v", typ, err)
+			return nil, fmt.Errorf("%s: eventID: %w", typ, err)
 		}
 		if ev.ID, err = str("eventID", v); err != nil {
-			return nil, fmt.Errorf("%s: %v", typ, err)
+			return nil, fmt.Errorf("%s: %w", typ, err)
 		}
 	}
 	if m.occurredAt != nil {
@@ -78,13 +78,13 @@ func (m *Mapping) Decode(body any, headers map[string]string) (*Result, error) {
 		ev.OccurredAt, err = parseTime(HeaderTimestamp, ts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: occurredAt: %v", typ, err)
+		return nil, fmt.Errorf("%s: occurredAt: %w", typ, err)
 	}
 	vals := make(map[string]any, len(r.fields))
 	for _, name := range r.names {
 		v, err := r.fields[name].eval(act)
 		if err != nil {
-			return nil, fmt.Errorf("%s: events[%d].fields.%s: %v", typ, r.index, name, err)
+			return nil, fmt.Errorf("%s: events[%d].fields.%s: %w", typ, r.index, name, err)
 		}
 		vals[name] = v
 	}

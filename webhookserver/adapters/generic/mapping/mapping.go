@@ -286,36 +286,41 @@ func compileRule(env *cel.Env, i int, er *cardsv1alpha1.GenericEventRule) (*rule
 		}
 		r.fields[name] = p
 	}
+	return r, r.complete(at)
+}
+
+// complete checks that a rule's fields go together: the identity, what its kind requires, units and currencies.
+func (r *rule) complete(at string) error {
 	has := func(n string) bool { return r.fields[n] != nil }
 	if !has("cardID") {
-		return nil, fmt.Errorf("%s.fields.cardID: required unless kind is Ignore", at)
+		return fmt.Errorf("%s.fields.cardID: required unless kind is Ignore", at)
 	}
-	for _, alts := range required[er.Kind] {
+	for _, alts := range required[r.kind] {
 		found := false
 		for _, n := range alts {
 			found = found || has(n)
 		}
 		if !found {
-			return nil, fmt.Errorf("%s.fields.%s: required for kind %s", at, strings.Join(alts, " or "), er.Kind)
+			return fmt.Errorf("%s.fields.%s: required for kind %s", at, strings.Join(alts, " or "), r.kind)
 		}
 	}
 	for _, pair := range [][2]string{{"amount", "amountMinor"}, {"balance", "balanceMinor"}, {"fee", "feeMinor"}} {
 		if has(pair[0]) && has(pair[1]) {
-			return nil, fmt.Errorf("%s.fields: %s and %s are exclusive (major or minor units)", at, pair[0], pair[1])
+			return fmt.Errorf("%s.fields: %s and %s are exclusive (major or minor units)", at, pair[0], pair[1])
 		}
 	}
 	for _, n := range []string{"amount", "amountMinor", "balance", "balanceMinor", "fee", "feeMinor"} {
 		if has(n) && !has("currency") {
-			return nil, fmt.Errorf("%s.fields.currency: required with %s", at, n)
+			return fmt.Errorf("%s.fields.currency: required with %s", at, n)
 		}
 	}
 	if has("billingAmount") != has("billingCurrency") {
-		return nil, fmt.Errorf("%s.fields: billingAmount and billingCurrency go together", at)
+		return fmt.Errorf("%s.fields: billingAmount and billingCurrency go together", at)
 	}
 	if has("expiryMonth") != has("expiryYear") {
-		return nil, fmt.Errorf("%s.fields: expiryMonth and expiryYear go together", at)
+		return fmt.Errorf("%s.fields: expiryMonth and expiryYear go together", at)
 	}
-	return r, nil
+	return nil
 }
 
 func hasKind(ks []cardsv1alpha1.GenericEventKind, k cardsv1alpha1.GenericEventKind) bool {
@@ -353,18 +358,18 @@ func compile(env *cel.Env, path string, spec fieldSpec, text string) (*program, 
 		return nil, fmt.Errorf("%s: %s", path, strings.Join(msgs, "; "))
 	}
 	if err := checkType(ast.OutputType(), spec); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if spec.vt == vtEnum {
 		for _, lit := range resultLiterals(ast.NativeRep().Expr()) {
 			if err := checkEnumLiteral(lit, spec.enum); err != nil {
-				return nil, fmt.Errorf("%s: %v", path, err)
+				return nil, fmt.Errorf("%s: %w", path, err)
 			}
 		}
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CostLimit))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &program{prg: prg}, nil
 }
