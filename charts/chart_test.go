@@ -361,7 +361,7 @@ func TestAlertsUseWhatTheCodeExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	var code strings.Builder
-	for _, dir := range []string{"webhookserver", "internal", "controllers"} {
+	for _, dir := range []string{"api", "webhookserver", "internal", "controllers"} {
 		err := filepath.WalkDir(filepath.Join(testenv.RepoRoot(), dir), func(path string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
 				b, err := os.ReadFile(path)
