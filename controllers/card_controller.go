@@ -31,6 +31,10 @@ type CardReconciler struct {
 
 // Reconcile runs the phases of one Card and writes its status once.
 func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return requeueOnConflict(r.reconcile(ctx, req))
+}
+
+func (r *CardReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	card := &cardsv1alpha1.Card{}
 	if err := r.Get(ctx, req.NamespacedName, card); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -33,6 +33,10 @@ type CardTransactionReconciler struct {
 
 // Reconcile runs the phases of one CardTransaction: totals, retention, projection.
 func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return requeueOnConflict(r.reconcile(ctx, req))
+}
+
+func (r *CardTransactionReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	txn := &cardsv1alpha1.CardTransaction{}
 	if err := r.Get(ctx, req.NamespacedName, txn); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

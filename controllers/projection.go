@@ -82,6 +82,15 @@ func endpointOf(ctx context.Context, c client.Reader, obj client.Object) (*cards
 // conflicted also triggers a reconcile; this is the floor.
 const conflictRequeue = 200 * time.Millisecond
 
+// requeueOnConflict turns a write conflict into a quiet requeue: another writer (the receiver, on a busy card)
+// got there first, which is normal and no error; the next reconcile starts from fresh state.
+func requeueOnConflict(res ctrl.Result, err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+	}
+	return res, err
+}
+
 // patchStatus writes obj's status when it differs from before, under the resourceVersion it was read at. A
 // conflict (the receiver wrote meanwhile) is not an error: the reconcile runs again on fresh state.
 func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) (ctrl.Result, error) {

@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -77,7 +78,7 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		if cur := r.Store.Get(cm.Namespace, cm.Name); cur != nil {
 			kept = cur.Version + " stays in force"
 		}
-		ctrl.LoggerFrom(ctx).Info("Rule set does not compile; keeping the last good version", "version", version, "error", err.Error(), "kept", kept)
+		logf.FromContext(ctx).Info("Rule set does not compile; keeping the last good version", "version", version, "error", err.Error(), "kept", kept)
 		r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "RuleSetInvalid", "Compile", "%s: %v; %s", cardsv1alpha1.RuleSetKey, err, kept)
 		return ctrl.Result{}, nil // terminal until the ConfigMap changes
 	}

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -109,7 +110,7 @@ func (c *Counters) Flush(ctx context.Context, cl client.Client, reader client.Re
 			return cl.Status().Patch(ctx, ep, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), ingest.FieldOwner)
 		})
 		if client.IgnoreNotFound(err) != nil {
-			logf.FromContext(ctx).Error(err, "Writing endpoint counters; will retry", "endpoint", key)
+			logf.FromContext(ctx).Error(err, "Writing endpoint counters; will retry", "endpoint", klog.KRef(key.Namespace, key.Name))
 			c.with(key, func(p *delta) { merge(p, d) })
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -213,6 +214,6 @@ func (s *Server) recordReview(ep *cardsv1alpha1.WebhookEndpoint, card *cardsv1al
 		err = s.Ingester.RecordDecision(ctx, out.Transaction, d, s.Now())
 	}
 	if err != nil {
-		logf.FromContext(ctx).Error(err, "Recording an AuthorizationReview decision failed", "card", client.ObjectKeyFromObject(card))
+		logf.FromContext(ctx).Error(err, "Recording an AuthorizationReview decision failed", "card", klog.KObj(card))
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -83,7 +84,7 @@ func (r *SpoolReplayer) apply(ctx context.Context, e spool.Entry) error {
 	ep := &cardsv1alpha1.WebhookEndpoint{}
 	if err := r.Reader.Get(ctx, e.Endpoint, ep); err != nil {
 		if apierrors.IsNotFound(err) {
-			logf.FromContext(ctx).Info("Dropping a spooled event of a deleted endpoint", "endpoint", e.Endpoint, "event", e.Event.Type)
+			logf.FromContext(ctx).Info("Dropping a spooled event of a deleted endpoint", "endpoint", klog.KRef(e.Endpoint.Namespace, e.Endpoint.Name), "event", e.Event.Type)
 			return nil
 		}
 		return err
@@ -94,7 +95,7 @@ func (r *SpoolReplayer) apply(ctx context.Context, e spool.Entry) error {
 	}
 	_, err := r.Ingester.Apply(ctx, cfg, &e.Event, e.Received)
 	if err != nil && !spoolable(err) {
-		logf.FromContext(ctx).Error(err, "Dropping a spooled event the API server refuses", "endpoint", e.Endpoint, "event", e.Event.Type)
+		logf.FromContext(ctx).Error(err, "Dropping a spooled event the API server refuses", "endpoint", klog.KRef(e.Endpoint.Namespace, e.Endpoint.Name), "event", e.Event.Type)
 		return nil
 	}
 	return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -130,7 +131,7 @@ func (a *Authorizer) evaluateAndRecord(ctx context.Context, card *cardsv1alpha1.
 		}
 		if !apierrors.IsConflict(err) || ctx.Err() != nil {
 			if ctx.Err() == nil {
-				logf.FromContext(ctx).Error(err, "Spend ledger write failed; answering the stand-in decision", "card", client.ObjectKeyFromObject(card))
+				logf.FromContext(ctx).Error(err, "Spend ledger write failed; answering the stand-in decision", "card", klog.KObj(card))
 			}
 			return cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: sets[0].StandIn, Reason: cardsv1alpha1.DecisionLedgerUnavailable},
 				RuleSetVersion: sets[0].Version}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -98,7 +99,7 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, ep *cardsv1alpha1.Webh
 		secret, err := endpointconfig.DestinationSecret(ctx, f.Reader, ep, &d)
 		if err != nil {
 			challengeDeliveries.WithLabelValues(ep.Namespace+"/"+ep.Name, d.Name, "failed").Inc()
-			log.Error(err, "Cannot sign a challenge delivery", "endpoint", ep.Namespace+"/"+ep.Name, "destination", d.Name)
+			log.Error(err, "Cannot sign a challenge delivery", "endpoint", klog.KObj(ep), "destination", d.Name)
 			continue
 		}
 		timeout := 5 * time.Second

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/testenv"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // TestKustomizeDefaultRunsOnANode deploys config/default as docs/operations.md's kustomize section says (an
