@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/text"
 )
 
 // Reduce keeps the BIN (first 6 digits) and last 4 of a full or masked card number, e.g. "4111 1111 1111 1111",
@@ -80,6 +81,10 @@ func trailingDigits(s string) string {
 	}
 	return string(out)
 }
+
+// Clean prepares provider free text for storage or a message: any full card number in it is removed, and it is
+// shortened to at most n bytes on a rune boundary.
+func Clean(s string, n int) string { return text.Clip(Redact(s), n) }
 
 var digitRun = regexp.MustCompile(`[0-9][0-9 -]{11,30}[0-9]`)
 

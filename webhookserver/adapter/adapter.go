@@ -158,8 +158,21 @@ func checkDepth(body []byte) error {
 
 // Str reads a field as a string: strings as they are, numbers in their exact JSON spelling (IDs are sometimes
 // integers), booleans as true/false; "" when absent or null.
-func Str(m map[string]any, key string) string {
-	switch v := m[key].(type) {
+func Str(m map[string]any, key string) string { return Value(m[key]) }
+
+// First is the first of keys that is present and not empty in m, as Str reads it; "" when none is.
+func First(m map[string]any, keys ...string) string {
+	for _, k := range keys {
+		if v := Str(m, k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Value is a JSON value as a string, as Str reads a field.
+func Value(v any) string {
+	switch v := v.(type) {
 	case string:
 		return strings.TrimSpace(v)
 	case json.Number:

@@ -134,4 +134,4 @@ func fitMerchant(m *cardsv1alpha1.Merchant) {
 // clip bounds provider free text (reasons, descriptions, names) for the API and removes any full card number
 // typed into it: every adapter's events pass through here, so no adapter has to remember to. Identifiers are
 // only bounded (text.Clip): long numeric IDs can look like card numbers.
-func clip(s string, n int) string { return text.Clip(pan.Redact(s), n) }
+func clip(s string, n int) string { return pan.Clean(s, n) }

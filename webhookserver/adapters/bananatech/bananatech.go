@@ -58,7 +58,6 @@ import (
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/money"
 	"github.com/cardplane/cardplane/internal/pan"
-	"github.com/cardplane/cardplane/internal/text"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
@@ -288,7 +287,7 @@ func eventType(env, d map[string]any) (string, error) {
 	if inner != "" && !strings.EqualFold(inner, outer) {
 		ownType, outerKnown := known[strings.ToUpper(outer)]
 		if innerIsEvent || (outerKnown && !ownType) {
-			return "", adapter.Malformed("envelope type %s disagrees with the decrypted payload's type %q", outer, clip(inner, 64))
+			return "", adapter.Malformed("envelope type %s disagrees with the decrypted payload's type %q", outer, pan.Clean(inner, 64))
 		}
 	}
 	return outer, nil
@@ -445,7 +444,7 @@ func statusOf(kind string, d map[string]any) (string, outcome, error) {
 	}
 	o, ok := outcomes[strings.ToUpper(st)]
 	if !ok {
-		return "", 0, adapter.Malformed("%s: unknown status %q", kind, clip(st, 64))
+		return "", 0, adapter.Malformed("%s: unknown status %q", kind, pan.Clean(st, 64))
 	}
 	return st, o, nil
 }
@@ -503,9 +502,9 @@ func userCreate(d map[string]any, ev *event.Event) error {
 	st := adapter.Str(d, "status")
 	state, ok := kycStates[strings.ToUpper(st)]
 	if !ok {
-		return adapter.Malformed("%s: unknown status %q", UserCreateResult, clip(st, 64))
+		return adapter.Malformed("%s: unknown status %q", UserCreateResult, pan.Clean(st, 64))
 	}
-	ev.KYC = &event.KYC{State: state, Reason: clip(adapter.Str(d, "message"), 512)}
+	ev.KYC = &event.KYC{State: state, Reason: pan.Clean(adapter.Str(d, "message"), 512)}
 	return nil
 }
 
@@ -522,7 +521,7 @@ func cardResult(kind, op string, d map[string]any, ev *event.Event, done cardsv1
 		c.Phase = done
 	case failed:
 		c.Phase = cardsv1alpha1.CardFailed
-		c.Reason = clip(firstOf(d, "error_reason", "message", "description"), 512)
+		c.Reason = pan.Clean(adapter.First(d, "error_reason", "message", "description"), 512)
 	case pending:
 		c.Phase = cardsv1alpha1.CardRequested
 	}
@@ -547,7 +546,7 @@ func activate(d map[string]any, ev *event.Event) error {
 		}
 		c.Phase = cardsv1alpha1.CardActive
 	case failed:
-		c.Reason = clip(firstOf(d, "error_reason", "message", "description"), 512)
+		c.Reason = pan.Clean(adapter.First(d, "error_reason", "message", "description"), 512)
 		if c.Reason == "" {
 			c.Reason = "activation failed"
 		}
@@ -574,14 +573,14 @@ func statusChange(d map[string]any, ev *event.Event) error {
 	cs := adapter.Str(d, "card_status")
 	phase, ok := cardStatuses[strings.ToUpper(cs)]
 	if !ok {
-		return adapter.Malformed("%s: unknown card_status %q", CardStatusChange, clip(cs, 64))
+		return adapter.Malformed("%s: unknown card_status %q", CardStatusChange, pan.Clean(cs, 64))
 	}
 	switch o {
 	case succeeded:
 		ev.Card = &event.Card{Phase: phase, ProviderStatus: strings.ToUpper(cs)}
 	case failed:
 		// The card keeps its status; only the failed attempt is recorded.
-		ev.Card = &event.Card{Reason: clip(fmt.Sprintf("status change to %s %s", strings.ToUpper(cs), strings.ToLower(st)), 512)}
+		ev.Card = &event.Card{Reason: pan.Clean(fmt.Sprintf("status change to %s %s", strings.ToUpper(cs), strings.ToLower(st)), 512)}
 	default:
 		ev.Card = &event.Card{}
 	}
@@ -613,7 +612,7 @@ func closeCard(d map[string]any, ev *event.Event) error {
 	case succeeded:
 		ev.Card.Phase = cardsv1alpha1.CardClosed
 	case failed:
-		ev.Card.Reason = clip(firstOf(d, "description", "message", "error_reason"), 512)
+		ev.Card.Reason = pan.Clean(adapter.First(d, "description", "message", "error_reason"), 512)
 		if ev.Card.Reason == "" {
 			ev.Card.Reason = "closing failed"
 		}
@@ -639,7 +638,7 @@ func closeCard(d map[string]any, ev *event.Event) error {
 		if t.Description != "" {
 			t.Description += "; "
 		}
-		t.Description = clip(t.Description+"refund "+v.Abs().String()+" (currency not sent)", 512)
+		t.Description = pan.Clean(t.Description+"refund "+v.Abs().String()+" (currency not sent)", 512)
 	}
 	ev.Transaction = t
 	return nil
@@ -685,7 +684,7 @@ var txnPhases = map[string]cardsv1alpha1.TransactionPhase{
 // txnBase reads the ID, status, description and time every transaction-like event has.
 func txnBase(kind, idField string, d map[string]any) (*event.Transaction, error) {
 	t := &event.Transaction{ID: adapter.Str(d, idField), ProviderStatus: adapter.Str(d, "status"),
-		Description: clip(adapter.Str(d, "description"), 512), FailureReason: clip(adapter.Str(d, "failure_reason"), 512)}
+		Description: pan.Clean(adapter.Str(d, "description"), 512), FailureReason: pan.Clean(adapter.Str(d, "failure_reason"), 512)}
 	if t.ID == "" {
 		return nil, adapter.Malformed("%s: decrypted payload has no %s", kind, idField)
 	}
@@ -694,9 +693,9 @@ func txnBase(kind, idField string, d map[string]any) (*event.Transaction, error)
 	}
 	var ok bool
 	if t.Phase, ok = txnPhases[strings.ToUpper(t.ProviderStatus)]; !ok {
-		return nil, adapter.Malformed("%s: unknown transaction status %q", kind, clip(t.ProviderStatus, 64))
+		return nil, adapter.Malformed("%s: unknown transaction status %q", kind, pan.Clean(t.ProviderStatus, 64))
 	}
-	t.ProviderStatus = clip(t.ProviderStatus, 64)
+	t.ProviderStatus = pan.Clean(t.ProviderStatus, 64)
 	var err error
 	if t.OccurredAt, err = occurTime(kind, d); err != nil {
 		return nil, err
@@ -715,7 +714,7 @@ func transaction(d map[string]any) (*event.Transaction, error) {
 	if t.Type, ok = txnTypes[raw]; !ok {
 		t.Type = cardsv1alpha1.TransactionOther
 		if t.Description == "" {
-			t.Description = clip(raw, 512)
+			t.Description = pan.Clean(raw, 512)
 		}
 	}
 	// A failed authorization or purchase is the issuer declining the card.
@@ -760,7 +759,7 @@ func transaction(d map[string]any) (*event.Transaction, error) {
 	if m := adapter.Obj(d, "merchant"); m != nil {
 		t.Merchant = merchant(adapter.Str(m, "name"), adapter.Str(m, "country"), adapter.Str(m, "mcc"))
 		if t.Description == "" {
-			t.Description = clip(adapter.Str(m, "description"), 512)
+			t.Description = pan.Clean(adapter.Str(m, "description"), 512)
 		}
 	}
 	return t, nil
@@ -773,7 +772,7 @@ func correction(d map[string]any) (*event.Transaction, error) {
 		return nil, err
 	}
 	t.Type = cardsv1alpha1.TransactionCorrection
-	t.OriginalTransactionID = clip(adapter.Str(d, "original_transaction_id"), 128)
+	t.OriginalTransactionID = pan.Clean(adapter.Str(d, "original_transaction_id"), 128)
 	amt, err := amount(kind, d, "amount", "currency", true)
 	if err != nil {
 		return nil, err
@@ -791,10 +790,10 @@ func correction(d map[string]any) (*event.Transaction, error) {
 	code, msg := adapter.Str(d, "response_code"), adapter.Str(d, "response_message")
 	resp := strings.TrimSpace(code + " " + msg)
 	if t.Description == "" {
-		t.Description = clip(strings.TrimSpace(ctype+" "+msg), 512)
+		t.Description = pan.Clean(strings.TrimSpace(ctype+" "+msg), 512)
 	}
 	if t.Phase != cardsv1alpha1.TransactionCompleted && t.Phase != cardsv1alpha1.TransactionPending && resp != "" {
-		t.FailureReason = clip(resp, 512)
+		t.FailureReason = pan.Clean(resp, 512)
 	}
 	return t, nil
 }
@@ -827,9 +826,9 @@ func verification(d map[string]any) (*event.Challenge, error) {
 func challengeStatus(d map[string]any) string {
 	st, confirm := adapter.Str(d, "status"), adapter.Str(d, "confirm")
 	if confirm == "" {
-		return clip(st, 64)
+		return pan.Clean(st, 64)
 	}
-	return clip(st+"/"+confirm, 64)
+	return pan.Clean(st+"/"+confirm, 64)
 }
 
 // amount reads a major-unit amount and its currency; absent amounts are nil unless required.
@@ -858,7 +857,7 @@ var (
 
 // merchant keeps only values the API accepts: an MCC sent as a number loses its leading zeros, which are restored.
 func merchant(name, country, mcc string) *cardsv1alpha1.Merchant {
-	m := &cardsv1alpha1.Merchant{Name: clip(name, 256)}
+	m := &cardsv1alpha1.Merchant{Name: pan.Clean(name, 256)}
 	if c := strings.ToUpper(country); countryCode.MatchString(c) {
 		m.Country = c
 	}
@@ -870,16 +869,3 @@ func merchant(name, country, mcc string) *cardsv1alpha1.Merchant {
 	}
 	return m
 }
-
-func firstOf(d map[string]any, keys ...string) string {
-	for _, k := range keys {
-		if v := adapter.Str(d, k); v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// clip prepares provider free text: a full card number in it is removed, and it is shortened to at most n
-// bytes on a rune boundary, for fields the API bounds.
-func clip(s string, n int) string { return text.Clip(pan.Redact(s), n) }

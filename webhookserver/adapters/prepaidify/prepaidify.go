@@ -607,7 +607,7 @@ func virtualAmount(v any, currency string) (*cardsv1alpha1.Money, int, error) {
 		return nil, 0, err
 	}
 	var m *cardsv1alpha1.Money
-	if strings.Contains(text(v), ".") {
+	if strings.Contains(adapter.Value(v), ".") {
 		m, err = money.Major(v, currency)
 	} else {
 		m, err = money.Minor(v, currency)
@@ -616,17 +616,6 @@ func virtualAmount(v any, currency string) (*cardsv1alpha1.Money, int, error) {
 		return nil, 0, err
 	}
 	return money.Abs(m), d.Sign(), nil
-}
-
-// text is the spelling of a JSON string or number, "" for anything else.
-func text(v any) string {
-	switch x := v.(type) {
-	case string:
-		return strings.TrimSpace(x)
-	case json.Number:
-		return x.String()
-	}
-	return ""
 }
 
 func optionalTime(name string, d map[string]any, key string) (time.Time, error) {
@@ -653,7 +642,7 @@ func stringList(d map[string]any, key string) ([]string, error) {
 	for _, x := range list {
 		switch x.(type) {
 		case string, json.Number:
-			out = append(out, text(x))
+			out = append(out, adapter.Value(x))
 		default:
 			return nil, &listError{key}
 		}

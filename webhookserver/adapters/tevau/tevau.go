@@ -455,7 +455,7 @@ func kyc(d map[string]any, ev *event.Event) error {
 		return adapter.Malformed("Kyc: body has no userCode")
 	}
 	st := adapter.Str(d, "auditState")
-	k := &event.KYC{Reason: text(d, "auditRemark")}
+	k := &event.KYC{Reason: freeText(d, "auditRemark")}
 	switch st {
 	case "1":
 		k.State = cardsv1alpha1.KYCApproved
@@ -530,8 +530,8 @@ func logistics(name string, d map[string]any, ev *event.Event) error {
 	// The logistics webhook's body beyond cardId and orderNo is undocumented; carrier and tracking number are
 	// read under their usual names when present.
 	ev.Logistics = &event.Logistics{State: logisticsStates[name],
-		Carrier:        firstText(d, "logisticsCompany", "logisticsCompanyName", "expressCompany", "carrier"),
-		TrackingNumber: firstText(d, "trackingNumber", "trackingNo", "logisticsNo", "logisticsOrderNo", "expressNo")}
+		Carrier:        pan.Redact(adapter.First(d, "logisticsCompany", "logisticsCompanyName", "expressCompany", "carrier")),
+		TrackingNumber: adapter.First(d, "trackingNumber", "trackingNo", "logisticsNo", "logisticsOrderNo", "expressNo")}
 	ev.Card = cardNumber(d)
 	if name == "CardActive" {
 		c := withCard(ev, d)
@@ -578,7 +578,7 @@ func challenge(d map[string]any, ev *event.Event) error {
 		return adapter.Malformed("3DS: body has no authId")
 	}
 	ev.ID = c.ID
-	if code := first(d, otpFields...); code != "" {
+	if code := adapter.First(d, otpFields...); code != "" {
 		c.Method, c.Code = "OTP", code
 	}
 	if cur := adapter.Str(d, "txnCurrency"); cur != "" || adapter.Str(d, "txnAmount") != "" {
@@ -588,7 +588,7 @@ func challenge(d map[string]any, ev *event.Event) error {
 		}
 		c.Amount = money.Abs(amt)
 	}
-	if m := text(d, "cardAcceptorLocationName"); m != "" {
+	if m := freeText(d, "cardAcceptorLocationName"); m != "" {
 		c.Merchant = &cardsv1alpha1.Merchant{Name: m}
 	}
 	var err error
@@ -620,7 +620,7 @@ func transaction(name string, d map[string]any, ev *event.Event) error {
 		det = map[string]any{}
 	}
 	sub := adapter.Str(det, "subOrderId")
-	t := &event.Transaction{Channel: text(d, "channel"), Description: text(det, "remark"),
+	t := &event.Transaction{Channel: freeText(d, "channel"), Description: freeText(det, "remark"),
 		ProviderStatus: providerStatus(d, det), Merchant: merchant(adapter.Obj(d, "merchantData"))}
 	var err error
 	if t.OccurredAt, err = firstTime(name+": details.", det, "createTimeStamp", "createTime"); err != nil {
@@ -744,7 +744,7 @@ func merchant(m map[string]any) *cardsv1alpha1.Merchant {
 	if m == nil {
 		return nil
 	}
-	out := &cardsv1alpha1.Merchant{Name: text(m, "merchantName"), ID: adapter.Str(m, "merchantId")}
+	out := &cardsv1alpha1.Merchant{Name: freeText(m, "merchantName"), ID: adapter.Str(m, "merchantId")}
 	// Values the API would refuse are dropped rather than failing the whole transaction.
 	if mcc := adapter.Str(m, "mccCode"); mccPattern.MatchString(mcc) {
 		out.MCC = mcc
@@ -767,7 +767,7 @@ func providerStatus(d, det map[string]any) string {
 		m   map[string]any
 		key string
 	}{{d, "status"}, {det, "subStatus"}, {det, "subType"}} {
-		if v := text(f.m, f.key); v != "" {
+		if v := adapter.Str(f.m, f.key); v != "" {
 			parts = append(parts, f.key+"="+v)
 		}
 	}
@@ -795,27 +795,9 @@ func firstTime(prefix string, m map[string]any, keys ...string) (time.Time, erro
 	return time.Time{}, nil
 }
 
-func first(d map[string]any, keys ...string) string {
-	for _, k := range keys {
-		if v := adapter.Str(d, k); v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-func firstText(d map[string]any, keys ...string) string {
-	for _, k := range keys {
-		if v := text(d, k); v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// text is a free-text field (remark, merchant name, ...): a card number typed into it is removed, so no full
-// PAN reaches the event even by accident.
-func text(m map[string]any, key string) string { return pan.Redact(adapter.Str(m, key)) }
+// freeText is a free-text field (remark, merchant name, ...): a card number typed into it is removed here, at
+// the adapter boundary, so no full PAN reaches the event even by accident. Identifiers are never rewritten.
+func freeText(m map[string]any, key string) string { return pan.Redact(adapter.Str(m, key)) }
 
 func containsAny(s string, subs ...string) bool {
 	for _, sub := range subs {
