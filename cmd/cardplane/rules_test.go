@@ -31,6 +31,7 @@ func TestRulesCommandGolden(t *testing.T) {
 		{"lint-ok", []string{"lint", samples + "card-rules.yaml", testdata + "bare.yaml"}},
 		{"lint-errors", []string{"lint", testdata + "broken-configmap.yaml", testdata + "broken-bare.yaml", testdata + "unlabelled.yaml",
 			testdata + "not-a-configmap.yaml", testdata + "bare.yaml", testdata + "missing.yaml"}},
+		{"lint-amount-text", []string{"lint", testdata + "amount-text.yaml", testdata + "bare.yaml"}},
 		{"lint-no-file", []string{"lint"}},
 		{"test-pass", []string{"test", samples + "card-rules.yaml", "--cases", samples + "card-rules-cases.yaml"}},
 		{"test-flags-first", []string{"test", "--cases", samples + "card-rules-cases.yaml", samples + "card-rules.yaml"}},

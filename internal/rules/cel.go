@@ -69,8 +69,9 @@ type celIssue struct {
 	message string
 }
 
-// compileCondition type-checks a condition (it must be a bool and use no doubles), checks its estimated cost
-// and plans it with the run-time cost limit. It also returns the spend windows the condition reads.
+// compileCondition type-checks a condition (it must be a bool, use no doubles and not order the text of
+// transaction.amount), checks its estimated cost and plans it with the run-time cost limit. It also returns the
+// spend windows the condition reads.
 func compileCondition(src string) (cel.Program, []cardsv1alpha1.SpendWindowKind, *celIssue) {
 	env, err := celEnv()
 	if err != nil {
@@ -102,6 +103,9 @@ func compileCondition(src string) (cel.Program, []cardsv1alpha1.SpendWindowKind,
 		return nil, nil, &celIssue{line: line, message: fmt.Sprintf("condition: doubles are not allowed, money is exact: "+
 			"compare transaction.amountMinor, card.balanceMinor or card.spend[...].amountMinor (int, minor units) (column %d)", col)}
 	}
+	if issue := amountTextComparison(root, at); issue != nil {
+		return nil, nil, issue
+	}
 	windows, issue := spendWindows(root, at)
 	if issue != nil {
 		return nil, nil, issue
@@ -119,6 +123,92 @@ func compileCondition(src string) (cel.Program, []cardsv1alpha1.SpendWindowKind,
 		return nil, nil, &celIssue{line: 1, message: "condition: " + err.Error()}
 	}
 	return prg, windows, nil
+}
+
+// orderings are the relational operators; on strings (and bytes) they compare text.
+var orderings = map[string]string{
+	operators.Less: "<", operators.LessEquals: "<=", operators.Greater: ">", operators.GreaterEquals: ">=",
+}
+
+// amountTextComparison refuses an ordering comparison (<, <=, >, >=) of which an operand is the text of
+// transaction.amount: a decimal string, so "60.00" > "500" and a limit written that way silently approves.
+func amountTextComparison(root celast.NavigableExpr, at func(celast.NavigableExpr) (int, int)) *celIssue {
+	found := celast.MatchDescendants(root, func(e celast.NavigableExpr) bool {
+		if e.Kind() != celast.CallKind {
+			return false
+		}
+		if _, ok := orderings[e.AsCall().FunctionName()]; !ok {
+			return false
+		}
+		return slices.ContainsFunc(e.Children(), amountText) // the two operands
+	})
+	if len(found) == 0 {
+		return nil
+	}
+	line, col := at(found[0])
+	return &celIssue{line: line, message: fmt.Sprintf("condition: transaction.amount is a decimal string, so %s compares text "+
+		`("60.00" > "500" is true): compare transaction.amountMinor (int, minor units) instead (column %d)`,
+		orderings[found[0].AsCall().FunctionName()], col)}
+}
+
+// amountText reports whether e is transaction.amount (transaction.?amount) or text made from it: a value of
+// type string, bytes, dyn, optional or list whose expression reaches transaction.amount through values of
+// those types only, such as string(transaction.amount), transaction.?amount.orValue('0'), '0' + transaction.amount,
+// transaction.amount.trim() or transaction.amount.split('.')[0]. Where the text passes through another type
+// (transaction.amount.size(), int(...), transaction.amount == '1.00' ? 'a' : 'b') the text is not compared.
+// A variable that holds the amount (a macro's loop variable) is not followed.
+func amountText(e celast.NavigableExpr) bool {
+	if isAmount(e) {
+		return true
+	}
+	if !textual(e.Type()) {
+		return false
+	}
+	return slices.ContainsFunc(e.Children(), amountText)
+}
+
+// isAmount reports whether e selects the amount of the transaction variable: transaction.amount or
+// transaction.?amount (not has(transaction.amount), a bool).
+func isAmount(e celast.NavigableExpr) bool {
+	var operand celast.Expr
+	switch e.Kind() {
+	case celast.SelectKind:
+		sel := e.AsSelect()
+		if sel.IsTestOnly() || sel.FieldName() != "amount" {
+			return false
+		}
+		operand = sel.Operand()
+	case celast.CallKind:
+		call := e.AsCall()
+		args := call.Args()
+		if call.FunctionName() != operators.OptSelect || len(args) != 2 || args[1].Kind() != celast.LiteralKind {
+			return false
+		}
+		if field, ok := args[1].AsLiteral().(types.String); !ok || field != "amount" {
+			return false
+		}
+		operand = args[0]
+	default:
+		return false
+	}
+	return operand.Kind() == celast.IdentKind && operand.AsIdent() == "transaction"
+}
+
+// textual reports whether a value of type t can carry the amount's text to a comparison: a string or bytes,
+// or a dyn, optional or list that may hold one.
+func textual(t *types.Type) bool {
+	if t == nil {
+		return false
+	}
+	switch t.Kind() {
+	case types.StringKind, types.BytesKind, types.DynKind:
+		return true
+	case types.ListKind:
+		return len(t.Parameters()) == 1 && textual(t.Parameters()[0])
+	case types.OpaqueKind:
+		return t.TypeName() == "optional_type" && len(t.Parameters()) == 1 && textual(t.Parameters()[0])
+	}
+	return false
 }
 
 // spendWindows finds the windows a condition reads through card.spend: card.spend['Daily'],
