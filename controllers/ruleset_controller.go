@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
@@ -23,19 +24,25 @@ import (
 var (
 	ruleSetValid = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cardplane_rule_set_valid",
-		Help: "1 when the rule set's current ConfigMap compiled and is in force, 0 when the last good version stays in force.",
+		Help: "1 when the rule set's current ConfigMap compiled and is in force, 0 when it does not compile (the last good version stays in force, or, without one, the cards it governs are declined).",
 	}, []string{"namespace", "name"})
 	ruleSetErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_rule_set_errors_total",
 		Help: "Rule set versions that failed to compile.",
 	}, []string{"namespace", "name"})
+	ruleSetsRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cardplane_rule_sets_removed_total",
+		Help: "Rule sets taken out of force because their ConfigMap was deleted or lost its label.",
+	}, []string{"namespace", "name"})
 )
 
-func init() { metrics.Registry.MustRegister(ruleSetValid, ruleSetErrors) }
+func init() { metrics.Registry.MustRegister(ruleSetValid, ruleSetErrors, ruleSetsRemoved) }
 
 // RuleSetReconciler compiles rule-set ConfigMaps and swaps them into the Store. A version that fails to compile
-// never replaces the last good one: it is reported with an Event naming the line and rule, a metric and a log
-// line. It runs on every replica, because every replica answers authorizations.
+// never replaces the last good one; without a good one, the cards it would govern are declined. Either way it
+// is reported with an Event naming the line and rule, a metric and a log line. Removing a rule set is reported
+// too: its cards fall to the other sets, or to the ungoverned decision (decline unless configured). It runs on
+// every replica, because every replica answers authorizations.
 type RuleSetReconciler struct {
 	client.Client
 	Store    *authz.Store
@@ -49,19 +56,24 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	cm := &corev1.ConfigMap{}
 	if err := r.Get(ctx, req.NamespacedName, cm); err != nil {
 		if client.IgnoreNotFound(err) == nil {
-			r.Store.Delete(req.Namespace, req.Name)
-			ruleSetValid.DeleteLabelValues(req.Namespace, req.Name)
+			r.remove(req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if cm.Labels[cardsv1alpha1.LabelRuleSet] != "true" || cm.DeletionTimestamp != nil {
-		r.Store.Delete(cm.Namespace, cm.Name)
-		ruleSetValid.DeleteLabelValues(cm.Namespace, cm.Name)
+		r.remove(cm.Namespace, cm.Name)
 		return ctrl.Result{}, nil
 	}
+	r.load(ctx, cm)
+	return ctrl.Result{}, nil
+}
+
+// load compiles a labelled ConfigMap and puts it in force, or records that it does not compile.
+func (r *RuleSetReconciler) load(ctx context.Context, cm *corev1.ConfigMap) {
 	version := fmt.Sprintf("%s/%s@%s", cm.Namespace, cm.Name, cm.ResourceVersion)
+	r.Store.SetUID(cm.Namespace, cm.Name, cm.UID)
 	if cur := r.Store.Get(cm.Namespace, cm.Name); cur != nil && cur.Version == version {
-		return ctrl.Result{}, nil
+		return
 	}
 	data, ok := cm.Data[cardsv1alpha1.RuleSetKey]
 	var rs *rules.RuleSet
@@ -72,21 +84,41 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		rs, err = rules.Parse([]byte(data))
 	}
 	if err != nil {
-		ruleSetErrors.WithLabelValues(cm.Namespace, cm.Name).Inc()
-		ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(0)
-		kept := "no earlier version is in force"
-		if cur := r.Store.Get(cm.Namespace, cm.Name); cur != nil {
-			kept = cur.Version + " stays in force"
-		}
-		logf.FromContext(ctx).Info("Rule set does not compile; keeping the last good version", "version", version, "error", err.Error(), "kept", kept)
-		r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "RuleSetInvalid", "Compile", "%s: %v; %s", cardsv1alpha1.RuleSetKey, err, kept)
-		return ctrl.Result{}, nil // terminal until the ConfigMap changes
+		r.invalid(ctx, cm, version, data, err)
+		return
 	}
 	rs.Name, rs.Version = cm.Namespace+"/"+cm.Name, version
 	r.Store.Set(cm.Namespace, cm.Name, rs)
 	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(1)
-	r.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, "RuleSetLoaded", "Compile", "%s is in force", version)
-	return ctrl.Result{}, nil
+	r.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, cardsv1alpha1.EventRuleSetLoaded, "Compile", "%s is in force", version)
+}
+
+// invalid records a version that does not compile: terminal until the ConfigMap changes.
+func (r *RuleSetReconciler) invalid(ctx context.Context, cm *corev1.ConfigMap, version, data string, err error) {
+	ruleSetErrors.WithLabelValues(cm.Namespace, cm.Name).Inc()
+	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(0)
+	kept := r.Store.SetInvalid(cm.Namespace, cm.Name, &authz.Invalid{Name: cm.Namespace + "/" + cm.Name, Version: version,
+		Selector: rules.SelectorOf([]byte(data)), Message: err.Error()})
+	consequence := "no good version is in force: the cards it governs are declined (" + cardsv1alpha1.DecisionRuleSetInvalid + ")"
+	if kept != nil {
+		consequence = kept.Version + " stays in force"
+	}
+	logf.FromContext(ctx).Info("Rule set does not compile", "version", version, "error", err.Error(), "consequence", consequence)
+	r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, cardsv1alpha1.EventRuleSetInvalid, "Compile", "%s: %v; %s", cardsv1alpha1.RuleSetKey, err, consequence)
+}
+
+// remove takes a rule set out of force and says so on the ConfigMap (by reference: it may be gone).
+func (r *RuleSetReconciler) remove(namespace, name string) {
+	ruleSetValid.DeleteLabelValues(namespace, name)
+	held, uid := r.Store.Delete(namespace, name)
+	if !held {
+		return
+	}
+	ruleSetsRemoved.WithLabelValues(namespace, name).Inc()
+	ref := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: uid}}
+	r.Recorder.Eventf(ref, nil, corev1.EventTypeWarning, cardsv1alpha1.EventRuleSetRemoved, "Remove",
+		"rule set %s/%s is no longer in force (deleted, or no longer labelled %s=true): the cards it governed get the "+
+			"decision of the remaining rule sets, or %s when none governs them", namespace, name, cardsv1alpha1.LabelRuleSet, cardsv1alpha1.DecisionNoRuleSet)
 }
 
 // RuleSetCache restricts the manager's ConfigMap cache to rule sets (use it in cache.Options.ByObject): the
@@ -94,11 +126,45 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // that loses the label looks deleted, which takes its rule set out of force.
 var RuleSetCache = labels.SelectorFromSet(labels.Set{cardsv1alpha1.LabelRuleSet: "true"})
 
-// SetupWithManager registers the reconciler; it is not leader-elected.
+// SetupWithManager registers the reconciler and the first full sync; neither is leader-elected.
 func (r *RuleSetReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.Add(&ruleSetSync{r: r, cache: mgr.GetCache()}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.ConfigMap{}).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		Named("ruleset").
 		Complete(r)
+}
+
+// ruleSetSync loads every labelled ConfigMap once the cache has synced, then marks the store synced.
+type ruleSetSync struct {
+	r     *RuleSetReconciler
+	cache interface {
+		client.Reader
+		WaitForCacheSync(context.Context) bool
+	}
+}
+
+// NeedLeaderElection is false: every replica answers authorizations.
+func (s *ruleSetSync) NeedLeaderElection() bool { return false }
+
+// Start loads the rule sets and returns; the reconciler keeps them current.
+func (s *ruleSetSync) Start(ctx context.Context) error {
+	if !s.cache.WaitForCacheSync(ctx) {
+		return nil // stopping
+	}
+	list := &corev1.ConfigMapList{}
+	if err := s.cache.List(ctx, list, client.MatchingLabels{cardsv1alpha1.LabelRuleSet: "true"}); err != nil {
+		return fmt.Errorf("listing rule sets: %w", err)
+	}
+	for i := range list.Items {
+		if cm := &list.Items[i]; cm.DeletionTimestamp == nil {
+			s.r.load(ctx, cm)
+		}
+	}
+	s.r.Store.MarkSynced()
+	logf.FromContext(ctx).Info("Rule sets loaded", "ruleSets", len(list.Items))
+	return nil
 }

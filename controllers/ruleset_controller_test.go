@@ -18,6 +18,7 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/authz"
+	"github.com/cardplane/cardplane/internal/rules"
 )
 
 const goodRules = `
@@ -27,12 +28,9 @@ rules:
   mcc: {block: ["7995"]}
 `
 
-// TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood: a valid rule set comes into force; an invalid
-// version is reported (Event naming the line) and the last good version stays; removing the label or the
-// ConfigMap takes it out of force.
-func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
-	ctx := context.Background()
-	ns := newNamespace(t)
+// startRuleSets runs a RuleSetReconciler over namespace ns with its own store (a replica), until the test ends.
+func startRuleSets(t *testing.T, ns string) *authz.Store {
+	t.Helper()
 	store := &authz.Store{}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:  env.Scheme,
@@ -47,9 +45,35 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	if err := (&controllers.RuleSetReconciler{Client: mgr.GetClient(), Store: store, Recorder: mgr.GetEventRecorder("cardplane-rules")}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = mgr.Start(mctx) }()
+	mctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = mgr.Start(mctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return store
+}
+
+func events(t *testing.T, ns, name, reason string) []string {
+	t.Helper()
+	list := &corev1.EventList{}
+	if err := k8s.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		if e.Reason == reason && e.InvolvedObject.Name == name {
+			out = append(out, e.Message)
+		}
+	}
+	return out
+}
+
+// TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood: a valid rule set comes into force; an invalid
+// version is reported (Event naming the line) and the last good version stays; removing the label takes it out
+// of force, with an Event that says so.
+func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	store := startRuleSets(t, ns)
 
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "card-rules",
 		Labels: map[string]string{cardsv1alpha1.LabelRuleSet: "true"}}, Data: map[string]string{cardsv1alpha1.RuleSetKey: goodRules}}
@@ -69,13 +93,9 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	}
 	var msg string
 	waitFor(t, "a RuleSetInvalid Event", func() bool {
-		list := &corev1.EventList{}
-		_ = k8s.List(ctx, list, client.InNamespace(ns))
-		for _, e := range list.Items {
-			if e.Reason == "RuleSetInvalid" && e.InvolvedObject.Name == "card-rules" {
-				msg = e.Message
-				return true
-			}
+		if m := events(t, ns, "card-rules", cardsv1alpha1.EventRuleSetInvalid); len(m) > 0 {
+			msg = m[0]
+			return true
 		}
 		return false
 	})
@@ -93,4 +113,43 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the unlabelled rule set out of force", func() bool { return store.Get(ns, "card-rules") == nil })
+	waitFor(t, "a RuleSetRemoved Event", func() bool { return len(events(t, ns, "card-rules", cardsv1alpha1.EventRuleSetRemoved)) > 0 })
+}
+
+// TestABrokenRuleSetFailsClosedOnEveryReplica: a replica that starts while a labelled rule set does not compile
+// (a restart, a rollout) holds it as invalid and the cards it selects are declined; it reports ready only after
+// that first sync. (Before, such a replica had no version at all, and those cards were approved.)
+func TestABrokenRuleSetFailsClosedOnEveryReplica(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	broken := "selector: {matchLabels: {team: growth}}\ndefaultDecision: approve\nrules:\n- name: x\n  reason: X\n  condition: 'transaction.('\n"
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "growth-rules",
+		Labels: map[string]string{cardsv1alpha1.LabelRuleSet: "true"}}, Data: map[string]string{cardsv1alpha1.RuleSetKey: broken}}
+	if err := k8s.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	store := startRuleSets(t, ns) // a replica started after the broken version was applied
+	waitFor(t, "the first sync", store.Synced)
+	good, invalid := store.For(ns, map[string]string{"team": "growth"})
+	if len(good) != 0 || len(invalid) != 1 || invalid[0].Version != ns+"/growth-rules@"+cm.ResourceVersion {
+		t.Fatalf("after the first sync: good %d, invalid %+v; want the broken set held as invalid", len(good), invalid)
+	}
+	if _, invalid := store.For(ns, map[string]string{"team": "ops"}); len(invalid) != 0 {
+		t.Errorf("the broken set governs cards its selector does not select: %+v", invalid)
+	}
+	a := &authz.Authorizer{Store: store, Client: k8s, APIReader: k8s, Now: time.Now}
+	card := &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "c", Labels: map[string]string{"team": "growth"}}}
+	if d := a.Decide(ctx, card, rules.Transaction{Amount: cardsv1alpha1.Money{Value: "1.00", Currency: "USD"}}); d.Outcome != cardsv1alpha1.DecisionDeclined ||
+		d.Reason != cardsv1alpha1.DecisionRuleSetInvalid {
+		t.Errorf("a card of the broken set: %+v, want declined RULE_SET_INVALID", d)
+	}
+
+	// Deleting the ConfigMap is a visible change too.
+	if err := k8s.Delete(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a RuleSetRemoved Event", func() bool { return len(events(t, ns, "growth-rules", cardsv1alpha1.EventRuleSetRemoved)) > 0 })
+	if _, invalid := store.For(ns, map[string]string{"team": "growth"}); len(invalid) != 0 {
+		t.Errorf("the deleted set still governs: %+v", invalid)
+	}
 }

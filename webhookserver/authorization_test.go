@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -35,7 +40,7 @@ func review(t *testing.T, token string, req map[string]any) (int, *webhookserver
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"apiVersion": "cards.cardplane.io/v1alpha1", "kind": "AuthorizationReview", "request": req})
 	h := http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}
-	r := post(t, "/v1alpha1/authorizationreviews", h, body)
+	r := postTo(t, reviews.URL+"/v1alpha1/authorizationreviews", h, body)
 	out := &webhookserver.AuthorizationReview{}
 	_ = json.NewDecoder(bytes.NewReader([]byte(r.body))).Decode(out)
 	return r.status, out
@@ -145,10 +150,11 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	replica := &webhookserver.Server{Options: webhookserver.Options{ReviewToken: reviewToken, AuthorizationBudget: 10 * time.Second},
+	second.MarkSynced()
+	replica := &webhookserver.Server{Options: webhookserver.Options{AuthorizationBudget: 10 * time.Second},
 		Reader: receiver.Reader, Ingester: receiver.Ingester,
 		Authorizer: &authz.Authorizer{Store: second, Client: c2, APIReader: c2, Now: time.Now}}
-	srv2 := httptest.NewServer(replica.Handler())
+	srv2 := httptest.NewServer((&webhookserver.ReviewServer{Receiver: replica, SharedToken: reviewToken}).Handler())
 	defer srv2.Close()
 
 	var approved, declined atomic.Int64
@@ -157,7 +163,7 @@ rules:
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			base := srv.URL
+			base := reviews.URL
 			if i%2 == 1 {
 				base = srv2.URL
 			}
@@ -187,5 +193,129 @@ rules:
 	wg.Wait()
 	if approved.Load() != 11 || declined.Load() != 29 {
 		t.Errorf("approved %d, declined %d: want exactly 11 approvals (11 x 9.00 <= 100.00 < 12 x 9.00)", approved.Load(), declined.Load())
+	}
+}
+
+// TestReviewCallersAreAuthorizedPerNamespace: a ServiceAccount token is checked with a TokenReview, and its
+// holder may decide only on cards of namespaces where it may "authorize" cards (SubjectAccessReview); anyone
+// else is refused before any card is read, and each caller has its own rate limit.
+func TestReviewCallersAreAuthorizedPerNamespace(t *testing.T) {
+	mine, theirs := upayEndpoint(t, nil), upayEndpoint(t, nil)
+	putRules(t, mine.Namespace, "rules: []\ndefaultDecision: approve\n")
+	sendUPay(t, mine, statusEvent("UC60", "1", time.Now(), "o-60"), nil)
+	sendUPay(t, theirs, statusEvent("UC61", "1", time.Now(), "o-61"), nil)
+	allowed := serviceAccountToken(t, mine.Namespace, "payments-app", true)
+	bystander := serviceAccountToken(t, mine.Namespace, "bystander", false)
+	ask := func(ns, card string) map[string]any {
+		return map[string]any{"uid": "u", "amount": "1.00", "currency": "USD", "card": map[string]string{"namespace": ns, "name": card}}
+	}
+	if status, out := review(t, allowed, ask(mine.Namespace, "upay-main-uc60")); status != 200 || !out.Response.Allowed {
+		t.Errorf("own namespace: %d %+v", status, out.Response)
+	}
+	if status, out := review(t, allowed, ask(theirs.Namespace, "upay-main-uc61")); status != 403 || out.Response != nil {
+		t.Errorf("another team's card: %d %+v, want 403", status, out.Response)
+	}
+	byEndpoint := map[string]any{"uid": "u", "amount": "1.00", "currency": "USD", "providerCardID": "UC61",
+		"endpoint": map[string]string{"namespace": theirs.Namespace, "name": theirs.Name}}
+	if status, _ := review(t, allowed, byEndpoint); status != 403 {
+		t.Errorf("another team's card by its endpoint: %d, want 403", status)
+	}
+	if status, _ := review(t, bystander, ask(mine.Namespace, "upay-main-uc60")); status != 403 {
+		t.Errorf("a ServiceAccount without the verb: %d, want 403", status)
+	}
+	if status, _ := review(t, "not-a-token", ask(mine.Namespace, "upay-main-uc60")); status != 401 {
+		t.Errorf("a made-up token: %d, want 401", status)
+	}
+
+	// Each caller has its own budget: one that floods is refused, another is not.
+	limited := httptest.NewServer((&webhookserver.ReviewServer{Receiver: receiver, SharedToken: reviewToken, RatePerCaller: 1, BurstPerCaller: 2}).Handler())
+	defer limited.Close()
+	body, _ := json.Marshal(map[string]any{"apiVersion": "cards.cardplane.io/v1alpha1", "kind": "AuthorizationReview", "request": ask(mine.Namespace, "upay-main-uc60")})
+	var codes []int
+	for range 4 {
+		codes = append(codes, postTo(t, limited.URL+"/v1alpha1/authorizationreviews", http.Header{"Authorization": {"Bearer " + reviewToken}}, body).status)
+	}
+	if codes[0] != 200 || codes[1] != 200 || codes[3] != 429 {
+		t.Errorf("a flooding caller got %v, want 200 200 ... 429", codes)
+	}
+}
+
+// serviceAccountToken creates a ServiceAccount (with the review verb on cards of its namespace when allowed) and
+// returns a token for it.
+func serviceAccountToken(t *testing.T, ns, name string, allowed bool) string {
+	t.Helper()
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := k8s.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	if allowed {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"cards.cardplane.io"}, Resources: []string{"cards"}, Verbs: []string{webhookserver.ReviewVerb}}}}
+		binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}}
+		for _, o := range []client.Object{role, binding} {
+			if err := k8s.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+// TestCardsAreGovernedFromFirstSight: a card a callback creates carries its endpoint's cardLabels, so the rule
+// set that selects them governs its first authorization (a casino purchase is declined); a card no rule set
+// governs is declined (NO_RULE_SET), never approved. (Before, the first was approved with NO_RULE_SET, and so
+// was the second.)
+func TestCardsAreGovernedFromFirstSight(t *testing.T) {
+	ep := upayEndpoint(t, func(ep *cardsv1alpha1.WebhookEndpoint) {
+		ep.Spec.CardLabels = map[string]cardsv1alpha1.LabelValue{"team": "growth"}
+	})
+	putRules(t, ep.Namespace, `
+selector: {matchLabels: {team: growth}}
+defaultDecision: approve
+rules:
+- name: block-gambling
+  reason: BLOCKED_MCC
+  mcc: {block: ["7995"]}
+`)
+	auth := func(card, txID, mcc string) string {
+		return fmt.Sprintf(`{"event":"CC_AUTHORIZATION","trace":"t","orderNo":"%s","timestamp":%d,"detail":{"cardId":%q,"amount":"42.10","currency":"USD","merchantMcc":%q,"transactionId":%q,"authorizationId":"A-%s","transactionChannel":"ECOMMERCE"}}`,
+			txID, time.Now().UnixMilli(), card, mcc, txID, txID)
+	}
+	if r := sendUPay(t, ep, auth("UC70", "T-70", "7995"), nil); r.status != 200 || r.body != "decline" {
+		t.Fatalf("a casino purchase on a card first seen now answered %d %q, want decline", r.status, r.body)
+	}
+	card := &cardsv1alpha1.Card{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: "upay-main-uc70"}, card); err != nil {
+		t.Fatal(err)
+	}
+	if card.Labels["team"] != "growth" {
+		t.Errorf("the card's labels %v lack the endpoint's cardLabels", card.Labels)
+	}
+	if r := sendUPay(t, ep, auth("UC70", "T-71", "5814"), nil); r.body != "approve" {
+		t.Errorf("a coffee on the same card answered %q, want approve", r.body)
+	}
+
+	// An endpoint whose cards no rule set selects: declined, with the reason recorded.
+	bare := upayEndpoint(t, nil)
+	if r := sendUPay(t, bare, auth("UC72", "T-72", "5814"), nil); r.status != 200 || r.body != "decline" {
+		t.Fatalf("an ungoverned card answered %d %q, want decline", r.status, r.body)
+	}
+	txn := &cardsv1alpha1.CardTransaction{}
+	waitFor(t, "the decision recorded", func() bool {
+		return k8s.Get(context.Background(), client.ObjectKey{Namespace: bare.Namespace, Name: "upay-main-t-72"}, txn) == nil && txn.Status.Authorization != nil
+	})
+	if txn.Status.Authorization.Reason != cardsv1alpha1.DecisionNoRuleSet {
+		t.Errorf("recorded %+v, want NO_RULE_SET", txn.Status.Authorization)
 	}
 }

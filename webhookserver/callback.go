@@ -187,8 +187,7 @@ func (s *Server) answer(c *call) *refusal {
 		s.acknowledge(c, OutcomeUnknown, c.res.Ack)
 		return nil
 	case c.res.Authorize != nil && len(c.res.Events) == 1 && c.res.Events[0].Authorization != nil:
-		s.serveAuthorization(c, &c.res.Events[0])
-		return nil
+		return s.serveAuthorization(c, &c.res.Events[0])
 	}
 	return s.apply(c)
 }

@@ -33,7 +33,9 @@ var (
 	k8s      client.Client
 	receiver *webhookserver.Server
 	srv      *httptest.Server
-	mgrCtx   context.Context
+	// reviews serves the AuthorizationReview API (its own server, as in cmd/cardplane).
+	reviews *httptest.Server
+	mgrCtx  context.Context
 	// ruleSets are the rule sets in force for the receiver under test (the RuleSet reconciler's store).
 	ruleSets = &authz.Store{}
 	// secrets is the receiver's Secret reader; directReads counts its reads from the API server.
@@ -74,7 +76,6 @@ func run(m *testing.M) int {
 	directReads = &countingReader{Reader: mgr.GetAPIReader()}
 	secrets = &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: directReads}
 	receiver = &webhookserver.Server{
-		Options:    webhookserver.Options{ReviewToken: reviewToken},
 		Authorizer: &authz.Authorizer{Store: ruleSets, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
 		Reader:     secrets,
 		Ingester:   &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
@@ -102,6 +103,15 @@ func run(m *testing.M) int {
 	}
 	srv = httptest.NewServer(receiver.Handler())
 	defer srv.Close()
+	authn, authzr, err := webhookserver.KubernetesAccess(env.Config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	reviews = httptest.NewServer((&webhookserver.ReviewServer{Receiver: receiver, Authenticator: authn, Authorizer: authzr,
+		SharedToken: reviewToken}).Handler())
+	defer reviews.Close()
+	ruleSets.MarkSynced() // the rule sets of these tests are put in place by each test
 	return m.Run()
 }
 

@@ -64,7 +64,12 @@ func sendUPay(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint, body string, tamp
 
 func post(t *testing.T, path string, h http.Header, body []byte) reply {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(body))
+	return postTo(t, srv.URL+path, h, body)
+}
+
+func postTo(t *testing.T, url string, h http.Header, body []byte) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +159,7 @@ func TestUPayCardLifecycleIsIdempotentAndOrdered(t *testing.T) {
 
 func TestUPayTransactionsAndAuthorization(t *testing.T) {
 	ep := upayEndpoint(t, nil)
+	putRules(t, ep.Namespace, "defaultDecision: approve\nrules: []\n")
 	now := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 	auth := fmt.Sprintf(`{"event":"CC_AUTHORIZATION","trace":"tr_9001","orderNo":"ON-A","timestamp":%d,"detail":{"cardId":"UC10001","cardNumber":"5326********1234","amount":"42.10","currency":"USD","merchantMcc":"5814","transactionId":"TX-77-1","authorizationId":"AU-77-1","transactionChannel":"ECOMMERCE"}}`, now.UnixMilli())
 	if r := sendUPay(t, ep, auth, nil); r.status != 200 || r.body != "approve" {

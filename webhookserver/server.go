@@ -22,6 +22,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -52,9 +53,6 @@ type Options struct {
 	// StoreTimeout bounds the API writes of one callback (default 3s): past it the events go to the spool (or
 	// the provider gets a 5xx) well inside providers' answer windows (UPay: 5 s).
 	StoreTimeout time.Duration
-	// ReviewToken is the bearer token callers of /v1alpha1/authorizationreviews must present; empty disables
-	// the endpoint.
-	ReviewToken string
 }
 
 // DefaultMaxBodyBytes is 1 MiB: provider callbacks are a few KiB.
@@ -64,6 +62,8 @@ const DefaultMaxBodyBytes = 1 << 20
 type Authorizer interface {
 	// Decide decides within ctx's deadline (answering a stand-in decision when it passes).
 	Decide(ctx context.Context, card *cardsv1alpha1.Card, tx rules.Transaction) cardsv1alpha1.AuthorizationDecision
+	// Ready reports whether every rule set present at start is loaded; before, no decision is answered.
+	Ready() bool
 }
 
 // ChallengeSink takes one-time codes to the destinations that subscribe to them, from memory
@@ -122,44 +122,71 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /webhooks/{namespace}/{name}", s.serveCallback)
 	mux.HandleFunc("POST /webhooks/{namespace}/{name}/{token}", s.serveCallback)
-	mux.HandleFunc("POST /v1alpha1/authorizationreviews", s.serveReview)
 	return mux
 }
 
 // Start serves until ctx ends, then drains in-flight callbacks for up to 20 seconds.
 func (s *Server) Start(ctx context.Context) error {
 	s.init()
-	log := logf.FromContext(ctx).WithName("receiver")
-	if !s.PlainHTTP && (s.TLSCertFile == "" || s.TLSKeyFile == "") {
-		return errors.New("the receiver needs --webhook-tls-cert-file and --webhook-tls-key-file, or --webhook-plain-http to serve without TLS")
+	l := Listen{Addr: s.Addr, CertFile: s.TLSCertFile, KeyFile: s.TLSKeyFile, PlainHTTP: s.PlainHTTP, listening: &s.listening}
+	return l.serve(ctx, "receiver", s.Handler())
+}
+
+// Listen is where and how a server of the manager serves: TLS from files reloaded when they change on disk
+// (cert-manager renews them in place), or plain HTTP when asked for explicitly.
+type Listen struct {
+	Addr              string
+	CertFile, KeyFile string
+	PlainHTTP         bool
+	listening         *atomic.Bool
+}
+
+// serve serves handler until ctx ends, then drains in-flight requests for up to 20 seconds.
+func (l Listen) serve(ctx context.Context, name string, handler http.Handler) error {
+	log := logf.FromContext(ctx).WithName(name)
+	if !l.PlainHTTP && (l.CertFile == "" || l.KeyFile == "") {
+		return fmt.Errorf("the %s needs a TLS certificate and key file, or plain HTTP asked for explicitly", name)
 	}
 	srv := &http.Server{
-		Addr:              s.Addr,
-		Handler:           s.Handler(),
+		Addr:              l.Addr,
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
-		// Requests carry the receiver's logger; they outlive ctx by the drain below, so not its cancellation.
+		// Requests carry the server's logger; they outlive ctx by the drain below, so not its cancellation.
 		BaseContext: func(net.Listener) context.Context { return logf.IntoContext(context.WithoutCancel(ctx), log) },
 	}
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		return fmt.Errorf("receiver: %w", err)
+	if !l.PlainHTTP {
+		watcher, err := certwatcher.New(l.CertFile, l.KeyFile)
+		if err != nil {
+			return fmt.Errorf("%s: loading the TLS certificate: %w", name, err)
+		}
+		go func() {
+			if err := watcher.Start(ctx); err != nil {
+				log.Error(err, "Watching the TLS certificate stopped; a renewed certificate is not picked up")
+			}
+		}()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate}
 	}
-	s.listening.Store(true)
-	defer s.listening.Store(false)
+	ln, err := net.Listen("tcp", l.Addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if l.listening != nil {
+		l.listening.Store(true)
+		defer l.listening.Store(false)
+	}
 	errc := make(chan error, 1)
 	go func() {
-		if s.PlainHTTP {
+		if l.PlainHTTP {
 			errc <- srv.Serve(ln)
 		} else {
-			errc <- srv.ServeTLS(ln, s.TLSCertFile, s.TLSKeyFile)
+			errc <- srv.ServeTLS(ln, "", "")
 		}
 	}()
-	log.Info("Receiver listening", "address", ln.Addr().String(), "tls", !s.PlainHTTP)
+	log.Info("Listening", "address", ln.Addr().String(), "tls", !l.PlainHTTP)
 	select {
 	case err := <-errc:
 		return err
@@ -181,6 +208,9 @@ func (s *Server) Ready(*http.Request) error {
 
 // NeedLeaderElection is false: every replica receives.
 func (s *Server) NeedLeaderElection() bool { return false }
+
+// flush sends what was written to the caller now, so a decision leaves before its record is written.
+func flush(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }
 
 // refusal is a callback the receiver does not accept: the status, the reason (counted) and a message for the
 // caller. retryAfter, in seconds, tells a provider when to try again.
@@ -221,6 +251,8 @@ func write(w http.ResponseWriter, a adapter.Answer) {
 		w.Header().Set("Content-Type", a.ContentType)
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// A known length lets the caller read the whole answer as soon as it is flushed (see flush).
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.Body)))
 	status := a.Status
 	if status == 0 {
 		status = http.StatusOK

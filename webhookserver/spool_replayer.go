@@ -93,12 +93,23 @@ func (r *SpoolReplayer) apply(ctx context.Context, e spool.Entry) error {
 	if cfg.TargetNamespace == "" {
 		cfg.TargetNamespace = ep.Namespace
 	}
-	_, err := r.Ingester.Apply(ctx, cfg, &e.Event, e.Received)
+	out, err := r.Ingester.Apply(ctx, cfg, &e.Event, e.Received)
+	if err == nil && e.Decision != nil && out.Transaction != nil {
+		err = r.Ingester.RecordDecision(ctx, out.Transaction, *e.Decision, decidedAt(e.Decision, e.Received))
+	}
 	if err != nil && !spoolable(err) {
 		logf.FromContext(ctx).Error(err, "Dropping a spooled event the API server refuses", "endpoint", klog.KRef(e.Endpoint.Namespace, e.Endpoint.Name), "event", e.Event.Type)
 		return nil
 	}
 	return err
+}
+
+// decidedAt is when a spooled decision was answered.
+func decidedAt(d *cardsv1alpha1.AuthorizationDecision, received time.Time) time.Time {
+	if d.DecidedAt != nil {
+		return d.DecidedAt.Time
+	}
+	return received
 }
 
 func errString(err error) string {

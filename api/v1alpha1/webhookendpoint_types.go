@@ -33,6 +33,15 @@ type WebhookEndpointSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	TargetNamespace string `json:"targetNamespace,omitempty"`
 
+	// cardLabels are put on every Card this endpoint writes, when it creates the card and on any later write that
+	// finds them missing or changed, so rule-set selectors govern a card from its first authorization (cards
+	// are created by callbacks: nobody labels them before). Keys under cards.cardplane.io/ are cardplane's own.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 253)",message="cardLabels keys are label keys, at most 253 characters"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(k, k.startsWith('cards.cardplane.io/'))",message="cardLabels keys under cards.cardplane.io/ are reserved for cardplane"
+	CardLabels map[string]LabelValue `json:"cardLabels,omitempty"`
+
 	// verification tunes how callbacks are authenticated.
 	// +optional
 	Verification *Verification `json:"verification,omitempty"`
@@ -74,6 +83,11 @@ type WebhookEndpointSpec struct {
 	// +optional
 	TransactionRetention *metav1.Duration `json:"transactionRetention,omitempty"`
 }
+
+// LabelValue is a Kubernetes label value.
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`
+type LabelValue string
 
 // Verification tunes how callbacks are authenticated.
 type Verification struct {

@@ -87,12 +87,18 @@ const (
 const (
 	// DecisionNoRuleSet: no rule set governs the card.
 	DecisionNoRuleSet = "NO_RULE_SET"
+	// DecisionRuleSetInvalid: a rule set that would govern the card does not compile and no good version of it
+	// is in force on this replica (a new set, or a replica started since); what it meant to allow is unknown.
+	DecisionRuleSetInvalid = "RULE_SET_INVALID"
 	// DecisionStandInTimeout: the budget ran out; the rule set's stand-in decision answered.
 	DecisionStandInTimeout = "STAND_IN_TIMEOUT"
 	// DecisionLedgerUnavailable: the spend ledger could not be written; the stand-in decision answered.
 	DecisionLedgerUnavailable = "STAND_IN_LEDGER_UNAVAILABLE"
 	// DecisionCardUnavailable: the card could not be read or created within the budget.
 	DecisionCardUnavailable = "STAND_IN_CARD_UNAVAILABLE"
+	// DecisionLedgerFull: counting the approval would need more spend windows than the ledger holds (a card used
+	// in many currencies at once); a current window is never dropped, since its limit would start over.
+	DecisionLedgerFull = "LEDGER_FULL"
 	// DecisionAlreadyApproved answers a retried authorization that the ledger already counts.
 	DecisionAlreadyApproved = "ALREADY_APPROVED"
 	// DecisionUnknownCard: an AuthorizationReview names a card cardplane does not know.
@@ -111,6 +117,7 @@ const (
 const (
 	EventRuleSetInvalid   = "RuleSetInvalid"
 	EventRuleSetLoaded    = "RuleSetLoaded"
+	EventRuleSetRemoved   = "RuleSetRemoved"
 	EventProjectionFailed = "ProjectionFailed"
 	EventUnknownEvent     = "UnknownEvent"
 	EventNoCardForHolder  = "NoCardForHolder"

@@ -956,6 +956,13 @@ func (in *WebhookEndpointSpec) DeepCopyInto(out *WebhookEndpointSpec) {
 		*out = new(LocalObjectReference)
 		**out = **in
 	}
+	if in.CardLabels != nil {
+		in, out := &in.CardLabels, &out.CardLabels
+		*out = make(map[string]LabelValue, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	if in.Verification != nil {
 		in, out := &in.Verification, &out.Verification
 		*out = new(Verification)

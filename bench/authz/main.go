@@ -131,11 +131,13 @@ func run(opaBin string, d time.Duration) error {
 	return nil
 }
 
-// reviewer is the receiver serving AuthorizationReviews from store's rule sets.
-func reviewer(mgr ctrl.Manager, store *authz.Store) *webhookserver.Server {
-	return &webhookserver.Server{Options: webhookserver.Options{ReviewToken: reviewToken},
-		Reader: mgr.GetClient(), Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+// reviewer is the AuthorizationReview API serving decisions from store's rule sets; the bench authenticates
+// with the shared token (a TokenReview per caller is cached, so it would not change the figures).
+func reviewer(mgr ctrl.Manager, store *authz.Store) *webhookserver.ReviewServer {
+	store.MarkSynced()
+	receiver := &webhookserver.Server{Reader: mgr.GetClient(), Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
 		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now}}
+	return &webhookserver.ReviewServer{Receiver: receiver, SharedToken: reviewToken, RatePerCaller: 1e9, BurstPerCaller: 1e9}
 }
 
 // seed creates namespace ns with an endpoint and 16 cards, and its rule set in store: the "ledger" namespace's

@@ -90,8 +90,14 @@ func (o *devOptions) localDefaults(fs *pflag.FlagSet) {
 	if !fs.Changed("spool-dir") {
 		opts.spoolDir = filepath.Join(filepath.Dir(o.kubeconfig), "spool")
 	}
+	if !fs.Changed("review-bind-address") {
+		opts.review.Addr = "127.0.0.1:18444"
+	}
 	if opts.webhook.TLSCertFile == "" {
 		opts.webhook.PlainHTTP = true // a local receiver on loopback
+	}
+	if opts.review.CertFile == "" && opts.webhook.TLSCertFile == "" {
+		opts.review.PlainHTTP = true
 	}
 }
 
@@ -197,11 +203,12 @@ The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>; send 
   cardplane simulate --endpoint %s/upay-main --example upay-card-status
 
 The demo destination verifies and logs every delivery (also in %s).
-AuthorizationReviews: POST http://%s/v1alpha1/authorizationreviews with the bearer token in %s.
+AuthorizationReviews: POST http://%s/v1alpha1/authorizationreviews with a ServiceAccount token allowed to
+"authorize" cards in the namespace, or (this demo only) the shared token in %s.
 
 Press Ctrl-C to stop; nothing keeps running afterwards.
 
-`, o.kubeconfig, kubectl, o.namespace, addr, o.namespace, o.namespace, destLog, addr, o.manager.reviewTokenFile)
+`, o.kubeconfig, kubectl, o.namespace, addr, o.namespace, o.namespace, destLog, o.manager.review.Addr, o.manager.reviewTokenFile)
 }
 
 // waitForManager returns when the manager fails, or when Ctrl-C has stopped it (or 30 s after).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/projection"
@@ -42,10 +44,16 @@ type managerOptions struct {
 	leaderNS       string
 	webhook        webhookserver.Options
 	// allowLoopback lets destinations on loopback addresses receive deliveries (cardplane dev).
-	allowLoopback   bool
+	allowLoopback bool
+	// review is the AuthorizationReview API's own server (its port and certificate); reviewTokenFile holds an
+	// opt-in shared token.
+	review          webhookserver.Listen
 	reviewTokenFile string
-	spoolDir        string
-	spoolMaxBytes   int64
+	reviewRate      float64
+	// ungoverned is the decision for a card no rule set governs.
+	ungoverned    string
+	spoolDir      string
+	spoolMaxBytes int64
 	// shutdownDelay is how long a stopping replica stays up, not ready, still receiving (see shutdownContext).
 	shutdownDelay time.Duration
 	// draining is set when shutdown begins; /readyz fails from then on.
@@ -57,7 +65,13 @@ func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
-	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "file holding the bearer token callers of /v1alpha1/authorizationreviews present (unset: the API is disabled)")
+	fs.StringVar(&o.review.Addr, "review-bind-address", ":9444", "address of the AuthorizationReview API, apart from the receiver (0 disables it); callers present a Kubernetes token and need the verb authorize on cards of the card's namespace")
+	fs.StringVar(&o.review.CertFile, "review-tls-cert-file", "", "TLS certificate of the AuthorizationReview API (PEM; default: the receiver's)")
+	fs.StringVar(&o.review.KeyFile, "review-tls-key-file", "", "TLS key of the AuthorizationReview API (PEM; default: the receiver's)")
+	fs.BoolVar(&o.review.PlainHTTP, "review-plain-http", false, "serve the AuthorizationReview API without TLS (only locally)")
+	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "opt-in, for demos: a file holding a bearer token that may decide on cards of every namespace")
+	fs.Float64Var(&o.reviewRate, "review-rate-limit", 100, "AuthorizationReviews per second per caller (burst twice that)")
+	fs.StringVar(&o.ungoverned, "ungoverned-card-decision", "decline", "decision for a card no rule set governs: decline (reason NO_RULE_SET), or approve only where every card must work without rules")
 	fs.StringVar(&o.spoolDir, "spool-dir", "/var/lib/cardplane/spool", "directory of the receiver's write-ahead spool for events the API server cannot take (empty disables it: the provider then gets 5xx during an outage)")
 	fs.Int64Var(&o.spoolMaxBytes, "spool-max-bytes", 256<<20, "size bound of the spool; when full, callbacks are answered 5xx")
 	fs.BoolVar(&o.allowLoopback, "allow-loopback-destinations", false, "deliver to destinations on loopback addresses (for local development; private addresses need spec.allowPrivateDestinations)")
@@ -128,6 +142,9 @@ func shutdownContext(delay time.Duration, draining *atomic.Bool) context.Context
 
 // runManager runs the controllers and the receiver until ctx ends.
 func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) error {
+	if d := strings.ToLower(opts.ungoverned); d != "decline" && d != "approve" {
+		return fmt.Errorf("--ungoverned-card-decision: %q is neither decline nor approve", opts.ungoverned)
+	}
 	mgr, err := newManager(cfg, opts)
 	if err != nil {
 		return err
@@ -137,13 +154,6 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	store := &authz.Store{}
 	if err := setupControllers(ctx, mgr, secrets, sender, store); err != nil {
 		return err
-	}
-	if opts.reviewTokenFile != "" {
-		token, err := os.ReadFile(opts.reviewTokenFile)
-		if err != nil {
-			return fmt.Errorf("--authorization-review-token-file: %w", err)
-		}
-		opts.webhook.ReviewToken = strings.TrimSpace(string(token))
 	}
 	var sp *spool.Spool
 	if opts.spoolDir != "" {
@@ -156,6 +166,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	if err != nil {
 		return err
 	}
+	if err := setupReview(mgr, cfg, opts, receiver); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -165,6 +178,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		}
 		return receiver.Ready(req)
 	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("rule-sets", rulesLoaded(store)); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("Starting manager")
@@ -233,13 +249,14 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 	store *authz.Store, sp *spool.Spool) (*webhookserver.Server, error) {
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
-		Options:    opts.webhook,
-		Reader:     secrets,
-		Ingester:   &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
-		Adapters:   adapters.All(),
-		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
-		Counters:   counters,
-		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now},
+		Options:  opts.webhook,
+		Reader:   secrets,
+		Ingester: &ingest.Ingester{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+		Adapters: adapters.All(),
+		Recorder: mgr.GetEventRecorder("cardplane-receiver"),
+		Counters: counters,
+		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now,
+			Ungoverned: ungoverned(opts.ungoverned)},
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
 		Challenges: &projection.ChallengeForwarder{Reader: secrets, Sender: sender},
 	}
@@ -256,4 +273,48 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		return nil, err
 	}
 	return receiver, nil
+}
+
+// setupReview adds the AuthorizationReview API on its own port: callers authenticated with TokenReview and
+// authorized per namespace with SubjectAccessReview (and the shared token, where one is configured).
+func setupReview(mgr ctrl.Manager, cfg *rest.Config, opts *managerOptions, receiver *webhookserver.Server) error {
+	if opts.review.Addr == "" || opts.review.Addr == "0" {
+		return nil
+	}
+	l := opts.review
+	if l.CertFile == "" && l.KeyFile == "" {
+		l.CertFile, l.KeyFile = opts.webhook.TLSCertFile, opts.webhook.TLSKeyFile
+	}
+	authn, authzr, err := webhookserver.KubernetesAccess(cfg)
+	if err != nil {
+		return err
+	}
+	rs := &webhookserver.ReviewServer{Listen: l, Receiver: receiver, Authenticator: authn, Authorizer: authzr,
+		RatePerCaller: rate.Limit(opts.reviewRate), BurstPerCaller: int(2 * opts.reviewRate)}
+	if opts.reviewTokenFile != "" {
+		token, err := os.ReadFile(opts.reviewTokenFile)
+		if err != nil {
+			return fmt.Errorf("--authorization-review-token-file: %w", err)
+		}
+		rs.SharedToken = strings.TrimSpace(string(token))
+	}
+	return mgr.Add(rs)
+}
+
+// rulesLoaded is the readiness check of the rule sets: a replica answers no decision before its first sync.
+func rulesLoaded(store *authz.Store) healthz.Checker {
+	return func(*http.Request) error {
+		if !store.Synced() {
+			return errors.New("rule sets are not loaded yet")
+		}
+		return nil
+	}
+}
+
+// ungoverned is the configured decision for cards no rule set governs; anything but "approve" declines.
+func ungoverned(flag string) cardsv1alpha1.DecisionOutcome {
+	if strings.EqualFold(flag, "approve") {
+		return cardsv1alpha1.DecisionApproved
+	}
+	return cardsv1alpha1.DecisionDeclined
 }

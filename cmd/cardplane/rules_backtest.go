@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -217,7 +218,10 @@ func (b *backtest) replay() {
 		}
 		r.wouldBe = b.rs.Evaluate(tx, card, r.at)
 		if r.wouldBe.Outcome == cardsv1alpha1.DecisionApproved {
-			rules.Add(card.Spend, r.wouldBe.CountsToward, tx, r.at, b.rs.TimeZone)
+			// As the authorizer does: a ledger with no room for the approval's windows declines it.
+			if err := rules.Add(card.Spend, r.wouldBe.CountsToward, tx, r.at, b.rs.TimeZone); errors.Is(err, rules.ErrLedgerFull) {
+				r.wouldBe.RuleResult = cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionDeclined, Reason: cardsv1alpha1.DecisionLedgerFull}
+			}
 		}
 		for _, s := range r.wouldBe.Shadow {
 			if b.shadow[s.Rule] == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -37,14 +39,20 @@ func TestMain(m *testing.M) {
 
 func newCard(t *testing.T, labels map[string]string) *cardsv1alpha1.Card {
 	t.Helper()
-	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "authz-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
+	if err := env.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
-	card := &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "upay-main-c1", Labels: labels},
-		Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: ns.Name, Name: "upay-main"},
-			Provider: cardsv1alpha1.ProviderUPay, ProviderCardID: "C1"}}
+	return newCardIn(t, ns.Name, "C1", labels)
+}
+
+// newCardIn creates an active card in namespace ns.
+func newCardIn(t *testing.T, ns, id string, labels map[string]string) *cardsv1alpha1.Card {
+	t.Helper()
+	ctx := context.Background()
+	card := &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upay-main-" + strings.ToLower(id), Labels: labels},
+		Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: ns, Name: "upay-main"},
+			Provider: cardsv1alpha1.ProviderUPay, ProviderCardID: id}}
 	if err := env.Client.Create(ctx, card); err != nil {
 		t.Fatal(err)
 	}
@@ -183,10 +191,165 @@ rules:
 	}
 }
 
-func TestNoRuleSetApproves(t *testing.T) {
+// TestUngovernedCardsAreDeclined: a card no rule set governs is declined (NO_RULE_SET), and approved only where
+// a human configured that. (It was approved before.)
+func TestUngovernedCardsAreDeclined(t *testing.T) {
 	card := newCard(t, map[string]string{"team": "x"})
-	a := &Authorizer{Store: &Store{}, Client: env.Client, APIReader: env.Client, Now: time.Now}
+	store := &Store{}
+	store.Set(card.Namespace, "other-team", mustParse(t, card.Namespace, "selector: {matchLabels: {team: growth}}\nrules: []\n"))
+	a := &Authorizer{Store: store, Client: env.Client, APIReader: env.Client, Now: time.Now}
+	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionDeclined || d.Reason != cardsv1alpha1.DecisionNoRuleSet {
+		t.Errorf("without a rule set: %+v, want declined NO_RULE_SET", d)
+	}
+	a.Ungoverned = cardsv1alpha1.DecisionApproved
 	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionApproved || d.Reason != cardsv1alpha1.DecisionNoRuleSet {
-		t.Errorf("without a rule set: %+v", d)
+		t.Errorf("configured to approve ungoverned cards: %+v", d)
+	}
+}
+
+// TestInvalidRuleSetDeclinesTheCardsItWouldGovern: a broken rule set with no good version in force declines the
+// cards its selector matches (RULE_SET_INVALID), even where another set would approve them; a good version, once
+// held, stays in force over a broken one.
+func TestInvalidRuleSetDeclinesTheCardsItWouldGovern(t *testing.T) {
+	growth := newCard(t, map[string]string{"team": "growth"})
+	ops := newCardIn(t, growth.Namespace, "C2", map[string]string{"team": "ops"})
+	ns := growth.Namespace
+	store := &Store{}
+	a := &Authorizer{Store: store, Client: env.Client, APIReader: env.Client, Now: time.Now}
+	store.Set(ns, "everyone", mustParse(t, ns, "defaultDecision: approve\nrules: []\n"))
+	broken := "selector: {matchLabels: {team: growth}}\nrules:\n- name: x\n  reason: X\n  condition: 'transaction.('\n"
+	kept := store.SetInvalid(ns, "growth-limits", &Invalid{Name: ns + "/growth-limits", Version: ns + "/growth-limits@7",
+		Selector: rules.SelectorOf([]byte(broken)), Message: "line 5: ..."})
+	if kept != nil {
+		t.Fatalf("a good version is reported kept: %v", kept.Version)
+	}
+	if d := a.Decide(context.Background(), growth, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionDeclined ||
+		d.Reason != cardsv1alpha1.DecisionRuleSetInvalid || d.RuleSetVersion != ns+"/growth-limits@7" {
+		t.Errorf("a card the broken set governs: %+v, want declined RULE_SET_INVALID", d)
+	}
+	if d := a.Decide(context.Background(), ops, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionApproved {
+		t.Errorf("a card the broken set does not govern: %+v", d)
+	}
+	store.Set(ns, "growth-limits", mustParse(t, ns, "selector: {matchLabels: {team: growth}}\nrules: []\n"))
+	if kept := store.SetInvalid(ns, "growth-limits", &Invalid{Selector: labels.Everything()}); kept == nil {
+		t.Fatal("a broken version replaced the good one")
+	}
+	if d := a.Decide(context.Background(), growth, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionApproved {
+		t.Errorf("the good version in force: %+v", d)
+	}
+}
+
+// TestSettleOnce: whichever of the result and the deadline settles first is the answer, and stays it.
+func TestSettleOnce(t *testing.T) {
+	result := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionDeclined, Reason: "BLOCKED_MCC"}}
+	standIn := cardsv1alpha1.AuthorizationDecision{RuleResult: cardsv1alpha1.RuleResult{Outcome: cardsv1alpha1.DecisionApproved, Reason: cardsv1alpha1.DecisionStandInTimeout}}
+	p := &pending{}
+	if got, won := p.settle(result); !won || got.Reason != "BLOCKED_MCC" {
+		t.Fatalf("first settle: %+v %v", got, won)
+	}
+	if got, won := p.settle(standIn); won || got.Reason != "BLOCKED_MCC" {
+		t.Errorf("the deadline after a ready result answered %+v (won %v), want the result", got, won)
+	}
+}
+
+// slowLedger is an API client whose status writes commit, then take delay to answer, and answer the caller's
+// context error if it ended meanwhile: a slow API server as a caller with a deadline sees it.
+type slowLedger struct {
+	client.Client
+	delay time.Duration
+}
+
+func (s slowLedger) Status() client.SubResourceWriter { return slowWriter{s.Client.Status(), s.delay} }
+
+type slowWriter struct {
+	client.SubResourceWriter
+	delay time.Duration
+}
+
+func (w slowWriter) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+	err := w.SubResourceWriter.Patch(ctx, obj, p, opts...)
+	select {
+	case <-time.After(w.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+func ledger(t *testing.T, card *cardsv1alpha1.Card) (string, int64) {
+	t.Helper()
+	got := &cardsv1alpha1.Card{}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(card), got); err != nil {
+		t.Fatal(err)
+	}
+	amount, count := rules.Current(got.Status.Spend, cardsv1alpha1.SpendDaily, "USD", time.Now(), time.UTC)
+	return amount.String(), count
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+// TestStandInApprovalIsCounted: an approval answered by the stand-in at the deadline is added to the ledger
+// afterwards, so the next authorization sees it. (It was never counted before: a burst that timed out was
+// approved without limit.)
+func TestStandInApprovalIsCounted(t *testing.T) {
+	card := newCard(t, nil)
+	store := &Store{}
+	store.Set(card.Namespace, "card-rules", mustParse(t, card.Namespace, `
+standInDecision: approve
+rules:
+- name: daily
+  reason: SPEND_LIMIT_DAILY
+  spend: {window: Daily, maxAmount: "100.00", currency: USD}
+`))
+	a := &Authorizer{Store: store, Client: env.Client, APIReader: env.Client, Now: time.Now,
+		slow: func(context.Context) { time.Sleep(500 * time.Millisecond) }}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	tx := usd("60.00")
+	tx.ID, tx.AuthorizationID = "t-standin", "a-standin"
+	if d := a.Decide(ctx, card, tx); d.Outcome != cardsv1alpha1.DecisionApproved || d.Reason != cardsv1alpha1.DecisionStandInTimeout {
+		t.Fatalf("answer %+v, want the approving stand-in", d)
+	}
+	eventually(t, "the stand-in approval is in the ledger", func() bool { amount, n := ledger(t, card); return amount == "60" && n == 1 })
+	a.slow = nil
+	next := usd("50.00")
+	next.ID, next.AuthorizationID = "t-next", "a-next"
+	if d := a.Decide(context.Background(), card, next); d.Outcome != cardsv1alpha1.DecisionDeclined || d.Reason != "SPEND_LIMIT_DAILY" {
+		t.Errorf("the next authorization (60 + 50 > 100): %+v, want SPEND_LIMIT_DAILY", d)
+	}
+}
+
+// TestCommittedApprovalUnderADecliningStandInIsTakenBack: a ledger write that commits but answers after the
+// deadline leaves the provider with the declining stand-in; the approval is then taken back, so a declined
+// transaction does not use up the limit. (Before, it stayed counted.)
+func TestCommittedApprovalUnderADecliningStandInIsTakenBack(t *testing.T) {
+	card := newCard(t, nil)
+	store := &Store{}
+	store.Set(card.Namespace, "card-rules", mustParse(t, card.Namespace, `
+rules:
+- name: daily
+  reason: SPEND_LIMIT_DAILY
+  spend: {window: Daily, maxAmount: "100.00", currency: USD}
+`))
+	slow := slowLedger{Client: env.Client, delay: 700 * time.Millisecond}
+	a := &Authorizer{Store: store, Client: slow, APIReader: env.Client, Now: time.Now}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	tx := usd("80.00")
+	tx.ID, tx.AuthorizationID = "t-late", "a-late"
+	if d := a.Decide(ctx, card, tx); d.Outcome != cardsv1alpha1.DecisionDeclined || d.Reason != cardsv1alpha1.DecisionStandInTimeout {
+		t.Fatalf("answer %+v, want the declining stand-in", d)
+	}
+	eventually(t, "the late approval is taken back", func() bool { amount, n := ledger(t, card); return amount == "0" && n == 0 })
+	a.Client = env.Client
+	if d := a.Decide(context.Background(), card, usd("90.00")); d.Outcome != cardsv1alpha1.DecisionApproved {
+		t.Errorf("90.00 after a declined 80.00: %+v, want approved (the declined one must not use up the limit)", d)
 	}
 }

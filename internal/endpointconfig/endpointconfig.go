@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -76,6 +77,9 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	if err := res.verification(v); err != nil {
 		return nil, err
 	}
+	if err := cardLabels(ep.Spec.CardLabels); err != nil {
+		return nil, err
+	}
 	creds := &credentials{ep: ep}
 	if ep.Spec.CredentialsRef != nil {
 		var err error
@@ -98,6 +102,22 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 		return nil, err
 	}
 	return res, nil
+}
+
+// cardLabels checks the labels an endpoint puts on its cards (the API schema checks them too).
+func cardLabels(l map[string]cardsv1alpha1.LabelValue) error {
+	for k, v := range l {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			return invalid("cardLabels: key %q: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := validation.IsValidLabelValue(string(v)); len(errs) > 0 {
+			return invalid("cardLabels: value of %q: %s", k, strings.Join(errs, "; "))
+		}
+		if strings.HasPrefix(k, "cards.cardplane.io/") {
+			return invalid("cardLabels: key %q: keys under cards.cardplane.io/ are reserved for cardplane", k)
+		}
+	}
+	return nil
 }
 
 // verification reads the timestamp tolerance and the address lists.

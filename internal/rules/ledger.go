@@ -3,7 +3,9 @@ package rules
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -143,21 +145,73 @@ func countAll(s *cardsv1alpha1.CardSpend, w cardsv1alpha1.SpendWindowKind, ws *w
 	return n
 }
 
-// Add records an approved authorization in every window of windows, in the transaction's currency (replacing
-// windows whose start has passed, of every currency), appends its ID (AuthorizationID, else ID) to
-// RecentAuthorizations (bounded to the newest 64), and returns false when the ID is already there: nothing is
-// added. It also returns false, adding nothing, when s is nil or the amount is not a usable decimal (Evaluate
-// declines those). A transaction with neither ID is counted but cannot be deduplicated. At most 32 windows are
-// kept: beyond that the oldest windows of other currencies go first.
-func Add(s *cardsv1alpha1.CardSpend, windows []cardsv1alpha1.SpendWindowKind, tx Transaction, now time.Time, tz *time.Location) bool {
+// Errors of Add.
+var (
+	// ErrCounted: the ledger counts this authorization already (a provider retry with the same content).
+	ErrCounted = errors.New("the authorization is counted already")
+	// ErrLedgerFull: counting it would need more windows than the ledger holds, and no current window may go.
+	ErrLedgerFull = errors.New("the spend ledger has no room for another window")
+	// ErrUnusable: the ledger is nil or the amount is not a usable decimal (Evaluate declines those).
+	ErrUnusable = errors.New("nothing to count: no ledger, or an unusable amount")
+)
+
+// Add records an approved authorization in every window of windows, in the transaction's currency (dropping
+// windows whose start has passed, of every currency), and remembers it in RecentAuthorizations (the newest 64)
+// by its key and content, so a retry of the same request is recognized and a request that reuses an ID with
+// another amount, currency or merchant is not. A current window is never dropped to make room: when the
+// windows would exceed MaxSpendWindows, Add changes nothing and returns ErrLedgerFull. A transaction with
+// neither ID is counted but cannot be deduplicated.
+func Add(s *cardsv1alpha1.CardSpend, windows []cardsv1alpha1.SpendWindowKind, tx Transaction, now time.Time, tz *time.Location) error {
 	if s == nil {
-		return false
+		return ErrUnusable
 	}
-	if tz == nil {
-		tz = time.UTC
+	entry := authorizationEntry(tx)
+	if entry != "" && slices.Contains(s.RecentAuthorizations, entry) {
+		return ErrCounted
 	}
-	key := authorizationKey(tx)
-	if key != "" && slices.Contains(s.RecentAuthorizations, key) {
+	amount, currency, ok := txAmount(tx)
+	if !ok {
+		return ErrUnusable
+	}
+	ws := newWindowStarts(now, tz)
+	kept := slices.DeleteFunc(slices.Clone(s.Windows), func(sw cardsv1alpha1.SpendWindow) bool { return !ws.current(&sw) })
+	var done []cardsv1alpha1.SpendWindowKind
+	for _, w := range windows {
+		if slices.Contains(done, w) || !slices.Contains(windowOrder, w) {
+			continue
+		}
+		done = append(done, w)
+		i := slices.IndexFunc(kept, func(sw cardsv1alpha1.SpendWindow) bool { return sw.Window == w && sw.Currency == currency })
+		if i < 0 {
+			sw := cardsv1alpha1.SpendWindow{Window: w, Currency: currency, Amount: money.Format(decimal.Zero, currency)}
+			if w != cardsv1alpha1.SpendAllTime {
+				sw.Start = &metav1.Time{Time: ws.of(w).UTC()}
+			}
+			kept = append(kept, sw)
+			i = len(kept) - 1
+		}
+		kept[i].Amount = money.Format(decimalOf(kept[i].Amount).Add(amount), currency)
+		kept[i].Count++
+	}
+	if len(kept) > MaxSpendWindows {
+		return ErrLedgerFull
+	}
+	s.Windows = kept
+	if entry != "" {
+		s.RecentAuthorizations = append(s.RecentAuthorizations, entry)
+		if n := len(s.RecentAuthorizations); n > MaxRecentAuthorizations {
+			s.RecentAuthorizations = slices.Clone(s.RecentAuthorizations[n-MaxRecentAuthorizations:])
+		}
+	}
+	return nil
+}
+
+// Remove takes back an authorization Add counted (an approval that was answered as a declining stand-in after
+// its ledger write committed): its amount and count leave the current windows, and it is forgotten. It reports
+// whether the ledger remembered it; windows that rolled over since keep nothing to take back.
+func Remove(s *cardsv1alpha1.CardSpend, windows []cardsv1alpha1.SpendWindowKind, tx Transaction, now time.Time, tz *time.Location) bool {
+	entry := authorizationEntry(tx)
+	if s == nil || entry == "" || !slices.Contains(s.RecentAuthorizations, entry) {
 		return false
 	}
 	amount, currency, ok := txAmount(tx)
@@ -165,55 +219,50 @@ func Add(s *cardsv1alpha1.CardSpend, windows []cardsv1alpha1.SpendWindowKind, tx
 		return false
 	}
 	ws := newWindowStarts(now, tz)
-	s.Windows = slices.DeleteFunc(s.Windows, func(sw cardsv1alpha1.SpendWindow) bool { return !ws.current(&sw) })
-	var done []cardsv1alpha1.SpendWindowKind
-	for _, w := range windows {
-		if slices.Contains(done, w) || !slices.Contains(windowOrder, w) {
+	for i := range s.Windows {
+		sw := &s.Windows[i]
+		if sw.Currency != currency || !slices.Contains(windows, sw.Window) || !ws.current(sw) || sw.Count == 0 {
 			continue
 		}
-		done = append(done, w)
-		i := slices.IndexFunc(s.Windows, func(sw cardsv1alpha1.SpendWindow) bool { return sw.Window == w && sw.Currency == currency })
-		if i < 0 {
-			sw := cardsv1alpha1.SpendWindow{Window: w, Currency: currency, Amount: money.Format(decimal.Zero, currency)}
-			if w != cardsv1alpha1.SpendAllTime {
-				sw.Start = &metav1.Time{Time: ws.of(w).UTC()}
-			}
-			s.Windows = append(s.Windows, sw)
-			i = len(s.Windows) - 1
+		left := decimalOf(sw.Amount).Sub(amount)
+		if left.IsNegative() {
+			left = decimal.Zero
 		}
-		sum, err := decimal.NewFromString(string(s.Windows[i].Amount))
-		if err != nil {
-			sum = decimal.Zero
-		}
-		s.Windows[i].Amount = money.Format(sum.Add(amount), currency)
-		s.Windows[i].Count++
+		sw.Amount, sw.Count = money.Format(left, currency), sw.Count-1
 	}
-	for len(s.Windows) > MaxSpendWindows {
-		i := slices.IndexFunc(s.Windows, func(sw cardsv1alpha1.SpendWindow) bool { return sw.Currency != currency })
-		if i < 0 {
-			i = 0
-		}
-		s.Windows = slices.Delete(s.Windows, i, i+1)
-	}
-	if key != "" {
-		s.RecentAuthorizations = append(s.RecentAuthorizations, key)
-		if n := len(s.RecentAuthorizations); n > MaxRecentAuthorizations {
-			s.RecentAuthorizations = slices.Clone(s.RecentAuthorizations[n-MaxRecentAuthorizations:])
-		}
-	}
+	s.RecentAuthorizations = slices.DeleteFunc(s.RecentAuthorizations, func(e string) bool { return e == entry })
 	return true
 }
 
-// authorizationKey is what RecentAuthorizations remembers: the authorization ID, else the transaction ID; an ID
-// longer than the API's 128 characters is remembered by its SHA-256.
-func authorizationKey(tx Transaction) string {
+// decimalOf reads a stored amount; the API schema admits only decimals, so a hand-edited one counts as zero.
+func decimalOf(d cardsv1alpha1.Decimal) decimal.Decimal {
+	v, err := decimal.NewFromString(string(d))
+	if err != nil {
+		return decimal.Zero
+	}
+	return v
+}
+
+// authorizationEntry is what RecentAuthorizations remembers of an authorization: its key (the authorization
+// ID, else the transaction ID; by its SHA-256 when longer than 96 characters) and a fingerprint of its content
+// (amount, currency, merchant), "key#fingerprint". "" when the transaction has no ID.
+func authorizationEntry(tx Transaction) string {
 	key := tx.AuthorizationID
 	if key == "" {
 		key = tx.ID
 	}
-	if len(key) > 128 {
-		sum := sha256.Sum256([]byte(key))
-		key = "sha256:" + hex.EncodeToString(sum[:])
+	if key == "" {
+		return ""
 	}
-	return key
+	if len(key) > 96 {
+		sum := sha256.Sum256([]byte(key))
+		key = "sha256:" + hex.EncodeToString(sum[:])[:64]
+	}
+	value := string(tx.Amount.Value)
+	if amount, currency, ok := txAmount(tx); ok {
+		value = string(money.Format(amount, currency)) // "12.5" and "12.50" are the same amount
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{value, strings.ToUpper(tx.Amount.Currency),
+		strings.TrimSpace(tx.MCC), strings.TrimSpace(tx.MerchantName), strings.ToUpper(strings.TrimSpace(tx.MerchantCountry))}, "\x00")))
+	return key + "#" + hex.EncodeToString(sum[:8])
 }

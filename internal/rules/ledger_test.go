@@ -1,8 +1,10 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,8 +167,8 @@ func TestRulesAdd(t *testing.T) {
 	s := &cardsv1alpha1.CardSpend{}
 	tx := purchase(withAmount("12.5", "EUR"))
 	now := at(t, "2026-03-31T23:59:59.999+02:00") // the last millisecond of March in Berlin
-	if !Add(s, windows, tx, now, berlin) {
-		t.Fatal("first Add refused")
+	if err := Add(s, windows, tx, now, berlin); err != nil {
+		t.Fatalf("first Add: %v", err)
 	}
 	want := &cardsv1alpha1.CardSpend{
 		Windows: []cardsv1alpha1.SpendWindow{
@@ -174,19 +176,22 @@ func TestRulesAdd(t *testing.T) {
 			window(cardsv1alpha1.SpendMonthly, "EUR", "12.50", 1, "2026-02-28T23:00:00Z"),
 			window(cardsv1alpha1.SpendAllTime, "EUR", "12.50", 1, ""),
 		},
-		RecentAuthorizations: []string{"au-1"},
+		RecentAuthorizations: []string{authorizationEntry(tx)},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("got  %+v\nwant %+v", s, want)
 	}
-	// A retry of the same authorization adds nothing.
-	if Add(s, windows, tx, now, berlin) || !reflect.DeepEqual(s, want) {
-		t.Fatalf("retry counted: %+v", s)
+	if !strings.HasPrefix(s.RecentAuthorizations[0], "au-1#") {
+		t.Errorf("entry %q does not start with the authorization ID", s.RecentAuthorizations[0])
+	}
+	// A retry of the same authorization adds nothing, however its amount is spelled.
+	if err := Add(s, windows, purchase(withAmount("12.50", "EUR")), now, berlin); !errors.Is(err, ErrCounted) || !reflect.DeepEqual(s, want) {
+		t.Fatalf("retry counted (%v): %+v", err, s)
 	}
 	// A second authorization in the same windows.
 	tx2 := purchase(withAmount("0.75", "EUR"), func(tx *Transaction) { tx.ID, tx.AuthorizationID = "tx-2", "au-2" })
-	if !Add(s, windows, tx2, now, berlin) {
-		t.Fatal("second Add refused")
+	if err := Add(s, windows, tx2, now, berlin); err != nil {
+		t.Fatalf("second Add: %v", err)
 	}
 	if a, c := Current(s, cardsv1alpha1.SpendDaily, "EUR", now, berlin); a.String() != "13.25" || c != 2 {
 		t.Errorf("daily after two: %s x%d", a, c)
@@ -197,8 +202,8 @@ func TestRulesAdd(t *testing.T) {
 		t.Errorf("daily in April before Add: %s x%d", a, c)
 	}
 	tx3 := purchase(withAmount("1", "EUR"), func(tx *Transaction) { tx.ID, tx.AuthorizationID = "tx-3", "" })
-	if !Add(s, windows, tx3, april, berlin) {
-		t.Fatal("third Add refused")
+	if err := Add(s, windows, tx3, april, berlin); err != nil {
+		t.Fatalf("third Add: %v", err)
 	}
 	want = &cardsv1alpha1.CardSpend{
 		Windows: []cardsv1alpha1.SpendWindow{
@@ -206,10 +211,67 @@ func TestRulesAdd(t *testing.T) {
 			window(cardsv1alpha1.SpendDaily, "EUR", "1.00", 1, "2026-03-31T22:00:00Z"),
 			window(cardsv1alpha1.SpendMonthly, "EUR", "1.00", 1, "2026-03-31T22:00:00Z"),
 		},
-		RecentAuthorizations: []string{"au-1", "au-2", "tx-3"}, // no authorization ID: the transaction ID
+		RecentAuthorizations: []string{authorizationEntry(tx), authorizationEntry(tx2), authorizationEntry(tx3)},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("after rollover got  %+v\nwant %+v", s, want)
+	}
+	if !strings.HasPrefix(s.RecentAuthorizations[2], "tx-3#") {
+		t.Errorf("no authorization ID: the entry %q should start with the transaction ID", s.RecentAuthorizations[2])
+	}
+}
+
+// TestRulesRetriesAreRecognizedByContent: a request that reuses an authorization ID with another amount,
+// currency or merchant is a new authorization (an incremental one), evaluated and counted; only the same content
+// is a retry.
+func TestRulesRetriesAreRecognizedByContent(t *testing.T) {
+	s := &cardsv1alpha1.CardSpend{}
+	daily := []cardsv1alpha1.SpendWindowKind{cardsv1alpha1.SpendDaily}
+	first := purchase(withAmount("10", "USD"))
+	if err := Add(s, daily, first, t0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	for name, tx := range map[string]Transaction{
+		"a larger amount (incremental authorization)": purchase(withAmount("25", "USD")),
+		"another currency":                            purchase(withAmount("10", "EUR")),
+		"another merchant":                            purchase(withAmount("10", "USD"), func(tx *Transaction) { tx.MerchantName = "Casino" }),
+		"another MCC":                                 purchase(withAmount("10", "USD"), func(tx *Transaction) { tx.MCC = "7995" }),
+	} {
+		if Counted(s, tx) {
+			t.Errorf("%s: recognized as a retry of the first", name)
+		}
+	}
+	if !Counted(s, purchase(withAmount("10.00", "USD"))) {
+		t.Error("the same request is not recognized as a retry")
+	}
+	if err := Add(s, daily, purchase(withAmount("25", "USD")), t0, time.UTC); err != nil {
+		t.Fatalf("the incremental authorization was not counted: %v", err)
+	}
+	if a, c := Current(s, cardsv1alpha1.SpendDaily, "USD", t0, time.UTC); a.String() != "35" || c != 2 {
+		t.Errorf("daily %s x%d, want 35 x2", a, c)
+	}
+}
+
+// TestRulesRemove: an authorization taken back leaves the windows and the remembered entries.
+func TestRulesRemove(t *testing.T) {
+	s := &cardsv1alpha1.CardSpend{}
+	daily := []cardsv1alpha1.SpendWindowKind{cardsv1alpha1.SpendDaily, cardsv1alpha1.SpendAllTime}
+	a, b := purchase(withAmount("10", "USD")), purchase(withAmount("4", "USD"), func(tx *Transaction) { tx.AuthorizationID = "au-2" })
+	for _, tx := range []Transaction{a, b} {
+		if err := Add(s, daily, tx, t0, time.UTC); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !Remove(s, daily, a, t0, time.UTC) || Remove(s, daily, a, t0, time.UTC) {
+		t.Fatal("Remove should take the authorization back once")
+	}
+	for _, w := range daily {
+		if amount, count := Current(s, w, "USD", t0, time.UTC); amount.String() != "4" || count != 1 {
+			t.Errorf("%s after Remove: %s x%d, want 4 x1", w, amount, count)
+		}
+	}
+	if Counted(s, a) || !Counted(s, b) {
+		t.Errorf("remembered after Remove: %q", s.RecentAuthorizations)
 	}
 }
 
@@ -217,44 +279,58 @@ func TestRulesAddBounds(t *testing.T) {
 	s := &cardsv1alpha1.CardSpend{}
 	for i := range 100 {
 		tx := purchase(func(tx *Transaction) { tx.AuthorizationID = fmt.Sprintf("au-%03d", i) })
-		if !Add(s, []cardsv1alpha1.SpendWindowKind{cardsv1alpha1.SpendDaily}, tx, t0, time.UTC) {
-			t.Fatalf("Add %d refused", i)
+		if err := Add(s, []cardsv1alpha1.SpendWindowKind{cardsv1alpha1.SpendDaily}, tx, t0, time.UTC); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
 		}
 	}
-	if n := len(s.RecentAuthorizations); n != MaxRecentAuthorizations || s.RecentAuthorizations[0] != "au-036" || s.RecentAuthorizations[63] != "au-099" {
+	if n := len(s.RecentAuthorizations); n != MaxRecentAuthorizations || !strings.HasPrefix(s.RecentAuthorizations[0], "au-036#") ||
+		!strings.HasPrefix(s.RecentAuthorizations[63], "au-099#") {
 		t.Errorf("recent authorizations: %d, %s..%s", n, s.RecentAuthorizations[0], s.RecentAuthorizations[n-1])
 	}
 	if a, c := Current(s, cardsv1alpha1.SpendDaily, "USD", t0, time.UTC); a.String() != "1250" || c != 100 {
 		t.Errorf("daily: %s x%d", a, c)
 	}
 	// An ID that scrolled out of the newest 64 is no longer recognized: the bound the API sets.
-	if !Add(s, nil, purchase(func(tx *Transaction) { tx.AuthorizationID = "au-000" }), t0, time.UTC) {
-		t.Error("an old ID is remembered beyond the bound")
+	if err := Add(s, nil, purchase(func(tx *Transaction) { tx.AuthorizationID = "au-000" }), t0, time.UTC); err != nil {
+		t.Errorf("an old ID is remembered beyond the bound: %v", err)
 	}
 
-	// Windows: at most 32; other currencies' oldest go first.
+	// Windows: at most 32, and a current window is never dropped to make room (its limit would start over):
+	// the ninth currency in four windows does not fit, and nothing changes.
 	s = &cardsv1alpha1.CardSpend{}
 	all := windowOrder
-	for i := range 9 {
-		c := []string{"EUR", "GBP", "JPY", "CHF", "SEK", "NOK", "DKK", "PLN", "USD"}[i]
-		Add(s, all, purchase(withAmount("1", c), func(tx *Transaction) { tx.AuthorizationID = c }), t0, time.UTC)
+	currencies := []string{"EUR", "GBP", "JPY", "CHF", "SEK", "NOK", "DKK", "PLN", "USD"}
+	for _, c := range currencies[:8] {
+		if err := Add(s, all, purchase(withAmount("1", c), func(tx *Transaction) { tx.AuthorizationID = c }), t0, time.UTC); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
 	}
-	if len(s.Windows) != MaxSpendWindows || s.Windows[0].Currency != "GBP" || s.Windows[31].Currency != "USD" {
-		t.Errorf("%d windows, first %s, last %s", len(s.Windows), s.Windows[0].Currency, s.Windows[len(s.Windows)-1].Currency)
+	before := s.DeepCopy()
+	if err := Add(s, all, purchase(withAmount("1", "USD"), func(tx *Transaction) { tx.AuthorizationID = "USD" }), t0, time.UTC); !errors.Is(err, ErrLedgerFull) {
+		t.Errorf("ninth currency: %v, want ErrLedgerFull", err)
+	}
+	if !reflect.DeepEqual(s, before) || len(s.Windows) != MaxSpendWindows {
+		t.Errorf("a full ledger changed: %d windows", len(s.Windows))
+	}
+	// Once the windows of a past day roll over there is room again.
+	if err := Add(s, []cardsv1alpha1.SpendWindowKind{cardsv1alpha1.SpendDaily}, purchase(withAmount("1", "USD")), t0.Add(24*time.Hour), time.UTC); err != nil {
+		t.Errorf("next day: %v", err)
 	}
 
 	// Nothing is added for a nil ledger or an unusable amount.
-	if Add(nil, all, purchase(), t0, time.UTC) {
-		t.Error("nil ledger")
+	if err := Add(nil, all, purchase(), t0, time.UTC); !errors.Is(err, ErrUnusable) {
+		t.Errorf("nil ledger: %v", err)
 	}
 	s = &cardsv1alpha1.CardSpend{}
-	if Add(s, all, purchase(withAmount("-1", "USD")), t0, time.UTC) || len(s.Windows) != 0 || len(s.RecentAuthorizations) != 0 {
-		t.Error("negative amount added")
+	if err := Add(s, all, purchase(withAmount("-1", "USD")), t0, time.UTC); !errors.Is(err, ErrUnusable) || len(s.Windows) != 0 || len(s.RecentAuthorizations) != 0 {
+		t.Errorf("negative amount added: %v", err)
 	}
 	// A long ID is remembered by its hash, within the API's 128 characters.
 	long := purchase(func(tx *Transaction) { tx.AuthorizationID = string(make([]byte, 300)) })
-	Add(s, nil, long, t0, time.UTC)
-	if len(s.RecentAuthorizations) != 1 || len(s.RecentAuthorizations[0]) > 128 || Add(s, nil, long, t0, time.UTC) {
+	if err := Add(s, nil, long, t0, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.RecentAuthorizations) != 1 || len(s.RecentAuthorizations[0]) > 128 || !errors.Is(Add(s, nil, long, t0, time.UTC), ErrCounted) {
 		t.Errorf("long ID: %q", s.RecentAuthorizations)
 	}
 }
@@ -276,8 +352,10 @@ rules:
 		}
 		tx := purchase(withAmount(amount, "EUR"), func(tx *Transaction) { tx.AuthorizationID = fmt.Sprint("au-", i) })
 		d := rs.Evaluate(tx, card, now)
-		if d.Outcome == approved && !Add(card.Spend, d.CountsToward, tx, now, rs.TimeZone) {
-			t.Fatal("Add refused")
+		if d.Outcome == approved {
+			if err := Add(card.Spend, d.CountsToward, tx, now, rs.TimeZone); err != nil {
+				t.Fatal(err)
+			}
 		}
 		got = append(got, string(d.Outcome)+" "+d.Reason)
 	}

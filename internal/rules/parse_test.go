@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"k8s.io/apimachinery/pkg/labels"
+
 	"errors"
 	"fmt"
 	"os"
@@ -291,4 +293,27 @@ func FuzzRulesParse(f *testing.F) {
 			t.Fatalf("outcome %q", d.Outcome)
 		}
 	})
+}
+
+// TestSelectorOf: a broken rule set still tells which cards it would govern; when even that cannot be read, it
+// governs them all (fail closed).
+func TestSelectorOf(t *testing.T) {
+	growth := labels.Set{"team": "growth"}
+	other := labels.Set{"team": "ops"}
+	cases := []struct {
+		name, src   string
+		growth, ops bool
+	}{
+		{"broken rule, good selector", "selector: {matchLabels: {team: growth}}\nrules:\n- name: x\n  reason: X\n  condition: 'transaction.('\n", true, false},
+		{"no selector", "rules: [{name: x}]\n", true, true},
+		{"broken selector", "selector: {matchLabels: 7}\nrules: []\n", true, true},
+		{"not YAML", "rules: [\n", true, true},
+		{"not a mapping", "- a\n", true, true},
+	}
+	for _, c := range cases {
+		sel := SelectorOf([]byte(c.src))
+		if sel.Matches(growth) != c.growth || sel.Matches(other) != c.ops {
+			t.Errorf("%s: selector %q matches growth=%v ops=%v, want %v %v", c.name, sel, sel.Matches(growth), sel.Matches(other), c.growth, c.ops)
+		}
+	}
 }

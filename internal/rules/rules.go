@@ -19,6 +19,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	_ "time/tzdata" // timeZone must resolve in images without a zoneinfo database
 
@@ -66,6 +67,11 @@ type RuleSet struct {
 	countsToward []cardsv1alpha1.SpendWindowKind
 	// needCard is true when a condition is present, so Evaluate builds the CEL variables.
 	needCard bool
+}
+
+// CountsToward is every spend window the set's rules read: an approval is counted in each of them.
+func (rs *RuleSet) CountsToward() []cardsv1alpha1.SpendWindowKind {
+	return slices.Clone(rs.countsToward)
 }
 
 // Len is the number of rules in the set.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -169,15 +170,28 @@ func (in *Ingester) ensureCard(ctx context.Context, ep *endpointconfig.Resolved,
 			if v := labelValue(ep.Endpoint.Name); v != "" {
 				card.Labels[cardsv1alpha1.LabelEndpoint] = v
 			}
-			if ev.HolderID != "" {
-				card.Labels[cardsv1alpha1.LabelHolder] = HolderLabel(ev.HolderID)
+			for k, v := range wantedLabels(ep, ev) {
+				card.Labels[k] = v
 			}
 			return card, nil
 		})
 	if err != nil {
 		return nil, err
 	}
-	return card, in.labelHolder(ctx, card, ev.HolderID)
+	return card, in.ensureLabels(ctx, card, wantedLabels(ep, ev))
+}
+
+// wantedLabels are the labels an endpoint's card carries beside the identity ones: the endpoint's cardLabels,
+// so rule sets govern the card from its first authorization, and the hash of its holder.
+func wantedLabels(ep *endpointconfig.Resolved, ev *event.Event) map[string]string {
+	want := make(map[string]string, len(ep.Endpoint.Spec.CardLabels)+1)
+	for k, v := range ep.Endpoint.Spec.CardLabels {
+		want[k] = string(v)
+	}
+	if ev.HolderID != "" {
+		want[cardsv1alpha1.LabelHolder] = HolderLabel(ev.HolderID)
+	}
+	return want
 }
 
 // ensure finds the object for a provider ID under its readable or its hashed name, or creates it.
@@ -236,17 +250,23 @@ func ours(c *cardsv1alpha1.Card, ref cardsv1alpha1.NamespacedObjectReference, ca
 	return c.Spec.ProviderCardID == cardID && c.Spec.EndpointRef == ref
 }
 
-func (in *Ingester) labelHolder(ctx context.Context, card *cardsv1alpha1.Card, holderID string) error {
-	if holderID == "" || card.Labels[cardsv1alpha1.LabelHolder] == HolderLabel(holderID) {
+// ensureLabels adds the wanted labels a card lacks (or has with another value), in one patch; other labels are
+// left alone.
+func (in *Ingester) ensureLabels(ctx context.Context, card *cardsv1alpha1.Card, want map[string]string) error {
+	missing := false
+	for k, v := range want {
+		missing = missing || card.Labels[k] != v
+	}
+	if !missing {
 		return nil
 	}
 	before := card.DeepCopy()
 	if card.Labels == nil {
 		card.Labels = map[string]string{}
 	}
-	card.Labels[cardsv1alpha1.LabelHolder] = HolderLabel(holderID)
+	maps.Copy(card.Labels, want)
 	if err := in.Client.Patch(ctx, card, client.MergeFrom(before), FieldOwner); err != nil {
-		return fmt.Errorf("labelling card %s/%s with its holder: %w", card.Namespace, card.Name, err)
+		return fmt.Errorf("labelling card %s/%s: %w", card.Namespace, card.Name, err)
 	}
 	return nil
 }

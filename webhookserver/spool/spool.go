@@ -25,17 +25,21 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
 // ErrFull is returned when the spool has reached its size bound; the receiver then answers 5xx.
 var ErrFull = errors.New("the spool is full")
 
-// Entry is one spooled event.
+// Entry is one spooled event, or the record of an authorization decision already answered.
 type Entry struct {
 	Endpoint types.NamespacedName `json:"endpoint"`
 	Received time.Time            `json:"received"`
 	Event    event.Event          `json:"event"`
+	// Decision, when set, is the answer given to the authorization request Event carries: replay writes it to
+	// the transaction.
+	Decision *cardsv1alpha1.AuthorizationDecision `json:"decision,omitempty"`
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
