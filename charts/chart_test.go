@@ -184,7 +184,7 @@ func TestDefaults(t *testing.T) {
 	objs := objects(t, render(t, "cardplane-system"))
 	got := kinds(objs)
 	slices.Sort(got)
-	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "Service", "ServiceAccount"}
+	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "Service", "Service", "ServiceAccount"}
 	if !slices.Equal(got, want) {
 		t.Errorf("default kinds = %v, want %v (optional features must be off by default)", got, want)
 	}
@@ -197,12 +197,13 @@ func TestDefaults(t *testing.T) {
 	for _, arg := range []string{"manager", "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 		"--webhook-bind-address=:9443", "--webhook-max-body-bytes=1048576", "--authorization-budget=1500ms", "--shutdown-delay=5s",
 		"--webhook-tls-cert-file=/tls/tls.crt", "--webhook-tls-key-file=/tls/tls.key",
-		"--spool-dir=/var/lib/cardplane/spool", "--spool-max-bytes=268435456"} {
+		"--spool-dir=/var/lib/cardplane/spool", "--spool-max-bytes=268435456", "--review-bind-address=:9444", "--review-rate-limit=100",
+		"--ungoverned-card-decision=decline"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
 	}
-	for _, arg := range []string{"--webhook-plain-http", "--allow-loopback-destinations"} {
+	for _, arg := range []string{"--webhook-plain-http", "--allow-loopback-destinations", "--review-plain-http"} {
 		if slices.Contains(c.Args, arg) {
 			t.Errorf("default args %v contain %s", c.Args, arg)
 		}
@@ -228,7 +229,7 @@ func TestDefaults(t *testing.T) {
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if !reflect.DeepEqual(ports, map[string]int32{"webhook": 9443, "metrics": 8080, "probes": 8081}) {
+	if !reflect.DeepEqual(ports, map[string]int32{"webhook": 9443, "review": 9444, "metrics": 8080, "probes": 8081}) {
 		t.Errorf("container ports = %v", ports)
 	}
 	services := map[string][2]string{}
@@ -242,7 +243,8 @@ func TestDefaults(t *testing.T) {
 		}
 		services[s.Name] = [2]string{fmt.Sprint(s.Spec.Ports[0].Port), s.Spec.Ports[0].TargetPort.String()}
 	}
-	if want := map[string][2]string{"cardplane-receiver": {"443", "webhook"}, "cardplane-metrics": {"8080", "metrics"}}; !reflect.DeepEqual(services, want) {
+	if want := map[string][2]string{"cardplane-receiver": {"443", "webhook"}, "cardplane-review": {"443", "review"},
+		"cardplane-metrics": {"8080", "metrics"}}; !reflect.DeepEqual(services, want) {
 		t.Errorf("services = %v, want %v", services, want)
 	}
 	var pdb policyv1.PodDisruptionBudget

@@ -5,7 +5,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +48,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	receiverAddr := freeAddr(t)
+	receiverAddr, reviewAddr := freeAddr(t), freeAddr(t)
 	// The sample endpoint delivers to the demo destination on 127.0.0.1:18090; a `make demo` running on this
 	// machine may hold that port, and then the delivery check below cannot run.
 	destination := "127.0.0.1:18090"
@@ -56,7 +59,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 		l.Close()
 	}
 	cmd := exec.Command(bin, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig, "--demo-destination-address="+destination,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr)
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr, "--review-bind-address="+reviewAddr)
 	banner := startDev(t, cmd)
 	if !strings.Contains(banner, "export KUBECONFIG="+kubeconfig) {
 		t.Errorf("banner does not print the kubeconfig path:\n%s", banner)
@@ -69,6 +72,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	kubectl := filepath.Join(assets, "kubectl")
 	checkSamples(t, kubectl, kubeconfig)
 	checkSimulatedCallback(t, bin, kubectl, kubeconfig, receiverAddr)
+	checkGovernedFromFirstSight(t, bin, kubeconfig, receiverAddr, reviewAddr, filepath.Join(dir, "review-token"))
 	if destination != "" {
 		checkDemoDestination(t, filepath.Join(dir, "destination.log"))
 	}
@@ -148,6 +152,47 @@ func checkSimulatedCallback(t *testing.T, bin, kubectl, kubeconfig, receiverAddr
 		"-o", "jsonpath={.status.phase} {.status.providerStatus} {.status.lastEvent.type}").CombinedOutput()
 	if err != nil || string(out) != "Frozen 3 CSC_STATUS_CHANGE" {
 		t.Errorf("card after the simulated CSC_STATUS_CHANGE: %q (%v), want \"Frozen 3 CSC_STATUS_CHANGE\"", out, err)
+	}
+}
+
+// checkGovernedFromFirstSight: a card created by a callback carries the sample endpoint's cardLabels, so the
+// sample rule set governs it: a casino purchase is declined, asked through the AuthorizationReview API and by
+// UPay's own real-time authorization request.
+func checkGovernedFromFirstSight(t *testing.T, bin, kubeconfig, receiverAddr, reviewAddr, tokenFile string) {
+	t.Helper()
+	now := time.Now().UnixMilli()
+	send := func(payload string) string {
+		file := filepath.Join(t.TempDir(), "payload.json")
+		if err := os.WriteFile(file, []byte(payload), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := exec.Command(bin, "simulate", "--kubeconfig", kubeconfig, "--url", "http://"+receiverAddr,
+			"--endpoint", "default/upay-main", "--file", file).CombinedOutput()
+		return string(out)
+	}
+	consume := fmt.Sprintf(`{"event":"CC_CONSUME","orderNo":"ON-NEW-1","timestamp":%d,"detail":{"cardId":"UC20002","type":2,"status":1,"amount":"12.00","direction":2,"currency":"USD","transactionAt":%d,"transactionId":"TX-NEW-1","merchantMcc":"5814","merchantCountry":"US"}}`, now, now)
+	if out := send(consume); !strings.Contains(out, "HTTP 200") {
+		t.Fatalf("a CC_CONSUME for a new card: %s", out)
+	}
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"apiVersion":"cards.cardplane.io/v1alpha1","kind":"AuthorizationReview","request":{"uid":"u-1","card":{"namespace":"default","name":"upay-main-uc20002"},"amount":"20.00","currency":"USD","merchant":{"name":"Casino","mcc":"7995","country":"US"}}}`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+reviewAddr+"/v1alpha1/authorizationreviews", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(answer), `"allowed":false`) || !strings.Contains(string(answer), `"reason":"BLOCKED_MCC"`) {
+		t.Errorf("a casino purchase on the callback-created card, reviewed: %d %s; want declined BLOCKED_MCC", resp.StatusCode, answer)
+	}
+	auth := fmt.Sprintf(`{"event":"CC_AUTHORIZATION","orderNo":"ON-NEW-2","timestamp":%d,"detail":{"cardId":"UC20003","amount":"20.00","currency":"USD","merchantMcc":"7995","transactionId":"TX-NEW-2","authorizationId":"AU-NEW-2"}}`, now)
+	if out := send(auth); !strings.Contains(out, "HTTP 200") || !strings.Contains(out, "decline") {
+		t.Errorf("UPay's authorization request for a casino purchase on a card first seen now: %s; want decline", out)
 	}
 }
 

@@ -56,3 +56,8 @@ app.kubernetes.io/component: manager
 {{- define "cardplane.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* The AuthorizationReview API's Service. */}}
+{{- define "cardplane.reviewServiceName" -}}
+{{- printf "%s-review" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
