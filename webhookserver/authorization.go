@@ -43,8 +43,8 @@ var errRulesNotLoaded = refuse(http.StatusServiceUnavailable, cardsv1alpha1.Reas
 // serveAuthorization answers a real-time authorization request (UPay CC_AUTHORIZATION) within the budget,
 // counted from when the request arrived: the card is read from the cache (and created only on first sight,
 // with the endpoint's cardLabels, so the rule sets govern it), the decision (with its spend-ledger write) is
-// made, the answer is flushed to the provider, and only then is the pending transaction with the decision
-// written (or spooled, if the API server cannot take it). A provider retry of the same request gets the same
+// made and answered, and only then, off the request, is the pending transaction with the decision written (or
+// spooled, if the API server cannot take it). A provider retry of the same request gets the same
 // answer.
 func (s *Server) serveAuthorization(c *call, ev *event.Event) *refusal {
 	if s.Authorizer != nil && !s.Authorizer.Ready() {
@@ -62,9 +62,18 @@ func (s *Server) serveAuthorization(c *call, ev *event.Event) *refusal {
 	d := s.decide(ctx, card, err, ev.Authorization)
 	d.LatencyMicroseconds = s.Now().Sub(c.received).Microseconds()
 	s.acknowledge(c, OutcomeAuthorized, c.res.Authorize(d.Outcome == cardsv1alpha1.DecisionApproved))
-	flush(c.w)
-	s.recordDecision(c.ctx(), c.cfg, c.key, ev, d, c.received)
+	s.afterAnswer(func() { s.recordDecision(c.ctx(), c.cfg, c.key, ev, d, c.received) })
 	return nil
+}
+
+// afterAnswer runs work once the answer has left, off the request: a provider reuses its connection, and the
+// next callback on it must not wait for this one's record. Shutdown waits for the work still running.
+func (s *Server) afterAnswer(work func()) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		work()
+	}()
 }
 
 // decide is the decision for a card, declining when the card could not be had or nothing decides.

@@ -103,7 +103,9 @@ func (rs *ReviewServer) NeedLeaderElection() bool { return false }
 
 // Start serves until ctx ends.
 func (rs *ReviewServer) Start(ctx context.Context) error {
-	return rs.Listen.serve(ctx, "review", rs.Handler())
+	err := rs.Listen.serve(ctx, "review", rs.Handler())
+	rs.Receiver.background.Wait()
+	return err
 }
 
 // Handler routes the review API.
@@ -266,12 +268,11 @@ func (rs *ReviewServer) decide(ctx context.Context, c *call, req *ReviewRequest,
 	c.result = strings.ToLower(string(d.Outcome))
 	out, _ := json.Marshal(&AuthorizationReview{APIVersion: reviewAPIVersion, Kind: "AuthorizationReview", Response: resp})
 	write(c.w, adapter.Answer{Status: http.StatusOK, ContentType: "application/json", Body: out})
-	flush(c.w)
 	if card != nil && req.TransactionID != "" {
 		ev := &event.Event{Type: "AuthorizationReview", ID: ar.AuthorizationID, CardID: card.Spec.ProviderCardID, Authorization: ar}
 		if ingest.Fit(ev) == nil {
 			cfg := &endpointconfig.Resolved{Endpoint: ep, TargetNamespace: card.Namespace}
-			s.recordDecision(c.r.Context(), cfg, client.ObjectKeyFromObject(ep), ev, d, c.received)
+			s.afterAnswer(func() { s.recordDecision(c.r.Context(), cfg, client.ObjectKeyFromObject(ep), ev, d, c.received) })
 		}
 	}
 	return nil

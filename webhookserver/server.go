@@ -87,11 +87,13 @@ type Server struct {
 	Spool *spool.Spool
 	Now   func() time.Time
 
-	initOnce  sync.Once
-	limiters  sync.Map // endpoint UID/generation -> *rate.Limiter
-	answers   *answerCache
-	notices   *cache.LRUExpireCache // rate limits Kubernetes Events about unknown event types
-	listening atomic.Bool
+	initOnce sync.Once
+	limiters sync.Map // endpoint UID/generation -> *rate.Limiter
+	answers  *answerCache
+	// background is the work started after an answer left (decision records); shutdown waits for it.
+	background sync.WaitGroup
+	notices    *cache.LRUExpireCache // rate limits Kubernetes Events about unknown event types
+	listening  atomic.Bool
 }
 
 func (s *Server) init() {
@@ -129,7 +131,9 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Start(ctx context.Context) error {
 	s.init()
 	l := Listen{Addr: s.Addr, CertFile: s.TLSCertFile, KeyFile: s.TLSKeyFile, PlainHTTP: s.PlainHTTP, listening: &s.listening}
-	return l.serve(ctx, "receiver", s.Handler())
+	err := l.serve(ctx, "receiver", s.Handler())
+	s.background.Wait() // decision records of answers already given: written or spooled, never dropped
+	return err
 }
 
 // Listen is where and how a server of the manager serves: TLS from files reloaded when they change on disk
@@ -208,9 +212,6 @@ func (s *Server) Ready(*http.Request) error {
 
 // NeedLeaderElection is false: every replica receives.
 func (s *Server) NeedLeaderElection() bool { return false }
-
-// flush sends what was written to the caller now, so a decision leaves before its record is written.
-func flush(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }
 
 // refusal is a callback the receiver does not accept: the status, the reason (counted) and a message for the
 // caller. retryAfter, in seconds, tells a provider when to try again.

@@ -68,7 +68,7 @@ func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.review.Addr, "review-bind-address", ":9444", "address of the AuthorizationReview API, apart from the receiver (0 disables it); callers present a Kubernetes token and need the verb authorize on cards of the card's namespace")
 	fs.StringVar(&o.review.CertFile, "review-tls-cert-file", "", "TLS certificate of the AuthorizationReview API (PEM; default: the receiver's)")
 	fs.StringVar(&o.review.KeyFile, "review-tls-key-file", "", "TLS key of the AuthorizationReview API (PEM; default: the receiver's)")
-	fs.BoolVar(&o.review.PlainHTTP, "review-plain-http", false, "serve the AuthorizationReview API without TLS (only locally)")
+	fs.BoolVar(&o.review.PlainHTTP, "review-plain-http", false, "serve the AuthorizationReview API without TLS (only locally; implied by --webhook-plain-http without review certificates)")
 	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "opt-in, for demos: a file holding a bearer token that may decide on cards of every namespace")
 	fs.Float64Var(&o.reviewRate, "review-rate-limit", 100, "AuthorizationReviews per second per caller (burst twice that)")
 	fs.StringVar(&o.ungoverned, "ungoverned-card-decision", "decline", "decision for a card no rule set governs: decline (reason NO_RULE_SET), or approve only where every card must work without rules")
@@ -283,7 +283,10 @@ func setupReview(mgr ctrl.Manager, cfg *rest.Config, opts *managerOptions, recei
 	}
 	l := opts.review
 	if l.CertFile == "" && l.KeyFile == "" {
+		// The receiver's certificate, or, where the receiver serves plain HTTP (TLS ended before the pod),
+		// plain HTTP as well.
 		l.CertFile, l.KeyFile = opts.webhook.TLSCertFile, opts.webhook.TLSKeyFile
+		l.PlainHTTP = l.PlainHTTP || opts.webhook.PlainHTTP
 	}
 	authn, authzr, err := webhookserver.KubernetesAccess(cfg)
 	if err != nil {

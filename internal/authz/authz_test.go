@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -352,4 +354,105 @@ rules:
 	if d := a.Decide(context.Background(), card, usd("90.00")); d.Outcome != cardsv1alpha1.DecisionApproved {
 		t.Errorf("90.00 after a declined 80.00: %+v, want approved (the declined one must not use up the limit)", d)
 	}
+}
+
+// randomSlowLedger delays some status writes past the decision budget (they still commit), as a loaded API
+// server does.
+type randomSlowLedger struct {
+	client.Client
+	delay time.Duration
+	share float64 // of writes delayed
+	rng   *rand.Rand
+	mu    *sync.Mutex
+}
+
+func (s randomSlowLedger) Status() client.SubResourceWriter {
+	s.mu.Lock()
+	slow := s.rng.Float64() < s.share
+	s.mu.Unlock()
+	if !slow {
+		return s.Client.Status()
+	}
+	return slowWriter{s.Client.Status(), s.delay}
+}
+
+// TestLedgerPropertyUnderReplicasAndStandIns: three replicas answer concurrent authorizations of random amounts
+// for one card under a daily limit, with a budget that some ledger writes outlast (so stand-ins answer, of
+// either kind). Afterwards the ledger holds exactly what was answered approved, and what the rules approved
+// never exceeds the limit.
+func TestLedgerPropertyUnderReplicasAndStandIns(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	for _, standIn := range []string{"decline", "approve"} {
+		t.Run("stand-in "+standIn, func(t *testing.T) {
+			card := newCard(t, nil)
+			store := &Store{}
+			store.Set(card.Namespace, "card-rules", mustParse(t, card.Namespace, "standInDecision: "+standIn+`
+rules:
+- name: daily
+  reason: SPEND_LIMIT_DAILY
+  spend: {window: Daily, maxAmount: "100.00", currency: USD}
+`))
+			var replicas []*Authorizer
+			mu := &sync.Mutex{}
+			for range 3 {
+				c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+				if err != nil {
+					t.Fatal(err)
+				}
+				slow := randomSlowLedger{Client: c, delay: 800 * time.Millisecond, share: 0.2, rng: rand.New(rand.NewSource(rng.Int63())), mu: mu}
+				replicas = append(replicas, &Authorizer{Store: store, Client: slow, APIReader: c, Now: time.Now})
+			}
+			var answered, byRules decimalSum
+			var wg sync.WaitGroup
+			for i := range 40 {
+				cents := 100 + rng.Intn(1900) // 1.00 to 19.99
+				arrival := time.Duration(rng.Intn(2000)) * time.Millisecond
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(arrival)
+					tx := usd(fmt.Sprintf("%d.%02d", cents/100, cents%100))
+					tx.ID, tx.AuthorizationID = fmt.Sprintf("t-%d", i), fmt.Sprintf("a-%d", i)
+					ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+					defer cancel()
+					d := replicas[i%3].Decide(ctx, card.DeepCopy(), tx)
+					if d.Outcome == cardsv1alpha1.DecisionApproved {
+						answered.add(cents)
+						if d.Reason != cardsv1alpha1.DecisionStandInTimeout {
+							byRules.add(cents)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			want := answered.total()
+			eventually(t, fmt.Sprintf("the ledger to hold the %d cents answered approved", want), func() bool {
+				amount, _ := ledger(t, card)
+				return amount == centsString(want)
+			})
+			if byRules.total() > 10000 {
+				t.Errorf("the rules approved %d cents under a 10000-cent limit", byRules.total())
+			}
+			if standIn == "decline" && want > 10000 {
+				t.Errorf("%d cents approved under a 10000-cent limit with a declining stand-in", want)
+			}
+			t.Logf("stand-in %s: %d cents answered approved, %d of them by the rules", standIn, want, byRules.total())
+		})
+	}
+}
+
+type decimalSum struct {
+	mu    sync.Mutex
+	cents int
+}
+
+func (d *decimalSum) add(c int) { d.mu.Lock(); d.cents += c; d.mu.Unlock() }
+
+func (d *decimalSum) total() int { d.mu.Lock(); defer d.mu.Unlock(); return d.cents }
+
+// centsString is how rules.Current prints an amount of cents (shopspring decimal, no trailing zeros).
+func centsString(c int) string {
+	return decimal.New(int64(c), -2).String()
 }
