@@ -2,10 +2,13 @@ package webhookserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +42,8 @@ type call struct {
 	res      *adapter.Result
 	// answerKey is where the answer is cached for a repeated delivery ("" when the provider sends no ID).
 	answerKey string
+	// source is the caller's address (through trusted proxies).
+	source netip.Addr
 
 	// metric labels
 	endpoint, provider, event, result string
@@ -51,13 +56,13 @@ func (c *call) ctx() context.Context {
 }
 
 func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
-	c := &call{w: w, r: r, received: s.Now(),
+	c := &call{w: w, r: r, received: s.Now(), source: clientIP(r, s.TrustedProxies),
 		key: types.NamespacedName{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}}
 	defer func() {
 		requestsTotal.WithLabelValues(c.endpoint, c.provider, c.event, c.result).Inc()
 		requestDuration.WithLabelValues(c.provider).Observe(time.Since(c.received).Seconds())
 	}()
-	for _, step := range []func(*call) *refusal{s.route, s.admit, s.read, s.decode, s.answer} {
+	for _, step := range []func(*call) *refusal{s.screen, s.route, s.admit, s.read, s.decode, s.limit, s.answer} {
 		if ref := step(c); ref != nil {
 			s.refuse(c, ref)
 			return
@@ -65,13 +70,30 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// refuse answers a refusal and counts it.
+// refuse answers a refusal and counts it. A refusal of the caller's own making (unknown path, bad signature,
+// malformed or oversized body) spends its source address's budget.
 func (s *Server) refuse(c *call, ref *refusal) {
 	c.result = ref.reason
 	if c.ep != nil {
 		s.Counters.Rejected(c.key, ref.reason)
 	}
+	switch ref.status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestEntityTooLarge:
+		if s.RefusedPerSource > 0 && c.source.IsValid() {
+			s.refusedFrom(c.source).Allow()
+		}
+	}
 	writeRefusal(c.w, ref)
+}
+
+// screen refuses, unread, the requests of a source address whose recent requests were refused too often: a
+// flood of unsigned junk costs one map lookup each, and cannot spend an endpoint's rate limit.
+func (s *Server) screen(c *call) *refusal {
+	if s.RefusedPerSource <= 0 || !c.source.IsValid() || s.refusedFrom(c.source).Tokens() >= 1 {
+		return nil
+	}
+	return refuse(http.StatusTooManyRequests, cardsv1alpha1.ReasonSourceRateLimited,
+		"too many refused requests from %s; retry later", c.source).later(5)
 }
 
 // acknowledge answers a callback the receiver took, remembers the answer for a repeated delivery and counts it.
@@ -96,8 +118,7 @@ func (s *Server) route(c *call) *refusal {
 	return nil
 }
 
-// admit lets through callbacks for a Ready endpoint, on its URL token, from its allowed sources, within its
-// rate limit.
+// admit lets through callbacks for a Ready endpoint, on its URL token, from its allowed sources.
 func (s *Server) admit(c *call) *refusal {
 	ready := apimeta.FindStatusCondition(c.ep.Status.Conditions, cardsv1alpha1.ConditionReady)
 	if ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != c.ep.Generation {
@@ -112,9 +133,11 @@ func (s *Server) admit(c *call) *refusal {
 		return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonNotReady, "endpoint is not Ready: %v", err).later(10)
 	}
 	c.cfg = cfg
-	if ref := authentic(c.r, cfg); ref != nil {
-		return ref
-	}
+	return authentic(c.r, cfg)
+}
+
+// limit applies the endpoint's rate limit to verified callbacks only: unsigned junk never spends it.
+func (s *Server) limit(c *call) *refusal {
 	if lim := s.limiter(c.ep); lim != nil && !lim.Allow() {
 		return refuse(http.StatusTooManyRequests, cardsv1alpha1.ReasonRateLimited, "rate limit of this endpoint exceeded; retry").later(1)
 	}
@@ -171,7 +194,10 @@ func metricEvent(res *adapter.Result) string {
 // event type is acknowledged, an authorization request its decision, and every other callback is applied first.
 func (s *Server) answer(c *call) *refusal {
 	if c.res.DeliveryID != "" {
-		c.answerKey = string(c.ep.UID) + "/" + c.res.DeliveryID
+		// The provider's delivery ID is not signed by every provider (UPay's X-UPA-REQUESTID is a header): the
+		// body is part of the key, so a verified request that reuses an ID with other content is applied.
+		sum := sha256.Sum256(c.body)
+		c.answerKey = string(c.ep.UID) + "/" + c.res.DeliveryID + "/" + hex.EncodeToString(sum[:16])
 		if prev, ok := s.answers.get(c.answerKey); ok {
 			// The same delivery again (a provider retry after our answer was lost): it was applied already.
 			c.result = string(OutcomeDuplicate)

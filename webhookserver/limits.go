@@ -5,8 +5,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"golang.org/x/time/rate"
+	"k8s.io/utils/lru"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
@@ -67,19 +69,51 @@ func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	return ip
 }
 
+// limiter is the endpoint's token bucket (per generation, so a new spec.rateLimit takes effect), or nil.
 func (s *Server) limiter(ep *cardsv1alpha1.WebhookEndpoint) *rate.Limiter {
 	rl := ep.Spec.RateLimit
 	if rl == nil {
 		return nil
 	}
-	key := fmt.Sprintf("%s/%d", ep.UID, ep.Generation)
-	if l, ok := s.limiters.Load(key); ok {
-		return l.(*rate.Limiter)
+	return s.limiters.get(fmt.Sprintf("%s/%d", ep.UID, ep.Generation), func() *rate.Limiter {
+		burst := int(rl.Burst)
+		if burst == 0 {
+			burst = int(rl.RequestsPerSecond)
+		}
+		return rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), burst)
+	})
+}
+
+// limiterSet is a bounded set of token buckets by key: the least recently used go first, so keys a caller
+// chooses (its address, its name) cannot grow it without bound. A forgotten bucket starts full again, which
+// only ever errs toward letting a quiet caller through.
+type limiterSet struct {
+	mu  sync.Mutex
+	lru *lru.Cache
+}
+
+func newLimiterSet(size int) *limiterSet { return &limiterSet{lru: lru.New(size)} }
+
+// get returns the bucket of key, made by create when there is none.
+func (l *limiterSet) get(key string, create func() *rate.Limiter) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v, ok := l.lru.Get(key); ok {
+		return v.(*rate.Limiter)
 	}
-	burst := int(rl.Burst)
-	if burst == 0 {
-		burst = int(rl.RequestsPerSecond)
-	}
-	l, _ := s.limiters.LoadOrStore(key, rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), burst))
-	return l.(*rate.Limiter)
+	lim := create()
+	l.lru.Add(key, lim)
+	return lim
+}
+
+// Len is how many buckets are held.
+func (l *limiterSet) Len() int { return l.lru.Len() }
+
+// refusedFrom is the bucket a source address spends when its requests are refused as unauthenticated or
+// malformed; an empty one refuses the address's requests before any verification work (a flood of junk
+// cannot crowd out the providers' signed callbacks, nor the endpoints' own rate limits).
+func (s *Server) refusedFrom(ip netip.Addr) *rate.Limiter {
+	return s.sources.get(ip.String(), func() *rate.Limiter {
+		return rate.NewLimiter(rate.Limit(s.RefusedPerSource), 5*max(1, int(s.RefusedPerSource)))
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,10 +51,19 @@ type Options struct {
 	MaxBodyBytes int64
 	// AuthorizationBudget bounds the time to answer a real-time authorization request.
 	AuthorizationBudget time.Duration
+	// RefusedPerSource is how many refused callbacks per second (burst five times that) a source address may
+	// send before its requests are refused unread (429); negative disables the limit. TrustedProxies are the
+	// load balancers whose X-Forwarded-For names the source.
+	RefusedPerSource float64
+	TrustedProxies   []netip.Prefix
 	// StoreTimeout bounds the API writes of one callback (default 3s): past it the events go to the spool (or
 	// the provider gets a 5xx) well inside providers' answer windows (UPay: 5 s).
 	StoreTimeout time.Duration
 }
+
+// DefaultRefusedPerSource is 20 refused callbacks a second (burst 100) per source address: far above what a
+// provider's misconfiguration produces, far below a flood.
+const DefaultRefusedPerSource = 20
 
 // DefaultMaxBodyBytes is 1 MiB: provider callbacks are a few KiB.
 const DefaultMaxBodyBytes = 1 << 20
@@ -88,7 +98,8 @@ type Server struct {
 	Now   func() time.Time
 
 	initOnce sync.Once
-	limiters sync.Map // endpoint UID/generation -> *rate.Limiter
+	limiters *limiterSet // endpoint UID/generation -> its rate limit
+	sources  *limiterSet // source address -> its budget of refused requests
 	answers  *answerCache
 	// background is the work started after an answer left (decision records); shutdown waits for it.
 	background sync.WaitGroup
@@ -113,6 +124,10 @@ func (s *Server) init() {
 		if s.Counters == nil {
 			s.Counters = &Counters{}
 		}
+		if s.RefusedPerSource == 0 {
+			s.RefusedPerSource = DefaultRefusedPerSource
+		}
+		s.limiters, s.sources = newLimiterSet(10_000), newLimiterSet(100_000)
 		s.answers = newAnswerCache(100_000)
 		s.notices = cache.NewLRUExpireCache(10_000)
 	})

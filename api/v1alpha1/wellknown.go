@@ -68,18 +68,20 @@ const (
 // Reasons a callback is refused for: the JSON answer's reason, status.counters.rejected and the result label of
 // cardplane_webhook_requests_total.
 const (
-	ReasonNotFound         = "NotFound"
-	ReasonNotReady         = "NotReady"
-	ReasonTooLarge         = "TooLarge"
-	ReasonRateLimited      = "RateLimited"
-	ReasonSourceNotAllowed = "SourceNotAllowed"
-	ReasonInvalidURLToken  = "InvalidURLToken"
-	ReasonStoreFailed      = "StoreFailed"
-	ReasonMalformed        = "Malformed"
-	ReasonInvalidSignature = "InvalidSignature"
-	ReasonReplay           = "Replay"
-	ReasonStaleTimestamp   = "StaleTimestamp"
-	ReasonDecryptFailed    = "DecryptFailed"
+	ReasonNotFound    = "NotFound"
+	ReasonNotReady    = "NotReady"
+	ReasonTooLarge    = "TooLarge"
+	ReasonRateLimited = "RateLimited"
+	// ReasonSourceRateLimited: the source address sent too many refused requests recently.
+	ReasonSourceRateLimited = "SourceRateLimited"
+	ReasonSourceNotAllowed  = "SourceNotAllowed"
+	ReasonInvalidURLToken   = "InvalidURLToken"
+	ReasonStoreFailed       = "StoreFailed"
+	ReasonMalformed         = "Malformed"
+	ReasonInvalidSignature  = "InvalidSignature"
+	ReasonReplay            = "Replay"
+	ReasonStaleTimestamp    = "StaleTimestamp"
+	ReasonDecryptFailed     = "DecryptFailed"
 )
 
 // Reasons of decisions cardplane makes itself (rules name their own), in status.authorization.reason and the
