@@ -1,5 +1,6 @@
 // Package money parses the amounts providers send (integer cents, JSON numbers, decimal strings) into exact
-// decimals. Nothing here ever goes through a float.
+// decimals. Nothing here ever goes through a float. Decimal strings use a point; a comma (a decimal comma or a
+// thousands separator, which cannot be told apart) is refused.
 package money
 
 import (
@@ -56,9 +57,14 @@ func Parse(v any) (decimal.Decimal, error) {
 }
 
 func parseString(s string) (decimal.Decimal, error) {
-	s = strings.TrimSpace(strings.ReplaceAll(s, ",", ""))
+	s = strings.TrimSpace(s)
 	if s == "" {
 		return decimal.Decimal{}, fmt.Errorf("amount is empty")
+	}
+	// "12,50" is 12.50 in much of the world and "1,250" is 1250 in the rest: a comma cannot be read safely
+	// either way, and no provider documents one, so it is refused rather than guessed.
+	if strings.Contains(s, ",") {
+		return decimal.Decimal{}, fmt.Errorf("amount %q contains a comma: send a plain decimal with a point and no thousands separators", s)
 	}
 	if strings.ContainsAny(s, "eE") {
 		return decimal.Decimal{}, fmt.Errorf("amount %q uses an exponent", s)

@@ -2,6 +2,7 @@ package money
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -18,7 +19,8 @@ func TestMajorAndMinor(t *testing.T) {
 		{"keeps extra precision", false, "1.2345", "USD", "1.2345"},
 		{"integer", false, json.Number("7"), "EUR", "7.00"},
 		{"negative", false, "-3.1", "USD", "-3.10"},
-		{"thousands separator", false, "1,234.5", "USD", "1234.50"},
+		{"padded", false, " 1234.5 ", "USD", "1234.50"},
+		{"plain decimal", false, "12.50", "EUR", "12.50"},
 		{"cents", true, json.Number("1250"), "USD", "12.50"},
 		{"cents as string", true, "99", "USD", "0.99"},
 		{"yen has no minor unit", true, json.Number("500"), "JPY", "500"},
@@ -39,6 +41,26 @@ func TestMajorAndMinor(t *testing.T) {
 				t.Errorf("got %s, want %s", m.Value, c.want)
 			}
 		})
+	}
+}
+
+// A comma is refused, never dropped: "12,50" used to become 1250.
+func TestCommasRefused(t *testing.T) {
+	for _, in := range []any{"12,50", "1,250.00", "1.250,00", json.Number("12,50"), ",5", "1,"} {
+		m, err := Major(in, "USD")
+		if err == nil {
+			t.Errorf("Major(%#v) = %v, want a refusal", in, m.Value)
+			continue
+		}
+		if !strings.Contains(err.Error(), "comma") {
+			t.Errorf("Major(%#v): %v, want the comma named", in, err)
+		}
+		if _, err := Minor(in, "USD"); err == nil {
+			t.Errorf("Minor(%#v) accepted", in)
+		}
+		if _, err := Decimal(in); err == nil {
+			t.Errorf("Decimal(%#v) accepted", in)
+		}
 	}
 }
 
