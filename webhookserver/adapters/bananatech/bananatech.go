@@ -15,11 +15,19 @@
 //     valid JSON for a sender that parses the answer, code 0 for one that checks a code, and the word success for
 //     one that matches text.
 //   - Retries, idempotency keys and replay protection: none are documented and the envelope carries no
-//     timestamp or nonce, so there is no stale-timestamp check (occur_time is the time of the fact; a late retry
-//     is legitimate) and no DeliveryID. A replayed callback repeats facts already applied, and OccurredAt
-//     ordering ("newer wins") keeps an old one from overwriting newer state. Event.ID is derived from the
-//     fact's non-secret identity (type, IDs, status, amounts, occur_time), so a retry of the same fact has the
-//     same ID.
+//     timestamp or nonce. The only time is occur_time inside the encrypted (so MAC-covered) payload, so it is
+//     the replay guard: every type the docs give an occur_time must carry one (400 Malformed naming occur_time
+//     otherwise), and one further than the endpoint's verification.timestampTolerance (default 5 minutes) from
+//     the receiver's clock is refused 401 StaleTimestamp, as UPay's and Tevau's signed timestamps are. A
+//     captured CARD_STATUS_CHANGE replayed later therefore cannot unfreeze a card, and within the tolerance
+//     OccurredAt ordering ("newer wins") keeps a replay from overwriting newer state. The cost: a retry sent
+//     later than the tolerance after the fact is refused too (raise the tolerance if BananaTech retries late).
+//     USER_CREATE_RESULT is the one documented type without occur_time: it is accepted without one (refusing
+//     it would lose every KYC result), checked when it has one, and ordered by receive time otherwise; a replay
+//     of it can only repeat a KYC result BananaTech really sent for that user. CARD_BALANCE_CHANGE is not in
+//     the seed document; BananaTech's fuller docs give every result occur_time, so it is required there too.
+//     There is no DeliveryID; Event.ID is derived from the fact's non-secret identity (type, IDs, status,
+//     amounts, occur_time), so a retry of the same fact has the same ID.
 //   - The outer type is not covered by the MAC. The adapter therefore requires the decrypted payload to fit its
 //     claimed type: a "type" inside the payload must agree, every type that has a distinctive field must carry
 //     it (refund_amount, receive_amount, card_status, ...), and the types without one refuse the distinctive
@@ -51,6 +59,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,6 +179,9 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	if ev.OccurredAt, err = occurTime(kind, d); err != nil {
 		return nil, err
 	}
+	if err := checkFresh(kind, ev.OccurredAt, req); err != nil {
+		return nil, err
+	}
 	store, err := mapEvent(kind, d, &ev)
 	if err != nil {
 		return nil, err
@@ -193,6 +205,32 @@ func occurTime(kind string, d map[string]any) (time.Time, error) {
 		return time.Time{}, adapter.Malformed("%s: occur_time: %v", kind, err)
 	}
 	return t, nil
+}
+
+// untimed are the types BananaTech documents without occur_time.
+var untimed = map[string]bool{UserCreateResult: true}
+
+// checkFresh is the replay guard: occur_time is required (but for untimed types) and must be within the
+// endpoint's timestamp tolerance of the receiver's clock.
+func checkFresh(kind string, at time.Time, req *adapter.Request) error {
+	if at.IsZero() {
+		if untimed[kind] {
+			return nil
+		}
+		return adapter.Malformed("%s: decrypted payload has no occur_time (epoch milliseconds): BananaTech documents it for %s, and without it a replayed callback cannot be told from a new one", kind, kind)
+	}
+	if tol := tolerance(req.Endpoint); adapter.CheckTimestamp(at, req.Received, tol) != nil {
+		return adapter.Unauthorized(cardsv1alpha1.ReasonStaleTimestamp, "%s: occur_time %s is more than %s from the receiver's clock (a replayed or late callback)",
+			kind, at.UTC().Format(time.RFC3339Nano), tol)
+	}
+	return nil
+}
+
+func tolerance(ep *endpointconfig.Resolved) time.Duration {
+	if ep == nil || ep.TimestampTolerance <= 0 {
+		return endpointconfig.DefaultTimestampTolerance
+	}
+	return ep.TimestampTolerance
 }
 
 func verify(key []byte, payload, mac string) bool {
@@ -339,10 +377,16 @@ func eventID(kind string, d map[string]any) string {
 // CARD_CORRECTION whose payload has a type of its own); a top-level "type" naming a known event (kept in the
 // plaintext, which Decode accepts); the type the payload's fields identify (so the docs' examples, which carry
 // no type, work as they are); else a top-level "type" naming an unknown event.
-// BananaTech signs no timestamp, so the time is not used.
-func Encode(ep *endpointconfig.Resolved, payload []byte, _ time.Time) (http.Header, []byte, error) {
+// occur_time is the only time BananaTech sends, and Decode refuses one outside the endpoint's tolerance: an
+// occur_time further than that from now (an example written days ago) is replaced by now, the way the other
+// providers' encoders stamp a fresh signed timestamp. One within the tolerance is kept, so tests can order
+// events; an absent one stays absent.
+func Encode(ep *endpointconfig.Resolved, payload []byte, now time.Time) (http.Header, []byte, error) {
 	name, plain, err := plaintextFor(payload)
 	if err != nil {
+		return nil, nil, err
+	}
+	if plain, err = freshen(plain, now, tolerance(ep)); err != nil {
 		return nil, nil, err
 	}
 	block, err := aes.NewCipher(ep.EncryptionKey)
@@ -368,6 +412,30 @@ func Encode(ep *endpointconfig.Resolved, payload []byte, _ time.Time) (http.Head
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	return h, body, nil
+}
+
+// freshen replaces an occur_time further than tolerance from now by now (epoch milliseconds).
+func freshen(plain []byte, now time.Time, tolerance time.Duration) ([]byte, error) {
+	m, err := adapter.Object(plain)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := m["occur_time"]
+	if !ok || now.IsZero() {
+		return plain, nil
+	}
+	at, err := adapter.Time(v, time.UTC)
+	if err != nil || adapter.CheckTimestamp(at, now, tolerance) == nil {
+		return plain, nil
+	}
+	m["occur_time"] = json.Number(strconv.FormatInt(now.UnixMilli(), 10))
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 func plaintextFor(payload []byte) (string, []byte, error) {

@@ -35,7 +35,8 @@ const (
 
 var (
 	occurred = time.UnixMilli(1691249025085).UTC()
-	now      = time.Date(2025, 12, 5, 12, 0, 0, 0, time.UTC)
+	// now is the receiver's clock, two minutes after the events' occur_time: within the default tolerance.
+	now = occurred.Add(2 * time.Minute)
 )
 
 func endpoint(t testing.TB, mode, material string) *endpointconfig.Resolved {
@@ -70,6 +71,16 @@ func encode(t testing.TB, ep *endpointconfig.Resolved, typ, plaintext string) []
 		t.Fatalf("Content-Type = %q", h.Get("Content-Type"))
 	}
 	return body
+}
+
+// encodeRaw encrypts and signs plaintext as it is, without Encode's fresh occur_time.
+func encodeRaw(ep *endpointconfig.Resolved, typ, plaintext string) []byte {
+	return envelope(ep.SigningKey, typ, encryptRaw(ep.EncryptionKey, make([]byte, 16), []byte(plaintext)))
+}
+
+// timed adds the events' occur_time to a plaintext, for tests about other fields.
+func timed(plaintext string) string {
+	return strings.TrimSuffix(plaintext, "}") + `,"occur_time":` + occurMs + "}"
 }
 
 func decode(ep *endpointconfig.Resolved, body []byte) (*adapter.Result, error) {
@@ -351,7 +362,7 @@ func TestAESKeyOptions(t *testing.T) {
 		{"SHA256", "merchant-secret-key-of-any-length"},
 	} {
 		ep := endpoint(t, tc.mode, tc.material)
-		res, err := decode(ep, encode(t, ep, CardApplyResult, `{"template_id":9,"user_id":1,"card_id":2,"status":"SUCCESS"}`))
+		res, err := decode(ep, encode(t, ep, CardApplyResult, `{"template_id":9,"user_id":1,"card_id":2,"status":"SUCCESS","occur_time":`+occurMs+`}`))
 		if err != nil || len(res.Events) != 1 {
 			t.Errorf("%s %q: %v %+v", tc.mode, tc.material, err, res)
 		}
@@ -359,7 +370,7 @@ func TestAESKeyOptions(t *testing.T) {
 	// A receiver configured with another derivation than the sender cannot decrypt.
 	sender := endpoint(t, "Raw", testAESKey)
 	receiver := endpoint(t, "SHA256", testAESKey)
-	_, err := decode(receiver, encode(t, sender, CardApplyResult, `{"template_id":9,"card_id":2,"status":"SUCCESS"}`))
+	_, err := decode(receiver, encode(t, sender, CardApplyResult, `{"template_id":9,"card_id":2,"status":"SUCCESS","occur_time":`+occurMs+`}`))
 	wantRejection(t, "wrong aesKey", err, cardsv1alpha1.ReasonDecryptFailed, "aesKey")
 }
 
@@ -448,19 +459,131 @@ func TestVerificationFailures(t *testing.T) {
 	}
 }
 
-// The envelope carries no timestamp, and occur_time is the time of the fact: an old one is accepted
-// (a late retry is legitimate) and ordering, not rejection, protects newer state.
-func TestNoStaleTimestampCheck(t *testing.T) {
+// occur_time is BananaTech's only time (inside the MAC-covered payload): it is required on every type the docs
+// give one, and one outside the endpoint's tolerance is refused as stale, so a captured callback cannot be
+// replayed later. Item 12 of the issue: a CARD_STATUS_CHANGE ACTIVE captured and replayed an hour after a
+// newer LOCKED was accepted and, ordered by receive time, unfroze the card.
+func TestOccurTime(t *testing.T) {
 	ep := rawEndpoint(t)
-	res, err := decode(ep, encode(t, ep, CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":1000000000000}`))
+	unlock := `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":` + occurMs + `}`
+	at := func(d time.Duration) (*adapter.Result, error) {
+		return Adapter{}.Decode(&adapter.Request{Body: encodeRaw(ep, CardStatusChange, unlock), Received: occurred.Add(d), Endpoint: ep})
+	}
+	res, err := at(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := res.Events[0].OccurredAt; !got.Equal(time.UnixMilli(1000000000000)) || got.Location() != time.UTC {
+	if got := res.Events[0].OccurredAt; !got.Equal(occurred) || got.Location() != time.UTC {
 		t.Errorf("OccurredAt = %v", got)
 	}
-	_, err = decode(ep, encode(t, ep, CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":"yesterday"}`))
-	wantRejection(t, "bad occur_time", err, cardsv1alpha1.ReasonMalformed, "occur_time")
+	for _, d := range []time.Duration{4*time.Minute + 59*time.Second, -4 * time.Minute} {
+		if _, err := at(d); err != nil {
+			t.Errorf("received %s after occur_time: %v", d, err)
+		}
+	}
+	for _, d := range []time.Duration{time.Hour, 5*time.Minute + time.Millisecond, -6 * time.Minute, 24 * 365 * time.Hour} {
+		_, err := at(d)
+		wantRejection(t, "replayed "+d.String()+" later", err, cardsv1alpha1.ReasonStaleTimestamp, "occur_time 2023-08-05T15:23:45.085Z is more than 5m0s")
+	}
+	// The endpoint's verification.timestampTolerance applies.
+	ep.TimestampTolerance = 2 * time.Hour
+	if _, err := at(time.Hour); err != nil {
+		t.Errorf("within a 2h tolerance: %v", err)
+	}
+	ep.TimestampTolerance = endpointconfig.DefaultTimestampTolerance
+
+	// Every type the docs give occur_time needs one; USER_CREATE_RESULT has none in the docs.
+	for _, tc := range cases() {
+		if !strings.Contains(tc.plaintext, "occur_time") {
+			continue
+		}
+		without := strings.Replace(tc.plaintext, `,"occur_time":`+occurMs, "", 1)
+		_, err := decode(ep, encodeRaw(ep, tc.typ, without))
+		wantRejection(t, tc.name+" without occur_time", err, cardsv1alpha1.ReasonMalformed, tc.typ+": decrypted payload has no occur_time")
+		_, err = decode(ep, encodeRaw(ep, tc.typ, strings.Replace(tc.plaintext, occurMs, "1000000000000", 1)))
+		wantRejection(t, tc.name+" stale", err, cardsv1alpha1.ReasonStaleTimestamp, "occur_time")
+	}
+	for _, typ := range []string{CardApplyResult, CardActivateResult, CardAssignResult, CardStatusChange, CardBalanceChange,
+		CardRechargeResult, CardCloseResult, TransactionCreated, CardCorrection, Card3DS, CardVerification} {
+		if untimed[typ] {
+			t.Errorf("%s may come without occur_time", typ)
+		}
+	}
+	user := `{"user_id":1,"status":"APPROVED"}`
+	if res, err := decode(ep, encodeRaw(ep, UserCreateResult, user)); err != nil || !res.Events[0].OccurredAt.IsZero() {
+		t.Errorf("USER_CREATE_RESULT without occur_time: %v %+v", err, res)
+	}
+	_, err = decode(ep, encodeRaw(ep, UserCreateResult, `{"user_id":1,"status":"APPROVED","occur_time":1000000000000}`))
+	wantRejection(t, "stale user result", err, cardsv1alpha1.ReasonStaleTimestamp, "USER_CREATE_RESULT: occur_time")
+
+	for _, bad := range []string{`"yesterday"`, `true`, `""`, `null`} {
+		_, err = decode(ep, encodeRaw(ep, CardStatusChange, strings.Replace(unlock, occurMs, bad, 1)))
+		want := "occur_time"
+		if bad == `""` || bad == `null` {
+			want = "no occur_time"
+		}
+		wantRejection(t, "occur_time "+bad, err, cardsv1alpha1.ReasonMalformed, want)
+	}
+	// Unknown types change nothing and are only acknowledged.
+	if res, err := decode(ep, encodeRaw(ep, "CARD_SHIPPED", `{"card_id":1}`)); err != nil || !res.Unknown {
+		t.Errorf("unknown type: %v %+v", err, res)
+	}
+}
+
+// Encode plays BananaTech sending now: an occur_time outside the tolerance (an old example) becomes now, one
+// within it is kept, an absent one stays absent.
+func TestEncodeFreshOccurTime(t *testing.T) {
+	ep := rawEndpoint(t)
+	later := occurred.Add(30 * 24 * time.Hour)
+	plain := `{"card_id":1,"status":"SUCCESS","card_status":"LOCKED","occur_time":` + occurMs + `,"note":"<&>"}`
+	_, body, err := Encode(ep, wrap(CardStatusChange, plain), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Adapter{}.Decode(&adapter.Request{Body: body, Received: later, Endpoint: ep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Events[0].OccurredAt; !got.Equal(later.Truncate(time.Millisecond)) {
+		t.Errorf("OccurredAt = %v, want %v", got, later)
+	}
+	for _, tc := range []struct {
+		name  string
+		sent  time.Time
+		plain string
+		want  time.Time
+	}{
+		{"within tolerance", occurred.Add(4 * time.Minute), plain, occurred},
+		{"absent", occurred, `{"user_id":1,"status":"APPROVED"}`, time.Time{}},
+	} {
+		_, body, err := Encode(ep, wrap(CardStatusChange, tc.plain), tc.sent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := decodeBase64(mustEnvelope(t, body)[FieldPayload])
+		got := string(mustDecrypt(t, ep, raw))
+		if got != tc.plain {
+			t.Errorf("%s: plaintext changed to %s", tc.name, got)
+		}
+	}
+}
+
+func mustEnvelope(t *testing.T, body []byte) map[string]string {
+	t.Helper()
+	var env map[string]string
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func mustDecrypt(t *testing.T, ep *endpointconfig.Resolved, raw []byte) []byte {
+	t.Helper()
+	plain, err := decrypt(ep.EncryptionKey, base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain
 }
 
 // The outer type is not under the MAC: a captured payload must not be readable as another event.
@@ -480,7 +603,7 @@ func TestTypeMustFitPayload(t *testing.T) {
 		{"inner non-event type on a type without one", CardStatusChange, `{"type":"PURCHASE","card_id":1,"status":"SUCCESS","card_status":"LOCKED"}`, "disagrees"},
 		{"unknown outer, known inner", "SOMETHING_NEW", `{"type":"CARD_3DS","card_id":1}`, "disagrees"},
 	} {
-		_, err := decode(ep, encode(t, ep, tc.typ, tc.plaintext))
+		_, err := decode(ep, encode(t, ep, tc.typ, timed(tc.plaintext)))
 		wantRejection(t, tc.name, err, cardsv1alpha1.ReasonMalformed, tc.contains)
 	}
 	// A matching inner type is fine, and TRANSACTION_CREATED's own type is the transaction's.
@@ -488,7 +611,7 @@ func TestTypeMustFitPayload(t *testing.T) {
 		{CardStatusChange, `{"type":"card_status_change","card_id":1,"status":"SUCCESS","card_status":"LOCKED"}`},
 		{TransactionCreated, `{"type":"PURCHASE","card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":1,"billing_currency":"USD"}`},
 	} {
-		if _, err := decode(ep, encode(t, ep, tc.typ, tc.plaintext)); err != nil {
+		if _, err := decode(ep, encode(t, ep, tc.typ, timed(tc.plaintext))); err != nil {
 			t.Errorf("%s: %v", tc.typ, err)
 		}
 	}
@@ -516,8 +639,12 @@ func TestMalformedFields(t *testing.T) {
 		{"activation without number", CardActivateResult, `{"card_id":1,"status":"SUCCESS","card_number":"n/a"}`, "card_number"},
 		{"correction without amount", CardCorrection, `{"card_id":1,"correction_id":"c","status":"SUCCESS","currency":"USD"}`, "no amount"},
 		{"3ds bad amount", Card3DS, `{"card_id":1,"securement_id":"s","amount":"x","currency":"USD"}`, "amount"},
+		// A comma is refused with the field named, never dropped ("12,50" was 1250).
+		{"decimal comma", TransactionCreated, `{"card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":"12,50","billing_currency":"EUR"}`, "billing_amount: amount \"12,50\" contains a comma"},
+		{"thousands separator", CardRechargeResult, `{"card_id":1,"transaction_id":2,"status":"SUCCESS","receive_amount":"1,250.00","currency":"USD"}`, "receive_amount"},
+		{"comma balance", CardBalanceChange, `{"card_id":1,"available":"1.250,00","currency":"EUR"}`, "available"},
 	} {
-		_, err := decode(ep, encode(t, ep, tc.typ, tc.plaintext))
+		_, err := decode(ep, encode(t, ep, tc.typ, timed(tc.plaintext)))
 		wantRejection(t, tc.name, err, cardsv1alpha1.ReasonMalformed, tc.contains)
 	}
 }
@@ -544,7 +671,7 @@ func TestEventID(t *testing.T) {
 		}
 		return res.Events[0].ID
 	}
-	p := `{"card_id":1,"securement_id":"s","status":"PENDING","confirm":"PENDING","method":"OTP","value":"111111","occur_time":1}`
+	p := `{"card_id":1,"securement_id":"s","status":"PENDING","confirm":"PENDING","method":"OTP","value":"111111","occur_time":` + occurMs + `}`
 	a, b := id(Card3DS, p), id(Card3DS, p)
 	if a != b {
 		t.Errorf("a retry (new IV) changed the ID: %s %s", a, b)
@@ -561,13 +688,13 @@ func TestEventID(t *testing.T) {
 func TestEncodeForms(t *testing.T) {
 	ep := rawEndpoint(t)
 	for _, tc := range []struct{ name, payload, wantType string }{
-		{"type kept in plaintext", `{"type":"CARD_3DS","card_id":1,"securement_id":"s","status":"PENDING"}`, Card3DS},
-		{"inferred transaction", `{"type":"PURCHASE","card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":1,"billing_currency":"USD"}`, TransactionCreated},
-		{"inferred activation", `{"card_id":1,"card_number":"` + testPAN + `","status":"SUCCESS"}`, CardActivateResult},
-		{"inferred failed assignment", `{"status":"FAILED","error_reason":"x","user_id":1}`, CardAssignResult},
+		{"type kept in plaintext", `{"type":"CARD_3DS","card_id":1,"securement_id":"s","status":"PENDING","occur_time":1691249025085}`, Card3DS},
+		{"inferred transaction", `{"type":"PURCHASE","card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":1,"billing_currency":"USD","occur_time":1691249025085}`, TransactionCreated},
+		{"inferred activation", `{"card_id":1,"card_number":"` + testPAN + `","status":"SUCCESS","occur_time":1691249025085}`, CardActivateResult},
+		{"inferred failed assignment", `{"status":"FAILED","error_reason":"x","user_id":1,"occur_time":1691249025085}`, CardAssignResult},
 		{"inferred user", `{"user_id":1,"status":"APPROVED"}`, UserCreateResult},
 		{"unknown type", `{"type":"NEW_THING","x":1}`, "NEW_THING"},
-		{"wrapper", string(wrap(CardVerification, `{"card_id":1,"verification_id":"v","otp_value":"1","status":"PENDING"}`)), CardVerification},
+		{"wrapper", string(wrap(CardVerification, `{"card_id":1,"verification_id":"v","otp_value":"1","status":"PENDING","occur_time":1691249025085}`)), CardVerification},
 	} {
 		_, body, err := Encode(ep, []byte(tc.payload), now)
 		if err != nil {
@@ -636,6 +763,14 @@ func FuzzDecode(f *testing.F) {
 		f.Add(encode(f, ep, tc.typ, tc.plaintext), tc.typ, []byte(tc.plaintext))
 	}
 	f.Add([]byte(`{"encrypted_payload":"AAAA","type":"CARD_3DS","hmac":"00"}`), "X", []byte(`[[[[`))
+	// occur_time missing, stale, in the future, malformed; a comma amount.
+	for _, p := range []string{`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE"}`,
+		`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":1000000000000}`,
+		`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":9999999999999}`,
+		`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":"yesterday"}`,
+		`{"card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":"12,50","billing_currency":"EUR","occur_time":` + occurMs + `}`} {
+		f.Add(encodeRaw(ep, CardStatusChange, p), CardStatusChange, []byte(p))
+	}
 	f.Fuzz(func(t *testing.T, body []byte, typ string, plaintext []byte) {
 		check := func(res *adapter.Result, err error) {
 			if err != nil {
