@@ -7,8 +7,9 @@
 //
 // Everything about the provider's payloads is unknown to this package: the endpoint's GenericMapping says it,
 // and package mapping (which the reconciler also uses to refuse a bad mapping at apply time) compiles and
-// evaluates it. Mappings are compiled once per endpoint UID and generation and cached in the Adapter. The ack
-// is {"received":true} with 200, as Standard Webhooks senders expect any 2xx.
+// evaluates it. Mappings are compiled once per endpoint UID and generation and cached in the Adapter, in an LRU
+// of at most MappingCacheSize endpoints (an evicted one is compiled again on its next callback). The ack is
+// {"received":true} with 200, as Standard Webhooks senders expect any 2xx.
 package generic
 
 import (
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/lru"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
@@ -50,10 +52,16 @@ var (
 // Standard Webhooks consumers answer 2xx; the body is informative only.
 var ack = adapter.JSON(`{"received":true}`)
 
+// MappingCacheSize bounds the compiled mappings an Adapter keeps: one per generic endpoint receiving callbacks.
+// Endpoints are few, but every UID ever seen (deleted and re-created endpoints, a churning test cluster) would
+// otherwise stay in memory for the life of the process.
+const MappingCacheSize = 512
+
 // Adapter is the generic adapter. Its zero value is ready; it caches compiled mappings, so use one
 // *Adapter for all requests (it is safe for concurrent use) and do not copy it.
 type Adapter struct {
-	cache sync.Map // types.UID -> *compiled
+	once  sync.Once
+	cache *lru.Cache // types.UID -> *compiled, at most MappingCacheSize
 }
 
 type compiled struct {
@@ -100,16 +108,32 @@ func configError(format string, args ...any) *adapter.Rejection {
 
 // mapping returns the endpoint's compiled mapping, compiling it on first use of each generation.
 func (a *Adapter) mapping(ep *cardsv1alpha1.WebhookEndpoint) (*mapping.Mapping, error) {
-	key := ep.UID
-	if c, ok := a.cache.Load(key); ok {
-		c := c.(*compiled)
-		if c.generation == ep.Generation && reflect.DeepEqual(c.spec, ep.Spec.Generic) {
-			return c.mapping, c.err
+	c := a.cached(ep.UID, func(c *compiled) bool {
+		return c.generation == ep.Generation && reflect.DeepEqual(c.spec, ep.Spec.Generic)
+	}, func() *compiled {
+		m, err := mapping.Compile(ep.Spec.Generic)
+		return &compiled{generation: ep.Generation, spec: ep.Spec.Generic.DeepCopy(), mapping: m, err: err}
+	})
+	return c.mapping, c.err
+}
+
+// mappings is the LRU of compiled mappings, made on first use so the zero Adapter is ready.
+func (a *Adapter) mappings() *lru.Cache {
+	a.once.Do(func() { a.cache = lru.New(MappingCacheSize) })
+	return a.cache
+}
+
+// cached returns the cached entry of key if current says it still is, else compiles one and caches it (evicting
+// the least recently used entry beyond MappingCacheSize).
+func (a *Adapter) cached(key types.UID, current func(*compiled) bool, compile func() *compiled) *compiled {
+	if v, ok := a.mappings().Get(key); ok {
+		if c := v.(*compiled); current(c) {
+			return c
 		}
 	}
-	m, err := mapping.Compile(ep.Spec.Generic)
-	a.cache.Store(key, &compiled{generation: ep.Generation, spec: ep.Spec.Generic.DeepCopy(), mapping: m, err: err})
-	return m, err
+	c := compile()
+	a.mappings().Add(key, c)
+	return c
 }
 
 // ValidateConfig compiles the endpoint's mapping, so a bad one makes the endpoint InvalidConfig at apply time
@@ -123,7 +147,7 @@ func (a *Adapter) ValidateConfig(ep *cardsv1alpha1.WebhookEndpoint) error {
 }
 
 // Forget drops the cached mapping of a deleted endpoint.
-func (a *Adapter) Forget(uid types.UID) { a.cache.Delete(uid) }
+func (a *Adapter) Forget(uid types.UID) { a.mappings().Remove(uid) }
 
 func verify(ep *endpointconfig.Resolved, h http.Header, body []byte, now time.Time) error {
 	id, ts := strings.TrimSpace(h.Get(HeaderID)), strings.TrimSpace(h.Get(HeaderTimestamp))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -738,8 +739,75 @@ func TestMappingCache(t *testing.T) {
 	}
 	want(t, res.Events[0].Card.Phase, cardsv1alpha1.CardClosed)
 	a.Forget(ep.Endpoint.UID)
-	if _, ok := a.cache.Load(ep.Endpoint.UID); ok {
+	if _, ok := a.mappings().Get(ep.Endpoint.UID); ok {
 		t.Error("Forget kept the mapping")
+	}
+}
+
+// Item 13 of the issue: the compiled mappings were kept in a sync.Map keyed by endpoint UID with no bound, so
+// every UID ever seen stayed in memory. A million distinct UIDs (through the cache's compile hook: compiling a
+// real mapping a million times would take minutes) leave MappingCacheSize entries and a bounded heap.
+func TestMappingCacheBounded(t *testing.T) {
+	a := &Adapter{}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 1_000_000
+	compiles := 0
+	for i := 0; i < n; i++ {
+		uid := k8stypes.UID(fmt.Sprintf("00000000-0000-0000-0000-%012d", i))
+		c := a.cached(uid, func(*compiled) bool { return true }, func() *compiled {
+			compiles++
+			return &compiled{generation: int64(i), spec: &cardsv1alpha1.GenericMapping{EventType: "body.type"}}
+		})
+		if c.generation != int64(i) {
+			t.Fatalf("key %d got the entry of generation %d", i, c.generation)
+		}
+		if i%100_000 == 0 && a.mappings().Len() > MappingCacheSize {
+			t.Fatalf("after %d keys the cache holds %d entries, bound %d", i+1, a.mappings().Len(), MappingCacheSize)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d distinct endpoint UIDs, %d compiles: %d cached (bound %d), heap grew %d KiB", n, compiles, a.mappings().Len(), MappingCacheSize, growth/1024)
+	if got := a.mappings().Len(); got != MappingCacheSize {
+		t.Errorf("cache holds %d entries, want its bound %d", got, MappingCacheSize)
+	}
+	if growth > 16<<20 {
+		t.Errorf("heap grew %d MiB for a cache bounded at %d entries", growth>>20, MappingCacheSize)
+	}
+	// The most recent endpoints are still cached (no compile); the oldest were evicted (compiled again).
+	compiles = 0
+	recent := k8stypes.UID(fmt.Sprintf("00000000-0000-0000-0000-%012d", n-1))
+	a.cached(recent, func(*compiled) bool { return true }, func() *compiled { compiles++; return &compiled{} })
+	a.cached("00000000-0000-0000-0000-000000000000", func(*compiled) bool { return true }, func() *compiled { compiles++; return &compiled{} })
+	if compiles != 1 {
+		t.Errorf("%d compiles for one recent and one evicted endpoint, want 1", compiles)
+	}
+}
+
+// Past the bound, real endpoints keep decoding: an evicted mapping is compiled again on its next callback.
+func TestMappingCacheEviction(t *testing.T) {
+	a := &Adapter{}
+	body := testdata(t, "sample-card.updated.json")
+	first := endpoint(t, sampleMapping())
+	first.Endpoint.UID = "first"
+	if _, err := decode(t, a, first, body, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < MappingCacheSize; i++ {
+		a.cached(k8stypes.UID(strconv.Itoa(i)), func(*compiled) bool { return true }, func() *compiled { return &compiled{} })
+	}
+	if _, ok := a.mappings().Get(first.Endpoint.UID); ok {
+		t.Fatal("the least recently used mapping was not evicted")
+	}
+	res, err := decode(t, a, first, body, nil)
+	if err != nil || len(res.Events) != 1 {
+		t.Fatalf("after eviction: %v %+v", err, res)
+	}
+	if a.mappings().Len() != MappingCacheSize {
+		t.Errorf("cache holds %d entries", a.mappings().Len())
 	}
 }
 
