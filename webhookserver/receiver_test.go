@@ -450,7 +450,6 @@ func TestOneTimeCodesGoOnlyToSubscribedDestinations(t *testing.T) {
 	}))
 	defer dest.Close()
 	ep := upayEndpoint(t, func(ep *cardsv1alpha1.WebhookEndpoint) {
-		ep.Spec.AllowPrivateDestinations = true
 		ep.Spec.Destinations = []cardsv1alpha1.Destination{
 			{Name: "otp", URL: dest.URL + "/otp", EventTypes: []cardsv1alpha1.DestinationEventType{"challenge.otp"},
 				SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}},

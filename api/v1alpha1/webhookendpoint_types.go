@@ -73,15 +73,42 @@ type WebhookEndpointSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	Destinations []Destination `json:"destinations,omitempty"`
 
-	// allowPrivateDestinations permits destinations on loopback, private and link-local addresses.
-	// Off by default as a guard against server-side request forgery.
+	// destinationPolicy says which non-public addresses the destinations may reach. Without it they reach
+	// public addresses only.
 	// +optional
-	AllowPrivateDestinations bool `json:"allowPrivateDestinations,omitempty"`
+	DestinationPolicy *DestinationPolicy `json:"destinationPolicy,omitempty"`
+
+	// allowPrivateDestinations is removed: it opened every address, loopback and cloud metadata included. It
+	// is refused; list the ranges destinations need in destinationPolicy.allowedCIDRs instead. It stays in the
+	// schema for one release so that an endpoint stored with it is reported (Ready False, InvalidConfig)
+	// rather than silently losing its private destinations.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="!self",message="allowPrivateDestinations was removed: list the private ranges your destinations need in spec.destinationPolicy.allowedCIDRs"
+	RemovedAllowPrivateDestinations bool `json:"allowPrivateDestinations,omitempty"`
 
 	// transactionRetention is how long settled or failed CardTransactions are kept (default 90 days);
 	// the Card keeps running totals.
 	// +optional
 	TransactionRetention *metav1.Duration `json:"transactionRetention,omitempty"`
+}
+
+// DestinationPolicy opens non-public addresses to an endpoint's destinations.
+type DestinationPolicy struct {
+	// allowedCIDRs are the non-public ranges destinations may reach, e.g. the cluster's Service range for an
+	// in-cluster ledger (10.96.0.0/12). Without them, every range of the IANA IPv4 and IPv6 special-purpose
+	// address registries (private, shared, loopback, link-local, documentation, benchmarking, reserved,
+	// multicast, NAT64, 6to4, unique-local, ...) is refused when connecting, after DNS resolution.
+	// No entry opens loopback, 0.0.0.0/8, ::, link-local (169.254.0.0/16, fe80::/10) or cloud metadata
+	// addresses (fd00:ec2::/32, 100.100.100.200, 168.63.129.16, 192.0.0.192): an entry inside one of them is
+	// refused, and a wider entry that covers one opens only the rest of its range.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="allowedCIDRs must be CIDRs such as 10.96.0.0/12"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(c, isCIDR(c) && ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '100.100.100.200/32', '168.63.129.16/32', '192.0.0.192/32', '::/128', '::1/128', 'fe80::/10', 'fd00:ec2::/32'].exists(n, cidr(n).containsCIDR(c)))",message="allowedCIDRs cannot open loopback, link-local or cloud metadata addresses (127.0.0.0/8, ::1, 0.0.0.0/8, 169.254.0.0/16, fe80::/10, fd00:ec2::/32, 100.100.100.200, 168.63.129.16, 192.0.0.192)"
+	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
 }
 
 // LabelValue is a Kubernetes label value.

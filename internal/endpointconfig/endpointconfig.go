@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +99,9 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 		(ep.Spec.Provider == cardsv1alpha1.ProviderGeneric && ep.Spec.Generic.Signature == "None")
 	if unsigned && len(res.SourcePrefixes) == 0 && !v.RequireURLToken && !v.AllowUnauthenticated {
 		return nil, invalid("provider %s signs nothing: set verification.sourceCIDRs or verification.requireURLToken", ep.Spec.Provider)
+	}
+	if err := destinationPolicy(ep); err != nil {
+		return nil, err
 	}
 	if err := destinationSecrets(ctx, r, ep); err != nil {
 		return nil, err
@@ -209,6 +214,62 @@ func (res *Resolved) keys(creds *credentials) error {
 		}
 	}
 	return err
+}
+
+// destinationPolicy checks where the destinations may deliver: the removed allowPrivateDestinations, the
+// allow-list, and that one-time codes go over HTTPS.
+func destinationPolicy(ep *cardsv1alpha1.WebhookEndpoint) error {
+	if ep.Spec.RemovedAllowPrivateDestinations {
+		return invalid("spec.allowPrivateDestinations was removed (it opened loopback and cloud metadata addresses too): " +
+			"list the private ranges your destinations need in spec.destinationPolicy.allowedCIDRs and delete allowPrivateDestinations")
+	}
+	if _, err := AllowedCIDRs(ep); err != nil {
+		return err
+	}
+	for _, d := range ep.Spec.Destinations {
+		if slices.Contains(d.EventTypes, cardsv1alpha1.EventChallengeOTP) && !ConfidentialURL(d.URL) {
+			return invalid("destination %s: challenge.otp carries one-time codes and needs an https:// url "+
+				"(plain http:// only to a loopback address, for cardplane dev)", d.Name)
+		}
+	}
+	return nil
+}
+
+// AllowedCIDRs are the non-public ranges the endpoint's destinations may reach (spec.destinationPolicy.allowedCIDRs).
+func AllowedCIDRs(ep *cardsv1alpha1.WebhookEndpoint) ([]netip.Prefix, error) {
+	if ep.Spec.DestinationPolicy == nil {
+		return nil, nil
+	}
+	const field = "destinationPolicy.allowedCIDRs"
+	prefixes, err := parsePrefixes(field, ep.Spec.DestinationPolicy.AllowedCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range prefixes {
+		if p.Addr().Is4In6() {
+			return nil, invalid("%s: %q: write IPv4 ranges as IPv4", field, p)
+		}
+	}
+	return prefixes, nil
+}
+
+// ConfidentialURL reports whether a destination URL may receive one-time codes: https://, or plain http:// to a
+// loopback address (the local demo; the sender then connects to loopback only, and only with
+// --allow-loopback-destinations).
+func ConfidentialURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		host := u.Hostname()
+		ip, err := netip.ParseAddr(host)
+		return strings.EqualFold(host, "localhost") || (err == nil && ip.Unmap().IsLoopback())
+	}
+	return false
 }
 
 // destinationSecrets checks that every destination's signing Secret holds a usable key.

@@ -3,10 +3,12 @@ package projection
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,7 +21,7 @@ import (
 
 var challengeDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "cardplane_challenge_deliveries_total",
-	Help: "One-time code deliveries to destinations, by result (delivered, failed).",
+	Help: "One-time code deliveries to destinations, by result (delivered, failed, insecure: refused for a plain http:// destination).",
 }, []string{"endpoint", "destination", "result"})
 
 func init() { metrics.Registry.MustRegister(challengeDeliveries) }
@@ -91,6 +93,11 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, ep *cardsv1alpha1.Webh
 	}
 	id := fmt.Sprintf("otp-%s-%d", ep.UID, time.Now().UnixNano())
 	log := logf.FromContext(ctx)
+	allowed, err := endpointconfig.AllowedCIDRs(ep)
+	if err != nil {
+		log.Error(err, "Cannot deliver a challenge", "endpoint", klog.KObj(ep))
+		return
+	}
 	for i := range ep.Spec.Destinations {
 		d := ep.Spec.Destinations[i]
 		if !slices.Contains(d.EventTypes, cardsv1alpha1.EventChallengeOTP) {
@@ -106,12 +113,12 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, ep *cardsv1alpha1.Webh
 		if d.Timeout != nil {
 			timeout = d.Timeout.Duration
 		}
-		msg := Message{ID: id, Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowPrivate: ep.Spec.AllowPrivateDestinations}
+		msg := Message{ID: id, Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed, Confidential: true}
 		go f.send(log, ep.Namespace+"/"+ep.Name, d.Name, msg)
 	}
 }
 
-func (f *ChallengeForwarder) send(log interface{ Info(string, ...any) }, endpoint, destination string, msg Message) {
+func (f *ChallengeForwarder) send(log logr.Logger, endpoint, destination string, msg Message) {
 	attempts, wait := f.Attempts, f.Backoff
 	if attempts <= 0 {
 		attempts = 3
@@ -127,6 +134,12 @@ func (f *ChallengeForwarder) send(log interface{ Info(string, ...any) }, endpoin
 		}
 		if err = f.Sender.Send(context.Background(), msg); err == nil {
 			challengeDeliveries.WithLabelValues(endpoint, destination, "delivered").Inc()
+			return
+		}
+		if errors.Is(err, ErrInsecureDestination) {
+			// A configuration error, not a passing failure: the reconciler reports the endpoint not Ready too.
+			challengeDeliveries.WithLabelValues(endpoint, destination, "insecure").Inc()
+			log.Error(err, "One-time code refused for a plain http:// destination; the code is dropped", "endpoint", endpoint, "destination", destination)
 			return
 		}
 	}

@@ -166,13 +166,17 @@ func (p *Projector) deliver(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoi
 	if err != nil {
 		return err
 	}
+	allowed, err := endpointconfig.AllowedCIDRs(ep)
+	if err != nil {
+		return err
+	}
 	timeout := 10 * time.Second
 	if d.Timeout != nil {
 		timeout = d.Timeout.Duration
 	}
 	return p.Sender.Send(ctx, Message{
 		ID:   fmt.Sprintf("%s-%d", x.Object.GetUID(), x.Sequence),
-		Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowPrivate: ep.Spec.AllowPrivateDestinations,
+		Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed,
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,7 +20,6 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -37,8 +38,12 @@ type Message struct {
 	URL     string
 	Secret  []byte
 	Timeout time.Duration
-	// AllowPrivate permits loopback, private and link-local destination addresses.
-	AllowPrivate bool
+	// AllowedCIDRs opens these special-purpose ranges to this delivery (the endpoint's
+	// spec.destinationPolicy.allowedCIDRs). Loopback, link-local and metadata addresses stay refused.
+	AllowedCIDRs []netip.Prefix
+	// Confidential marks a body that carries a secret (a one-time code): it goes only over HTTPS, or over
+	// plain HTTP to a loopback address when the Sender allows loopback (cardplane dev).
+	Confidential bool
 }
 
 // Sender sends messages. It is safe for concurrent use.
@@ -46,9 +51,13 @@ type Sender struct {
 	// AllowLoopback permits loopback destinations for every endpoint (cardplane dev).
 	AllowLoopback bool
 	Now           func() time.Time
+	// RootCAs, when set, replaces the system roots HTTPS destinations are verified with.
+	RootCAs *x509.CertPool
 
-	once            sync.Once
-	strict, private *http.Client
+	mu sync.Mutex
+	// clients holds one client per address policy: a pooled connection is reused only by deliveries that
+	// may reach its address, never by another endpoint's.
+	clients map[string]*http.Client
 }
 
 // Error is a failed delivery; RetryAfter is set when the destination asked for a delay (429/503).
@@ -67,8 +76,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ErrForbiddenAddress is a destination that resolves to an address the endpoint may not reach.
-var ErrForbiddenAddress = errors.New("destination address is loopback, private or link-local; set spec.allowPrivateDestinations to allow it")
+var (
+	// ErrForbiddenAddress is a destination that resolves to an address the endpoint may not reach.
+	ErrForbiddenAddress = errors.New("destination address is not public")
+	// ErrInsecureDestination is a confidential message (a one-time code) for a plain http:// destination.
+	ErrInsecureDestination = errors.New("one-time codes go only to https:// destinations (plain http:// only to loopback, with --allow-loopback-destinations)")
+)
 
 // Sign returns the Standard Webhooks headers for body.
 func Sign(id string, ts time.Time, body, secret []byte) http.Header {
@@ -102,12 +115,17 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 		return &Error{Err: err}
 	}
 	req.Header = Sign(m.ID, now(), m.Body, m.Secret)
-	s.once.Do(func() { s.strict, s.private = s.client(false), s.client(true) })
-	c := s.strict
-	if m.AllowPrivate {
-		c = s.private
+	g := &guard{allowLoopback: s.AllowLoopback}
+	if m.Confidential && req.URL.Scheme != "https" {
+		if !s.AllowLoopback {
+			return &Error{Err: ErrInsecureDestination}
+		}
+		// Plain HTTP for a secret only to this machine: the local demo destination.
+		g.loopbackOnly = true
+	} else {
+		g.allowed = m.AllowedCIDRs
 	}
-	resp, err := c.Do(req)
+	resp, err := s.client(g).Do(req)
 	if err != nil {
 		return &Error{Err: err}
 	}
@@ -136,37 +154,33 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// client checks every address it connects to, after DNS resolution, so a name that resolves (or re-resolves)
-// to an internal address is refused: the server-side request forgery guard.
-func (s *Sender) client(allowPrivate bool) *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return err
+// client returns the client of g's policy. It checks every address it connects to, after DNS resolution, so a
+// name that resolves (or re-resolves) to an internal address is refused: the server-side request forgery guard.
+func (s *Sender) client(g *guard) *http.Client {
+	key := g.key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.clients[key]; ok {
+		return c
+	}
+	if s.clients == nil || len(s.clients) >= maxClients {
+		for _, c := range s.clients {
+			c.CloseIdleConnections()
 		}
-		if !allowed(ap.Addr().Unmap(), allowPrivate, s.AllowLoopback) {
-			return fmt.Errorf("%w (%s)", ErrForbiddenAddress, ap.Addr())
-		}
-		return nil
-	}}
-	return &http.Client{
+		s.clients = map[string]*http.Client{}
+	}
+	g.init()
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Control: g.control}
+	c := &http.Client{
 		Transport: &http.Transport{DialContext: dialer.DialContext, Proxy: nil, MaxIdleConnsPerHost: 4,
-			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second},
+			IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second,
+			TLSClientConfig: &tls.Config{RootCAs: s.RootCAs, MinVersion: tls.VersionTLS12}},
 		// A redirect could lead anywhere; a destination must answer itself.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	s.clients[key] = c
+	return c
 }
 
-func allowed(ip netip.Addr, allowPrivate, allowLoopback bool) bool {
-	if allowPrivate {
-		return true
-	}
-	if ip.IsLoopback() {
-		return allowLoopback
-	}
-	internal := ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
-		ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || carrierGradeNAT.Contains(ip)
-	return !internal
-}
-
-var carrierGradeNAT = netip.MustParsePrefix("100.64.0.0/10")
+// maxClients bounds the clients kept: one per distinct allow-list in use, and a few more.
+const maxClients = 256

@@ -95,7 +95,7 @@ func TestDestinationOutageSkipsNothing(t *testing.T) {
 			MaxBackoff: &metav1.Duration{Duration: 5 * time.Second}}
 	}
 	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "orders"},
-		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderAlchemyPay, AllowPrivateDestinations: true,
+		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderAlchemyPay,
 			Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"127.0.0.0/8"}},
 			Destinations: []cardsv1alpha1.Destination{{Name: "ledger", URL: dest.URL, SecretRef: cardsv1alpha1.LocalObjectReference{Name: "ledger"}, Retry: retry}}}}
 	if err := env.Client.Create(ctx, ep); err != nil {
@@ -106,7 +106,7 @@ func TestDestinationOutageSkipsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	projector := &projection.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{},
+	projector := &projection.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{AllowLoopback: true},
 		Recorder: mgr.GetEventRecorder("chaos"), Now: time.Now}
 	if err := (&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("chaos"), Projector: projector}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
