@@ -268,6 +268,41 @@ func TestSingleReplicaHasNoPDBAndPlainHTTPNoSpool(t *testing.T) {
 	}
 }
 
+// TestPersistentSpoolIsAStatefulSet: with spool.persistence each replica gets its own spool volume claim (a
+// StatefulSet), so events in a deleted pod's spool are found again; the rendering passes a server dry run.
+func TestPersistentSpoolIsAStatefulSet(t *testing.T) {
+	const ns = "cardplane-persistent"
+	createNamespace(t, ns, nil)
+	manifest := render(t, ns, "--set", "spool.persistence.enabled=true", "--set", "spool.persistence.size=2Gi",
+		"--set", "spool.persistence.storageClassName=fast")
+	objs := objects(t, manifest)
+	if slices.Contains(kinds(objs), "Deployment") {
+		t.Fatal("a Deployment is rendered beside the StatefulSet")
+	}
+	var sts appsv1.StatefulSet
+	find(t, objs, "StatefulSet", &sts)
+	if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.VolumeClaimTemplates[0].Name != "spool" ||
+		sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "2Gi" ||
+		*sts.Spec.VolumeClaimTemplates[0].Spec.StorageClassName != "fast" {
+		t.Errorf("volume claim templates %+v", sts.Spec.VolumeClaimTemplates)
+	}
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Name == "spool" {
+			t.Errorf("the spool is also a pod volume (%+v): the claim would not be used", v)
+		}
+	}
+	mounted := false
+	for _, m := range sts.Spec.Template.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || (m.Name == "spool" && m.MountPath == "/var/lib/cardplane/spool")
+	}
+	if !mounted || sts.Spec.ServiceName == "" {
+		t.Errorf("spool mounted %v, serviceName %q", mounted, sts.Spec.ServiceName)
+	}
+	if out := dryRun(t, manifest); strings.Count(out, "(server dry run)") != len(objs) {
+		t.Errorf("not every object dry-run applied:\n%s", out)
+	}
+}
+
 // TestDefaultsPassDryRunAndRestrictedPSS dry-runs the default rendering into a namespace that enforces (and
 // warns about) the restricted Pod Security Standard, then dry-runs a Pod made from the Deployment's template,
 // which the PodSecurity admission plugin rejects on any violation.

@@ -113,12 +113,20 @@ func (s *Server) recordDecision(ctx context.Context, cfg *endpointconfig.Resolve
 	}
 	decided := metav1.NewTime(at)
 	d.DecidedAt = &decided
-	if s.Spool != nil && spoolable(err) {
-		if serr := s.Spool.Append(spool.Entry{Endpoint: key, Received: received, Event: *ev, Decision: &d}); serr == nil {
+	if s.Spool != nil {
+		entry := spool.Entry{Endpoint: key, Received: received, Event: *ev, Decision: &d}
+		var serr error
+		if disposition(err) == spool.Refused {
+			serr = s.Spool.DeadLetter(entry, err.Error(), s.Now())
+		} else {
+			serr = s.Spool.Append(entry)
+		}
+		if serr == nil {
 			spoolAppended.Inc()
 			decisionRecords.WithLabelValues("spooled").Inc()
 			return
-		} else if errors.Is(serr, spool.ErrFull) {
+		}
+		if errors.Is(serr, spool.ErrFull) {
 			spoolFull.Inc()
 		}
 	}

@@ -266,23 +266,28 @@ func challenge(ch *event.Challenge) *projection.Challenge {
 		Merchant: ch.Merchant, ExpiresAt: ch.ExpiresAt, Code: ch.Code}
 }
 
-// keep spools the events a failed write left undone and acknowledges them, or refuses the callback (the
-// provider retries) when they cannot be kept.
+// keep makes the events a failed write left undone durable and acknowledges them: in the spool when the
+// failure may pass, as dead letters when the API server refuses them for good (an Event and a metric say so).
+// Without a spool, or when it cannot take them, the callback is refused and the provider retries.
 func (s *Server) keep(c *call, events []event.Event, cause error) *refusal {
-	if s.spool(c, events, cause) {
-		// Durable in the spool: the provider gets its success answer, the replayer applies it later.
-		s.acknowledge(c, OutcomeSpooled, c.res.Ack)
-		return nil
+	if s.Spool != nil {
+		var kept bool
+		if disposition(cause) == spool.Refused {
+			kept = s.deadLetter(c, events, cause)
+		} else {
+			kept = s.spool(c, events)
+		}
+		if kept {
+			s.acknowledge(c, OutcomeSpooled, c.res.Ack)
+			return nil
+		}
 	}
 	logf.FromContext(c.ctx()).Error(cause, "Storing a callback failed; the provider will retry", "event", c.event)
 	return refuse(http.StatusServiceUnavailable, cardsv1alpha1.ReasonStoreFailed, "the event could not be stored; retry").later(3)
 }
 
 // spool appends events to the spool; it reports whether they are durable now.
-func (s *Server) spool(c *call, events []event.Event, cause error) bool {
-	if s.Spool == nil || !spoolable(cause) {
-		return false
-	}
+func (s *Server) spool(c *call, events []event.Event) bool {
 	entries := make([]spool.Entry, 0, len(events))
 	for _, ev := range events {
 		entries = append(entries, spool.Entry{Endpoint: c.key, Received: c.received, Event: ev})
@@ -295,13 +300,35 @@ func (s *Server) spool(c *call, events []event.Event, cause error) bool {
 		return false
 	}
 	spoolAppended.Add(float64(len(entries)))
-	// One-time codes are not spooled: they go to their destinations from memory now, card or no card.
+	s.forwardChallenges(c, events)
+	return true
+}
+
+// deadLetter keeps events the API server refuses for good; it reports whether they are durable now.
+func (s *Server) deadLetter(c *call, events []event.Event, cause error) bool {
+	for _, ev := range events {
+		if err := s.Spool.DeadLetter(spool.Entry{Endpoint: c.key, Received: c.received, Event: ev}, cause.Error(), s.Now()); err != nil {
+			logf.FromContext(c.ctx()).Error(err, "Keeping a refused event as a dead letter failed; answering 5xx")
+			return false
+		}
+		deadLettered.WithLabelValues(c.endpoint).Inc()
+	}
+	logf.FromContext(c.ctx()).Info("The API server refused a verified event for good; kept as a dead letter", "event", c.event, "reason", cause.Error())
+	if s.Recorder != nil {
+		recordDeadLetter(s.Recorder, c.key)
+	}
+	s.forwardChallenges(c, events)
+	return true
+}
+
+// forwardChallenges hands the one-time codes of events that were not applied to their destinations now,
+// from memory, card or no card: they are never spooled.
+func (s *Server) forwardChallenges(c *call, events []event.Event) {
 	for _, ev := range events {
 		if ev.Challenge != nil && s.Challenges != nil {
 			s.Challenges.Deliver(c.ctx(), c.ep, nil, challenge(ev.Challenge))
 		}
 	}
-	return true
 }
 
 // notice records a Kubernetes Event on the endpoint, at most once per reason and message every 10 minutes.

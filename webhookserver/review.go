@@ -16,7 +16,6 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -94,8 +93,7 @@ type ReviewServer struct {
 	BurstPerCaller int
 
 	once     sync.Once
-	limiters *lru.Cache // caller name -> *rate.Limiter, bounded
-	limitMu  sync.Mutex
+	limiters *limiterSet // caller name -> its rate limit
 }
 
 // NeedLeaderElection is false: every replica answers reviews.
@@ -112,7 +110,7 @@ func (rs *ReviewServer) Start(ctx context.Context) error {
 func (rs *ReviewServer) Handler() http.Handler {
 	rs.once.Do(func() {
 		rs.Receiver.init()
-		rs.limiters = lru.New(10_000)
+		rs.limiters = newLimiterSet(10_000)
 		if rs.RatePerCaller <= 0 {
 			rs.RatePerCaller, rs.BurstPerCaller = 100, 200
 		}
@@ -185,16 +183,9 @@ func (rs *ReviewServer) authenticate(r *http.Request) (user.Info, *refusal) {
 	return res.User, nil
 }
 
-// limiter is the caller's token bucket; the set of buckets is bounded (least recently used go first).
+// limiter is the caller's token bucket.
 func (rs *ReviewServer) limiter(caller string) *rate.Limiter {
-	rs.limitMu.Lock()
-	defer rs.limitMu.Unlock()
-	if l, ok := rs.limiters.Get(caller); ok {
-		return l.(*rate.Limiter)
-	}
-	l := rate.NewLimiter(rs.RatePerCaller, rs.BurstPerCaller)
-	rs.limiters.Add(caller, l)
-	return l
+	return rs.limiters.get(caller, func() *rate.Limiter { return rate.NewLimiter(rs.RatePerCaller, rs.BurstPerCaller) })
 }
 
 // namespaceOf is the namespace of the card a request names: its own, or where its endpoint writes cards.

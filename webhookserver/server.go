@@ -103,6 +103,7 @@ type Server struct {
 	answers  *answerCache
 	// background is the work started after an answer left (decision records); shutdown waits for it.
 	background sync.WaitGroup
+	done       chan struct{}         // closed when Start has stopped serving and the background work is done
 	notices    *cache.LRUExpireCache // rate limits Kubernetes Events about unknown event types
 	listening  atomic.Bool
 }
@@ -129,6 +130,7 @@ func (s *Server) init() {
 		}
 		s.limiters, s.sources = newLimiterSet(10_000), newLimiterSet(100_000)
 		s.answers = newAnswerCache(100_000)
+		s.done = make(chan struct{})
 		s.notices = cache.NewLRUExpireCache(10_000)
 	})
 }
@@ -148,7 +150,14 @@ func (s *Server) Start(ctx context.Context) error {
 	l := Listen{Addr: s.Addr, CertFile: s.TLSCertFile, KeyFile: s.TLSKeyFile, PlainHTTP: s.PlainHTTP, listening: &s.listening}
 	err := l.serve(ctx, "receiver", s.Handler())
 	s.background.Wait() // decision records of answers already given: written or spooled, never dropped
+	close(s.done)
 	return err
+}
+
+// Done is closed once the receiver stopped taking callbacks and finished what they started.
+func (s *Server) Done() <-chan struct{} {
+	s.init()
+	return s.done
 }
 
 // Listen is where and how a server of the manager serves: TLS from files reloaded when they change on disk

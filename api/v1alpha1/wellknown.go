@@ -123,4 +123,5 @@ const (
 	EventProjectionFailed = "ProjectionFailed"
 	EventUnknownEvent     = "UnknownEvent"
 	EventNoCardForHolder  = "NoCardForHolder"
+	EventDeadLettered     = "DeadLettered"
 )

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,6 +52,10 @@ type managerOptions struct {
 	review          webhookserver.Listen
 	reviewTokenFile string
 	reviewRate      float64
+	// trustedProxies are the load balancers whose X-Forwarded-For names a callback's source.
+	trustedProxies []string
+	// watchNamespaces restricts what the manager watches and writes (the chart grants Roles there).
+	watchNamespaces []string
 	// ungoverned is the decision for a card no rule set governs.
 	ungoverned    string
 	spoolDir      string
@@ -79,6 +85,9 @@ func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.webhook.TLSCertFile, "webhook-tls-cert-file", "", "TLS certificate of the receiver (PEM)")
 	fs.StringVar(&o.webhook.TLSKeyFile, "webhook-tls-key-file", "", "TLS key of the receiver (PEM)")
 	fs.BoolVar(&o.webhook.PlainHTTP, "webhook-plain-http", false, "serve the receiver without TLS (only behind a TLS-terminating proxy, or locally)")
+	fs.Float64Var(&o.webhook.RefusedPerSource, "refused-requests-per-source", webhookserver.DefaultRefusedPerSource, "refused callbacks per second (burst 5x) a source address may send before its requests are refused unread with 429 (a flood of unsigned junk); negative disables")
+	fs.StringSliceVar(&o.watchNamespaces, "watch-namespaces", nil, "namespaces to watch and write (their endpoints, Secrets, rule sets and cards); empty: every namespace")
+	fs.StringSliceVar(&o.trustedProxies, "trusted-proxy-cidrs", nil, "load balancers or ingress proxies (CIDRs) whose X-Forwarded-For names the source address for --refused-requests-per-source; without them the peer address counts")
 	fs.Int64Var(&o.webhook.MaxBodyBytes, "webhook-max-body-bytes", webhookserver.DefaultMaxBodyBytes, "largest callback body accepted; larger ones are answered 413")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "after SIGTERM, keep receiving this long while /readyz fails, so load balancers stop sending before the receiver closes (then in-flight callbacks get up to 20 s more)")
 	fs.DurationVar(&o.webhook.AuthorizationBudget, "authorization-budget", 1500*time.Millisecond, "time allowed to answer a real-time authorization request (below the provider's deadline)")
@@ -145,6 +154,13 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	if d := strings.ToLower(opts.ungoverned); d != "decline" && d != "approve" {
 		return fmt.Errorf("--ungoverned-card-decision: %q is neither decline nor approve", opts.ungoverned)
 	}
+	for _, c := range opts.trustedProxies {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return fmt.Errorf("--trusted-proxy-cidrs: %q is not a CIDR", c)
+		}
+		opts.webhook.TrustedProxies = append(opts.webhook.TrustedProxies, p.Masked())
+	}
 	mgr, err := newManager(cfg, opts)
 	if err != nil {
 		return err
@@ -199,10 +215,13 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 		// rollout or drain (SIGTERM) another replica takes the controllers over without waiting out the
 		// lease (15 s; measured by test/node before this was set).
 		LeaderElectionReleaseOnCancel: true,
+		// A stopping replica finishes in-flight callbacks (20 s) and drains its spool (10 s) after the shutdown
+		// delay: the chart's terminationGracePeriodSeconds leaves room for all of it.
+		GracefulShutdownTimeout: ptr.To(45 * time.Second),
 		// Only rule-set ConfigMaps are cached, not every ConfigMap of the cluster.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: controllers.RuleSetCache},
-		}},
+		}, DefaultNamespaces: watched(opts.watchNamespaces)},
 		// Secrets are never cached whole: only their metadata is (for rotation), and webhookserver.SecretReader
 		// keeps the data of the Secrets endpoints name.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
@@ -265,7 +284,8 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		return nil, err
 	}
 	if sp != nil {
-		if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: receiver.Ingester, Interval: time.Second}); err != nil {
+		if err := mgr.Add(&webhookserver.SpoolReplayer{Spool: sp, Reader: mgr.GetClient(), Ingester: receiver.Ingester, Interval: time.Second,
+			Recorder: mgr.GetEventRecorder("cardplane-receiver"), Receiver: receiver}); err != nil {
 			return nil, err
 		}
 	}
@@ -320,4 +340,18 @@ func ungoverned(flag string) cardsv1alpha1.DecisionOutcome {
 		return cardsv1alpha1.DecisionApproved
 	}
 	return cardsv1alpha1.DecisionDeclined
+}
+
+// watched is the cache's namespaces: nil (every namespace) unless --watch-namespaces names some.
+func watched(namespaces []string) map[string]cache.Config {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	out := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out[ns] = cache.Config{}
+		}
+	}
+	return out
 }

@@ -47,6 +47,9 @@ type Result struct {
 	NoCard bool
 }
 
+// ErrNameTaken is an object name another provider ID holds under both its readable and its hashed form.
+var ErrNameTaken = errors.New("the name belongs to another provider ID")
+
 // ErrNoIdentity is an event that names neither a card nor a holder.
 var ErrNoIdentity = errors.New("event names neither a card nor a card holder")
 
@@ -226,7 +229,7 @@ func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, ha
 			case err == nil && ours(obj):
 				return obj, nil
 			case err == nil:
-				return zero, fmt.Errorf("%s/%s belongs to another provider ID", ns, hashed)
+				return zero, fmt.Errorf("%s/%s: %w", ns, hashed, ErrNameTaken)
 			case !apierrors.IsNotFound(err):
 				return zero, fmt.Errorf("reading %s/%s: %w", ns, hashed, err)
 			}

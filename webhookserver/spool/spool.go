@@ -1,21 +1,23 @@
 // Package spool is the receiver's write-ahead log for verified events the API server cannot take right now
 // (unreachable, timing out, overloaded). An event is appended — normalized, without card secrets, and
-// without one-time codes — and fsynced before the provider is answered, then replayed in arrival order when
-// the API server is back. Replay is safe because every write is idempotent and newer-wins.
+// without one-time codes — and fsynced before the provider is answered, then replayed when the API server is
+// back. Replay is safe in any order because every write is idempotent and newer-wins.
 //
-// File format: records of [4-byte big-endian length][4-byte CRC-32C of the payload][JSON payload], appended to
-// spool.wal; spool.offset holds how far replay has applied. A torn record at the tail (a crash mid-append) ends
-// the log; a record whose checksum does not match is skipped and counted.
+// What the API server refuses for good (a namespace that is gone, a quota, a name another ID holds) is not
+// retried: it goes to the dead-letter log beside the spool, where `cardplane spool` lists, shows and requeues
+// it. An event that fails for a passing reason is retried behind the others, so one entry never holds up the
+// rest; after MaxAge it is dead-lettered too. Nothing leaves the spool but to the API server or a dead letter.
+//
+// File format (spool.wal, deadletter.wal): the header "CPSPOOL2", then records of [4-byte magic][4-byte
+// big-endian length][4-byte CRC-32C of the payload][JSON payload]. spool.offset holds how far replay has got.
+// A torn record at the tail (a crash mid-append) ends the log; a corrupt record is skipped and counted, and
+// reading resumes at the next magic, so damage costs only the records it touches. Files of the first format
+// (no header, no magic) are converted when opened.
 package spool
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,9 +42,25 @@ type Entry struct {
 	// Decision, when set, is the answer given to the authorization request Event carries: replay writes it to
 	// the transaction.
 	Decision *cardsv1alpha1.AuthorizationDecision `json:"decision,omitempty"`
+	// Attempts counts the replays that failed for a passing reason.
+	Attempts int `json:"attempts,omitempty"`
+	// Dead letters only: their ID, when and why they were given up on.
+	ID     string    `json:"id,omitempty"`
+	DeadAt time.Time `json:"deadAt,omitempty"`
+	Reason string    `json:"reason,omitempty"`
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// Names of the files in a spool directory.
+const (
+	walFile        = "spool.wal"
+	offsetFile     = "spool.offset"
+	deadLetterFile = "deadletter.wal"
+	// requeuePrefix names the files `cardplane spool requeue` leaves for the running replica to adopt.
+	requeuePrefix = "requeue-"
+)
+
+// DefaultMaxAge is how long an entry is retried for a passing reason before it is dead-lettered.
+const DefaultMaxAge = 24 * time.Hour
 
 // Spool is safe for concurrent use.
 type Spool struct {
@@ -50,9 +68,9 @@ type Spool struct {
 	maxBytes int64
 
 	mu       sync.Mutex
-	f        *os.File
-	size     int64 // bytes in spool.wal
-	offset   int64 // bytes already replayed
+	wal      *logFile
+	dead     *logFile
+	offset   int64 // bytes of spool.wal already replayed
 	pending  int   // records not yet replayed
 	oldest   time.Time
 	corrupt  int
@@ -64,67 +82,65 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "spool.wal"), os.O_CREATE|os.O_RDWR, 0o600)
+	wal, err := openLog(filepath.Join(dir, walFile))
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &Spool{dir: dir, maxBytes: maxBytes, f: f}
-	if data, err := os.ReadFile(filepath.Join(dir, "spool.offset")); err == nil {
-		s.offset, _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-	}
-	entries, end, _ := s.read(s.offset) // corrupt records are counted when replay meets them
-	// Cut a torn tail so new records follow the last whole one.
-	if err := f.Truncate(end); err != nil {
-		_ = f.Close()
+	dead, err := openLog(filepath.Join(dir, deadLetterFile))
+	if err != nil {
+		_ = wal.close()
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	s.size, s.pending = end, len(entries)
-	if len(entries) > 0 {
-		s.oldest = entries[0].e.Received
+	s := &Spool{dir: dir, maxBytes: maxBytes, wal: wal, dead: dead, offset: headerLen}
+	if data, err := os.ReadFile(filepath.Join(dir, offsetFile)); err == nil {
+		if off, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && off >= headerLen && off <= wal.size {
+			s.offset = off
+		}
+	}
+	records, _, _ := wal.read(s.offset) // damage is counted when replay meets it
+	s.pending = len(records)
+	if len(records) > 0 {
+		s.oldest = records[0].e.Received
 	}
 	return s, nil
 }
 
-// Close closes the file; pending entries stay for the next Open.
+// Close closes the files; pending entries stay for the next Open.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.f.Close()
+	return errors.Join(s.wal.close(), s.dead.close())
 }
 
 // Append writes entries durably (fsync) or not at all.
 func (s *Spool) Append(entries ...Entry) error {
-	var buf []byte
-	for _, e := range entries {
-		e.Event.Challenge = nil // one-time codes are never written anywhere
-		payload, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		var head [8]byte
-		binary.BigEndian.PutUint32(head[0:4], uint32(len(payload)))
-		binary.BigEndian.PutUint32(head[4:8], crc32.Checksum(payload, castagnoli))
-		buf = append(append(buf, head[:]...), payload...)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.size+int64(len(buf)) > s.maxBytes {
-		return ErrFull
+	for i := range entries {
+		entries[i].Event.Challenge = nil // one-time codes are never written anywhere
 	}
-	if _, err := s.f.WriteAt(buf, s.size); err != nil {
-		_ = s.f.Truncate(s.size)
-		return fmt.Errorf("spool: %w", err)
-	}
-	if err := s.f.Sync(); err != nil {
-		_ = s.f.Truncate(s.size)
-		return fmt.Errorf("spool: %w", err)
+	if err := s.wal.append(entries, s.maxBytes); err != nil {
+		return err
 	}
 	if s.pending == 0 && len(entries) > 0 {
 		s.oldest = entries[0].Received
 	}
-	s.size += int64(len(buf))
 	s.pending += len(entries)
 	return nil
+}
+
+// DeadLetter keeps an entry the API server refuses for good, with the reason, in the dead-letter log.
+func (s *Spool) DeadLetter(e Entry, reason string, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadLetter(e, reason, now)
+}
+
+func (s *Spool) deadLetter(e Entry, reason string, now time.Time) error {
+	e.Event.Challenge = nil
+	e.DeadAt, e.Reason = now.UTC(), reason
+	e.ID = entryID(e)
+	return s.dead.append([]Entry{e}, s.maxBytes)
 }
 
 // Depth is the number of entries waiting; Oldest is the receive time of the first of them.
@@ -134,83 +150,17 @@ func (s *Spool) Depth() (int, time.Time) {
 	return s.pending, s.oldest
 }
 
-// Corrupt counts records skipped because their checksum did not match.
+// Corrupt counts records skipped because they were damaged.
 func (s *Spool) Corrupt() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.corrupt
 }
 
-type record struct {
-	e   Entry
-	end int64 // offset just after the record
-}
-
-// read returns the whole records from offset on, where the last one ends, and how many were corrupt.
-func (s *Spool) read(offset int64) ([]record, int64, int) {
-	r := bufio.NewReader(io.NewSectionReader(s.f, offset, 1<<62))
-	var out []record
-	pos, corrupt := offset, 0
-	for {
-		var head [8]byte
-		if _, err := io.ReadFull(r, head[:]); err != nil {
-			return out, pos, corrupt // end, or a torn header
-		}
-		n := int64(binary.BigEndian.Uint32(head[0:4]))
-		if n > s.maxBytes {
-			return out, pos, corrupt // garbage length: treat as the end of the log
-		}
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return out, pos, corrupt // torn payload
-		}
-		pos += 8 + n
-		var e Entry
-		if crc32.Checksum(payload, castagnoli) != binary.BigEndian.Uint32(head[4:8]) || json.Unmarshal(payload, &e) != nil {
-			corrupt++
-			continue
-		}
-		out = append(out, record{e: e, end: pos})
-	}
-}
-
-// Replay applies pending entries in arrival order and stops at the first that fails (it is tried again next
-// time). It returns how many were applied. When everything is applied the files are emptied.
-func (s *Spool) Replay(apply func(Entry) error) (int, error) {
-	s.replayMu.Lock()
-	defer s.replayMu.Unlock()
-	s.mu.Lock()
-	offset := s.offset
-	s.mu.Unlock()
-	records, _, corrupt := s.read(offset)
-	applied := 0
-	var applyErr error
-	for _, rec := range records {
-		if applyErr = apply(rec.e); applyErr != nil {
-			break
-		}
-		applied++
-		offset = rec.end
-	}
+// DeadLetters is the number of dead letters held.
+func (s *Spool) DeadLetters() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.corrupt += corrupt
-	s.offset = offset
-	s.pending -= applied
-	if s.pending < 0 {
-		s.pending = 0
-	}
-	if applied > 0 && applied < len(records) {
-		s.oldest = records[applied].e.Received
-	}
-	if s.offset >= s.size {
-		// All applied: start over with empty files.
-		if err := s.f.Truncate(0); err == nil {
-			s.size, s.offset, s.pending = 0, 0, 0
-		}
-	}
-	if err := os.WriteFile(filepath.Join(s.dir, "spool.offset"), []byte(strconv.FormatInt(s.offset, 10)), 0o600); err != nil {
-		return applied, err
-	}
-	return applied, applyErr
+	records, _, _ := s.dead.read(headerLen)
+	return len(records)
 }
