@@ -44,13 +44,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startManager runs every reconciler over namespace ns until the returned stop is called (or the test ends).
-func startManager(t *testing.T, ns string) (stop func()) {
+// startManager runs every reconciler over namespace ns (and more) until the returned stop is called (or the
+// test ends).
+func startManager(t *testing.T, ns string, more ...string) (stop func()) {
 	t.Helper()
+	namespaces := map[string]cache.Config{ns: {}}
+	for _, n := range more {
+		namespaces[n] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:     env.Scheme,
 		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:      cache.Options{DefaultNamespaces: namespaces},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {

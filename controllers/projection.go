@@ -1,13 +1,16 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/projection"
@@ -74,6 +77,13 @@ func endpointOf(ctx context.Context, c client.Reader, obj client.Object) (*cards
 	ep := &cardsv1alpha1.WebhookEndpoint{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}, ep); err != nil {
 		return nil, client.IgnoreNotFound(err)
+	}
+	if target := cmp.Or(ep.Spec.TargetNamespace, ep.Namespace); card.Namespace != target {
+		// A card outside the namespace its endpoint writes to was not written by that endpoint: anyone who
+		// may create a Card could point it at another team's endpoint, whose destinations and signing keys
+		// must not serve it.
+		logf.FromContext(ctx).Info("Ignoring a card that names an endpoint writing to another namespace", "endpoint", klog.KObj(ep), "targetNamespace", target)
+		return nil, nil
 	}
 	return ep, nil
 }

@@ -310,3 +310,31 @@ func TestRetentionDeletesOnlyOldSettledTransactions(t *testing.T) {
 		t.Errorf("totals = %+v, want 20.50 USD spent over 2 transactions", tt)
 	}
 }
+
+// TestAForgedCardIsNotProjected: a Card created in one team's namespace that names another team's endpoint
+// (which writes to its own namespace) is not delivered to that team's destinations. (Before, the leader sent
+// the made-up card to them, signed with their secret.)
+func TestAForgedCardIsNotProjected(t *testing.T) {
+	victim, attacker := newNamespace(t), newNamespace(t)
+	d := newDestination(t)
+	projectionEndpoint(t, victim, d, nil)
+	startManager(t, victim, attacker)
+	ctx := context.Background()
+	forged := &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: attacker, Name: "made-up"},
+		Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: victim, Name: "orders"},
+			Provider: cardsv1alpha1.ProviderAlchemyPay, ProviderCardID: "MADE-UP"}}
+	if err := k8s.Create(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	before := forged.DeepCopy()
+	forged.Status.Phase, forged.Status.StateSequence = cardsv1alpha1.CardActive, 1
+	if err := k8s.Status().Patch(ctx, forged, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	observe(t, victim, "real", cardsv1alpha1.CardActive) // the endpoint's own card, delivered
+	waitFor(t, "the real card delivered", func() bool { return len(d.deliveries("real")) == 1 })
+	time.Sleep(time.Second)
+	if got := d.deliveries("made-up"); len(got) != 0 {
+		t.Errorf("the forged card was delivered to the victim's destination: %+v", got)
+	}
+}
