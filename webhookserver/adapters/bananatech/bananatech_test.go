@@ -764,12 +764,14 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"encrypted_payload":"AAAA","type":"CARD_3DS","hmac":"00"}`), "X", []byte(`[[[[`))
 	// occur_time missing, stale, in the future, malformed; a comma amount.
-	for _, p := range []string{`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE"}`,
-		`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":1000000000000}`,
-		`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":9999999999999}`,
-		`{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":"yesterday"}`,
-		`{"card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":"12,50","billing_currency":"EUR","occur_time":` + occurMs + `}`} {
-		f.Add(encodeRaw(ep, CardStatusChange, p), CardStatusChange, []byte(p))
+	for _, tc := range []struct{ typ, plaintext string }{
+		{CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE"}`},
+		{CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":1000000000000}`},
+		{CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":9999999999999}`},
+		{CardStatusChange, `{"card_id":1,"status":"SUCCESS","card_status":"ACTIVE","occur_time":"yesterday"}`},
+		{TransactionCreated, `{"card_id":1,"transaction_id":2,"status":"SUCCESS","billing_amount":"12,50","billing_currency":"EUR","occur_time":` + occurMs + `}`},
+	} {
+		f.Add(encodeRaw(ep, tc.typ, tc.plaintext), tc.typ, []byte(tc.plaintext))
 	}
 	f.Fuzz(func(t *testing.T, body []byte, typ string, plaintext []byte) {
 		check := func(res *adapter.Result, err error) {
