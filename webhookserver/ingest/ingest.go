@@ -159,8 +159,7 @@ func labelValue(s string) string {
 
 func (in *Ingester) ensureCard(ctx context.Context, ep *endpointconfig.Resolved, ev *event.Event) (*cardsv1alpha1.Card, error) {
 	ref := cardsv1alpha1.NamespacedObjectReference{Namespace: ep.Endpoint.Namespace, Name: ep.Endpoint.Name}
-	readable, hashed := CardNames(ref.Namespace, ref.Name, ev.CardID)
-	card, err := ensure(ctx, in, ep.TargetNamespace, readable, hashed,
+	card, err := ensure(ctx, in, ep.TargetNamespace, cardNames(ref.Namespace, ref.Name, string(ep.Endpoint.UID), ev.CardID),
 		func() *cardsv1alpha1.Card { return &cardsv1alpha1.Card{} },
 		func(c *cardsv1alpha1.Card) bool { return ours(c, ref, ev.CardID) },
 		func(name string) (*cardsv1alpha1.Card, error) {
@@ -197,11 +196,11 @@ func wantedLabels(ep *endpointconfig.Resolved, ev *event.Event) map[string]strin
 	return want
 }
 
-// ensure finds the object for a provider ID under its readable or its hashed name, or creates it.
-// A readable name taken by another ID sends the object to the hashed name. The first look is in the cache
-// only: a new object costs one create, and a create that finds the object already there (created by another
-// replica, or not yet in this cache) looks again, this time at the API server.
-func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, hashed string,
+// ensure finds the object for a provider ID under one of its names, or creates it. A readable name taken by
+// another ID sends the object to the hashed name. The first look is in the cache only: a new object costs one
+// create, and a create that finds the object already there (created by another replica, or not yet in this
+// cache) looks again, this time at the API server.
+func ensure[T client.Object](ctx context.Context, in *Ingester, ns string, n objectNames,
 	empty func() T, ours func(T) bool, build func(name string) (T, error)) (T, error) {
 	var zero T
 	lookup := func(ctx context.Context, key client.ObjectKey, obj client.Object) error {
@@ -211,30 +210,11 @@ func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, ha
 		if attempt > 0 {
 			lookup = in.get
 		}
-		target := readable
-		obj := empty()
-		err := lookup(ctx, client.ObjectKey{Namespace: ns, Name: readable}, obj)
-		switch {
-		case err == nil && ours(obj):
-			return obj, nil
-		case err == nil:
-			target = hashed
-		case !apierrors.IsNotFound(err):
-			return zero, fmt.Errorf("reading %s/%s: %w", ns, readable, err)
+		found, target, err := find(ctx, lookup, ns, n, empty, ours)
+		if err != nil || target == "" {
+			return found, err
 		}
-		if readable != hashed {
-			obj = empty()
-			err = lookup(ctx, client.ObjectKey{Namespace: ns, Name: hashed}, obj)
-			switch {
-			case err == nil && ours(obj):
-				return obj, nil
-			case err == nil:
-				return zero, fmt.Errorf("%s/%s: %w", ns, hashed, ErrNameTaken)
-			case !apierrors.IsNotFound(err):
-				return zero, fmt.Errorf("reading %s/%s: %w", ns, hashed, err)
-			}
-		}
-		obj, err = build(target)
+		obj, err := build(target)
 		if err != nil {
 			return zero, err
 		}
@@ -246,7 +226,32 @@ func ensure[T client.Object](ctx context.Context, in *Ingester, ns, readable, ha
 			return zero, fmt.Errorf("creating %s/%s: %w", ns, target, err)
 		}
 	}
-	return zero, fmt.Errorf("%s/%s: gave up after repeated create races", ns, readable)
+	return zero, fmt.Errorf("%s/%s: gave up after repeated create races", ns, n.readable)
+}
+
+// find looks for the object under each of its names. It returns the object when one is ours (and no target),
+// or else the name to create it under: the readable one, or the hashed one when another ID holds the readable
+// one.
+func find[T client.Object](ctx context.Context, lookup func(context.Context, client.ObjectKey, client.Object) error,
+	ns string, n objectNames, empty func() T, ours func(T) bool) (found T, target string, err error) {
+	var zero T
+	target = n.readable
+	for _, name := range n.all() {
+		obj := empty()
+		err := lookup(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+		switch {
+		case err == nil && ours(obj):
+			return obj, "", nil
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return zero, "", fmt.Errorf("reading %s/%s: %w", ns, name, err)
+		case name == n.readable:
+			target = n.hashed
+		case name == n.hashed:
+			return zero, "", fmt.Errorf("%s/%s: %w", ns, name, ErrNameTaken)
+		}
+	}
+	return zero, target, nil
 }
 
 func ours(c *cardsv1alpha1.Card, ref cardsv1alpha1.NamespacedObjectReference, cardID string) bool {
@@ -309,8 +314,7 @@ func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Re
 		return nil, errors.New("transaction has no ID")
 	}
 	endpoint := ep.Endpoint.Namespace + "/" + ep.Endpoint.Name
-	readable, hashed := names(ep.Endpoint.Name, txID, endpoint+"/"+txID, 253)
-	return ensure(ctx, in, card.Namespace, readable, hashed,
+	return ensure(ctx, in, card.Namespace, transactionNames(ep.Endpoint.Namespace, ep.Endpoint.Name, string(ep.Endpoint.UID), txID),
 		func() *cardsv1alpha1.CardTransaction { return &cardsv1alpha1.CardTransaction{} },
 		func(t *cardsv1alpha1.CardTransaction) bool {
 			// Objects applied by hand (the samples) may carry only the endpoint label.
@@ -375,8 +379,7 @@ func (in *Ingester) RecordDecision(ctx context.Context, txn *cardsv1alpha1.CardT
 
 // FindCard returns an endpoint's card for a provider card ID from the cache, or nil when there is none yet.
 func (in *Ingester) FindCard(ctx context.Context, ep *endpointconfig.Resolved, cardID string) (*cardsv1alpha1.Card, error) {
-	readable, hashed := CardNames(ep.Endpoint.Namespace, ep.Endpoint.Name, cardID)
-	for _, name := range []string{readable, hashed} {
+	for _, name := range cardNames(ep.Endpoint.Namespace, ep.Endpoint.Name, string(ep.Endpoint.UID), cardID).all() {
 		card := &cardsv1alpha1.Card{}
 		err := in.Client.Get(ctx, client.ObjectKey{Namespace: ep.TargetNamespace, Name: name}, card)
 		if err == nil && card.Spec.ProviderCardID == cardID && card.Spec.EndpointRef.Namespace == ep.Endpoint.Namespace && card.Spec.EndpointRef.Name == ep.Endpoint.Name {

@@ -31,37 +31,64 @@ func sanitize(id string) string {
 	return s
 }
 
-func shortHash(s string) string {
+func hexHash(s string, bytes int) string {
 	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:4])
+	return hex.EncodeToString(sum[:bytes])
 }
 
-// names returns the readable name of an object for a provider ID and the collision-proof alternative used
-// when the readable name is taken by an object with a different ID (IDs that differ only in case or
-// punctuation). Names longer than max are shortened and always carry the hash.
-// hashKey is what the hash covers: the endpoint and the ID, so two endpoints writing into one namespace never
-// share an object.
-func names(prefix, id, hashKey string, maxLen int) (readable, hashed string) {
+// objectNames are the names an object for a provider ID may have.
+type objectNames struct {
+	// readable is tried first; hashed is used when readable is held by an object with another ID (IDs that
+	// differ only in case or punctuation, or a name taken on purpose). Both may be created.
+	readable, hashed string
+	// legacy are the hashed names of earlier releases: found, never created.
+	legacy []string
+}
+
+// names returns the names of an object for a provider ID. Names longer than maxLen are shortened and always
+// carry the hash. The hash covers the endpoint's namespace, name and UID and the ID: two endpoints writing
+// into one namespace never share an object, and the hashed name cannot be worked out by someone who cannot
+// read the endpoint (its UID), so it cannot be taken ahead of the callback that needs it. 64 bits make a
+// chance collision negligible.
+func names(prefix, id, endpoint, uid string, maxLen int) objectNames {
 	base := prefix + "-" + sanitize(id)
-	h := shortHash(hashKey)
+	withHash := func(h string) string {
+		if len(base)+1+len(h) > maxLen {
+			return strings.TrimRight(base[:maxLen-len(h)-1], "-") + "-" + h
+		}
+		return base + "-" + h
+	}
+	n := objectNames{readable: base, hashed: withHash(hexHash(endpoint+"/"+uid+"/"+id, 8))}
+	// Before, the hash was 32 bits of the endpoint and the ID alone.
+	legacy := withHash(hexHash(endpoint+"/"+id, 4))
 	if len(base) > maxLen {
-		cut := strings.TrimRight(base[:maxLen-len(h)-1], "-")
-		return cut + "-" + h, cut + "-" + h
+		n.readable = n.hashed
+		legacy = strings.TrimRight(base[:maxLen-9], "-") + "-" + hexHash(endpoint+"/"+id, 4)
 	}
-	hashed = base + "-" + h
-	if len(hashed) > maxLen {
-		hashed = strings.TrimRight(base[:maxLen-len(h)-1], "-") + "-" + h
-	}
-	return base, hashed
+	n.legacy = []string{legacy}
+	return n
 }
 
 // HolderLabel is the label value for a holder ID: a hash, so no holder ID appears in labels.
 func HolderLabel(holderID string) string {
-	sum := sha256.Sum256([]byte(holderID))
-	return hex.EncodeToString(sum[:12])
+	return hexHash(holderID, 12)
 }
 
-// CardNames are the readable and the collision-proof object names of an endpoint's card.
-func CardNames(endpointNamespace, endpointName, cardID string) (readable, hashed string) {
-	return names(endpointName, cardID, endpointNamespace+"/"+endpointName+"/"+cardID, maxCardName)
+// cardNames are the names of an endpoint's card.
+func cardNames(endpointNamespace, endpointName, uid, cardID string) objectNames {
+	return names(endpointName, cardID, endpointNamespace+"/"+endpointName, uid, maxCardName)
+}
+
+// transactionNames are the names of an endpoint's transaction.
+func transactionNames(endpointNamespace, endpointName, uid, txID string) objectNames {
+	return names(endpointName, txID, endpointNamespace+"/"+endpointName, uid, 253)
+}
+
+// all lists every name, in the order they are looked at.
+func (n objectNames) all() []string {
+	out := []string{n.readable}
+	if n.hashed != n.readable {
+		out = append(out, n.hashed)
+	}
+	return append(out, n.legacy...)
 }
