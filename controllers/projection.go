@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"cmp"
 	"context"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/projection"
 )
 
@@ -78,7 +78,7 @@ func endpointOf(ctx context.Context, c client.Reader, obj client.Object) (*cards
 	if err := c.Get(ctx, client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}, ep); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	if target := cmp.Or(ep.Spec.TargetNamespace, ep.Namespace); card.Namespace != target {
+	if target := endpointconfig.TargetNamespace(ep); card.Namespace != target {
 		// A card outside the namespace its endpoint writes to was not written by that endpoint: anyone who
 		// may create a Card could point it at another team's endpoint, whose destinations and signing keys
 		// must not serve it.

@@ -101,7 +101,7 @@ func (d *destination) deliveries(name string) []delivery {
 func projectionEndpoint(t *testing.T, ns string, d *destination, retry *cardsv1alpha1.RetryPolicy) *cardsv1alpha1.WebhookEndpoint {
 	t.Helper()
 	ctx := context.Background()
-	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger"},
+	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: destinationSecret}}); err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,10 @@ const FieldOwner = client.FieldOwner("cardplane-controller")
 // re-reconciles exactly the endpoints that use it.
 const secretRefIndex = ".spec.secretRefs"
 
+// targetNamespaceIndex indexes WebhookEndpoints writing into another namespace by that namespace, so a
+// namespace's consent given, withdrawn or deleted re-reconciles the endpoints that write there.
+const targetNamespaceIndex = ".spec.targetNamespace"
+
 // WebhookEndpointReconciler validates endpoints and their Secrets and reports Ready.
 // The receiver serves an endpoint only while it is Ready.
 type WebhookEndpointReconciler struct {
@@ -45,6 +49,7 @@ type WebhookEndpointReconciler struct {
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -110,18 +115,38 @@ func (r *WebhookEndpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return fmt.Errorf("indexing endpoint Secrets: %w", err)
 	}
+	err = mgr.GetFieldIndexer().IndexField(context.Background(), &cardsv1alpha1.WebhookEndpoint{}, targetNamespaceIndex,
+		func(o client.Object) []string {
+			if t := o.(*cardsv1alpha1.WebhookEndpoint).Spec.TargetNamespace; t != "" && t != o.GetNamespace() {
+				return []string{t}
+			}
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("indexing endpoint target namespaces: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&cardsv1alpha1.WebhookEndpoint{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Metadata only: a rotation is seen, and no Secret's data is held in the cache.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsForSecret), builder.OnlyMetadata).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.endpointsForNamespace), builder.OnlyMetadata).
 		Named("webhookendpoint").
 		Complete(r)
 }
 
 func (r *WebhookEndpointReconciler) endpointsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.endpoints(ctx, o, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretRefIndex: o.GetName()})
+}
+
+func (r *WebhookEndpointReconciler) endpointsForNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.endpoints(ctx, o, client.MatchingFields{targetNamespaceIndex: o.GetName()})
+}
+
+// endpoints lists the endpoints a changed Secret or Namespace concerns.
+func (r *WebhookEndpointReconciler) endpoints(ctx context.Context, changed client.Object, opts ...client.ListOption) []reconcile.Request {
 	list := &cardsv1alpha1.WebhookEndpointList{}
-	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretRefIndex: o.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing endpoints for Secret", "secret", klog.KObj(o))
+	if err := r.List(ctx, list, opts...); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing endpoints", "object", klog.KObj(changed))
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))

@@ -20,8 +20,8 @@ func TestEndpointWithOTPOverPlainHTTPIsNotReady(t *testing.T) {
 	ns := newNamespace(t)
 	startManager(t, ns)
 	for _, s := range []*corev1.Secret{
-		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"}, StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: "k"}},
-		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sms"}, StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: destinationSecret}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}, StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: "k"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sms", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}, StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: destinationSecret}},
 	} {
 		if err := k8s.Create(ctx, s); err != nil {
 			t.Fatal(err)

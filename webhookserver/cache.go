@@ -18,8 +18,10 @@ import (
 func WarmCache(ctx context.Context, c cache.Informers) error {
 	secrets := &metav1.PartialObjectMetadata{} // metadata only: see SecretReader
 	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	namespaces := &metav1.PartialObjectMetadata{} // an endpoint's target namespace consents in an annotation
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	for _, obj := range []client.Object{&cardsv1alpha1.WebhookEndpoint{}, &cardsv1alpha1.Card{},
-		&cardsv1alpha1.CardTransaction{}, secrets} {
+		&cardsv1alpha1.CardTransaction{}, secrets, namespaces} {
 		if _, err := c.GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("starting the %T informer: %w", obj, err)
 		}

@@ -130,7 +130,7 @@ func createEndpoint(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint, secret map[
 	t.Helper()
 	ctx := context.Background()
 	if secret != nil {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name + "-credentials"}, StringData: secret}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name + "-credentials", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}, StringData: secret}
 		if err := k8s.Create(ctx, s); err != nil {
 			t.Fatal(err)
 		}

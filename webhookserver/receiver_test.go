@@ -301,7 +301,7 @@ func TestBadInputIsAnswered(t *testing.T) {
 	})
 
 	t.Run("endpoint not ready when its Secret is deleted", func(t *testing.T) {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name + "-credentials"}}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: ep.Name + "-credentials", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}}
 		if err := k8s.Delete(context.Background(), s); err != nil {
 			t.Fatal(err)
 		}
@@ -455,7 +455,7 @@ func TestOneTimeCodesGoOnlyToSubscribedDestinations(t *testing.T) {
 				SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}},
 			{Name: "ledger", URL: dest.URL + "/ledger", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}},
 		}
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: "dest"},
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ep.Namespace, Name: "dest", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 			StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: string(key)}}
 		if err := k8s.Create(ctx, s); err != nil {
 			t.Fatal(err)

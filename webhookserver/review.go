@@ -201,14 +201,7 @@ func (rs *ReviewServer) namespaceOf(ctx context.Context, req *ReviewRequest) (*c
 	if err != nil {
 		return nil, req.Endpoint.Namespace, nil // an unknown endpoint: its own namespace is the one to be allowed
 	}
-	return ep, targetNamespace(ep), nil
-}
-
-func targetNamespace(ep *cardsv1alpha1.WebhookEndpoint) string {
-	if ep.Spec.TargetNamespace != "" {
-		return ep.Spec.TargetNamespace
-	}
-	return ep.Namespace
+	return ep, endpointconfig.TargetNamespace(ep), nil
 }
 
 // authorize asks whether the caller may decide on cards of namespace (SubjectAccessReview).
@@ -338,10 +331,21 @@ func (rs *ReviewServer) findCard(ctx context.Context, req *ReviewRequest, ep *ca
 	if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: card.Spec.EndpointRef.Namespace, Name: card.Spec.EndpointRef.Name}, owner); err != nil {
 		return nil, nil, unknownIfNotFound(err)
 	}
-	if targetNamespace(owner) != card.Namespace {
+	if endpointconfig.TargetNamespace(owner) != card.Namespace {
 		return nil, nil, errUnknownCard
 	}
+	if err := endpointconfig.CheckTargetNamespace(ctx, s.Reader, owner); err != nil {
+		// The card's namespace no longer takes the endpoint's writes: it is not the endpoint's to decide on.
+		return nil, nil, unknownIfConfig(err)
+	}
 	return card, owner, nil
+}
+
+func unknownIfConfig(err error) error {
+	if errors.As(err, new(*endpointconfig.Error)) {
+		return errUnknownCard
+	}
+	return err
 }
 
 func unknownIfNotFound(err error) error {

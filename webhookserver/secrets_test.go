@@ -32,7 +32,7 @@ func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj clie
 func TestSecretReaderReadsOnlyWhatChanged(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys"}, StringData: map[string]string{"signingKey": "one"}}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "keys", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}, StringData: map[string]string{"signingKey": "one"}}
 	if err := k8s.Create(ctx, s); err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func disposition(err error) spool.Disposition {
 		return spool.Applied
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsNotFound(err), apierrors.IsForbidden(err),
 		apierrors.IsRequestEntityTooLargeError(err), apierrors.IsMethodNotSupported(err),
-		errors.Is(err, ingest.ErrNoIdentity), errors.Is(err, ingest.ErrNameTaken):
+		errors.Is(err, ingest.ErrNoIdentity), errors.Is(err, ingest.ErrNameTaken), errors.As(err, new(*endpointconfig.Error)):
 		return spool.Refused
 	}
 	return spool.Later
@@ -184,10 +184,12 @@ func (r *SpoolReplayer) apply(ctx context.Context, e spool.Entry) error {
 		}
 		return err
 	}
-	cfg := &endpointconfig.Resolved{Endpoint: ep, TargetNamespace: ep.Spec.TargetNamespace}
-	if cfg.TargetNamespace == "" {
-		cfg.TargetNamespace = ep.Namespace
+	// The event was verified when it arrived; where it may be written is decided now (consent withdrawn since
+	// makes it a dead letter).
+	if err := endpointconfig.CheckTargetNamespace(ctx, r.Reader, ep); err != nil {
+		return err
 	}
+	cfg := &endpointconfig.Resolved{Endpoint: ep, TargetNamespace: endpointconfig.TargetNamespace(ep)}
 	out, err := r.Ingester.Apply(ctx, cfg, &e.Event, e.Received)
 	if err == nil && e.Decision != nil && out.Transaction != nil {
 		err = r.Ingester.RecordDecision(ctx, out.Transaction, *e.Decision, decidedAt(e.Decision, e.Received))

@@ -16,6 +16,10 @@ const (
 	LabelHolder = "cards.cardplane.io/holder"
 	// LabelRuleSet (value "true") marks a ConfigMap as an authorization rule set holding RuleSetKey.
 	LabelRuleSet = "cards.cardplane.io/rule-set"
+	// LabelCredentials (value "true") marks a Secret an endpoint may name (credentialsRef, a destination's
+	// secretRef). cardplane reads no other Secret: naming a Secret in an endpoint does not make its key sign
+	// anything unless whoever owns the Secret labelled it.
+	LabelCredentials = "cards.cardplane.io/credentials"
 )
 
 // Annotations.
@@ -28,6 +32,10 @@ const (
 	// AnnotationEndpoint records which endpoint ("namespace/name") wrote a CardTransaction (its spec names only
 	// its card).
 	AnnotationEndpoint = "cards.cardplane.io/endpoint"
+	// AnnotationAcceptEndpointsFrom on a Namespace lists the namespaces whose endpoints may write cards into it
+	// (spec.targetNamespace), separated by commas, or "*" for every namespace. Without it, only endpoints of
+	// the namespace itself write there.
+	AnnotationAcceptEndpointsFrom = "cards.cardplane.io/accept-endpoints-from"
 )
 
 // Data keys.
@@ -63,6 +71,11 @@ const (
 	ReasonSecretKeyMissing = "SecretKeyMissing"
 	ReasonInvalidConfig    = "InvalidConfig"
 	ReasonSuspended        = "Suspended"
+	// ReasonSecretNotLabelled: a Secret the endpoint names lacks the label cards.cardplane.io/credentials=true.
+	ReasonSecretNotLabelled = "SecretNotLabelled"
+	// ReasonTargetNamespaceNotPermitted: spec.targetNamespace is missing, terminating, or does not list the
+	// endpoint's namespace in its cards.cardplane.io/accept-endpoints-from annotation.
+	ReasonTargetNamespaceNotPermitted = "TargetNamespaceNotPermitted"
 )
 
 // Reasons a callback is refused for: the JSON answer's reason, status.counters.rejected and the result label of

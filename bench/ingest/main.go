@@ -135,7 +135,7 @@ func printReport(workers int, raw, rcv, paced measure.Summary, rate float64) {
 
 // createEndpoint creates a UPay endpoint and its signing Secret in ns and waits until it is Ready.
 func createEndpoint(ctx context.Context, env *benchenv.Env, ns string) (*cardsv1alpha1.WebhookEndpoint, error) {
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: signingKey}}
 	if err := env.Client.Create(ctx, secret); err != nil {
 		return nil, err

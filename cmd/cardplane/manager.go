@@ -30,6 +30,7 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/authz"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/scheme"
 	"github.com/cardplane/cardplane/webhookserver"
@@ -218,9 +219,11 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 		// A stopping replica finishes in-flight callbacks (20 s) and drains its spool (10 s) after the shutdown
 		// delay: the chart's terminationGracePeriodSeconds leaves room for all of it.
 		GracefulShutdownTimeout: ptr.To(45 * time.Second),
-		// Only rule-set ConfigMaps are cached, not every ConfigMap of the cluster.
+		// Only rule-set ConfigMaps are cached, not every ConfigMap of the cluster, and only the metadata of
+		// Secrets labelled for cardplane: no other Secret is ever read (see endpointconfig).
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: controllers.RuleSetCache},
+			&corev1.Secret{}:    {Label: endpointconfig.SecretCache},
 		}, DefaultNamespaces: watched(opts.watchNamespaces)},
 		// Secrets are never cached whole: only their metadata is (for rotation), and webhookserver.SecretReader
 		// keeps the data of the Secrets endpoints name.

@@ -18,8 +18,8 @@ import (
 // bad allow-list, with a message that names the fix.
 func TestResolveDestinationPolicy(t *testing.T) {
 	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds"}, Data: map[string][]byte{"signingKey": []byte("k")}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d"},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}, Data: map[string][]byte{"signingKey": []byte("k")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 			Data: map[string][]byte{cardsv1alpha1.SecretKeyDestinationSecret: []byte("0123456789abcdef")}},
 	).Build()
 	otp := []cardsv1alpha1.DestinationEventType{cardsv1alpha1.EventCardUpdated, cardsv1alpha1.EventChallengeOTP}

@@ -18,6 +18,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -68,9 +70,9 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	if ep.Spec.Suspend {
 		return nil, ErrSuspended
 	}
-	res := &Resolved{Endpoint: ep, TargetNamespace: ep.Spec.TargetNamespace, TimestampTolerance: DefaultTimestampTolerance}
-	if res.TargetNamespace == "" {
-		res.TargetNamespace = ep.Namespace
+	res := &Resolved{Endpoint: ep, TargetNamespace: TargetNamespace(ep), TimestampTolerance: DefaultTimestampTolerance}
+	if err := CheckTargetNamespace(ctx, r, ep); err != nil {
+		return nil, err
 	}
 	v := ep.Spec.Verification
 	if v == nil {
@@ -287,13 +289,74 @@ func destinationSecrets(ctx context.Context, r client.Reader, ep *cardsv1alpha1.
 	return nil
 }
 
+// TargetNamespace is where an endpoint writes its cards and transactions.
+func TargetNamespace(ep *cardsv1alpha1.WebhookEndpoint) string {
+	if ep.Spec.TargetNamespace != "" {
+		return ep.Spec.TargetNamespace
+	}
+	return ep.Namespace
+}
+
+// CheckTargetNamespace checks that an endpoint may write into its target namespace: its own, or one that
+// exists, is not being deleted, and lists the endpoint's namespace (or "*") in its accept-endpoints-from
+// annotation. Consent is the target namespace's to give, as with a Gateway API ReferenceGrant: whoever may
+// create an endpoint in one namespace may not thereby create cards (and take card names) in another.
+func CheckTargetNamespace(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) error {
+	from, target := ep.Namespace, TargetNamespace(ep)
+	if target == from {
+		return nil
+	}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	notPermitted := func(format string, args ...any) error {
+		return &Error{Reason: cardsv1alpha1.ReasonTargetNamespaceNotPermitted, Message: fmt.Sprintf(format, args...)}
+	}
+	if err := r.Get(ctx, client.ObjectKey{Name: target}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return notPermitted("target namespace %s does not exist", target)
+		}
+		return fmt.Errorf("reading namespace %s: %w", target, err)
+	}
+	if ns.DeletionTimestamp != nil {
+		return notPermitted("target namespace %s is being deleted", target)
+	}
+	if !AcceptsEndpointsFrom(ns.Annotations[cardsv1alpha1.AnnotationAcceptEndpointsFrom], from) {
+		return notPermitted("namespace %s does not accept cards from endpoints of namespace %s: its annotation %s must list %s (or be \"*\")",
+			target, from, cardsv1alpha1.AnnotationAcceptEndpointsFrom, from)
+	}
+	return nil
+}
+
+// AcceptsEndpointsFrom reports whether an accept-endpoints-from annotation's value lets endpoints of namespace
+// from write into the annotated namespace.
+func AcceptsEndpointsFrom(annotation, from string) bool {
+	for _, entry := range strings.Split(annotation, ",") {
+		if e := strings.TrimSpace(entry); e == "*" || e == from {
+			return true
+		}
+	}
+	return false
+}
+
+// SecretCache restricts the manager's Secret cache to Secrets labelled for cardplane (use it in
+// cache.Options.ByObject).
+var SecretCache = labels.SelectorFromSet(labels.Set{cardsv1alpha1.LabelCredentials: "true"})
+
+// secretData reads a Secret an endpoint names. Only Secrets labelled cards.cardplane.io/credentials=true are
+// read: the manager's cache holds no other, and a Secret read another way (the reconciler reads from the API
+// server) is refused here, so naming a Secret is not enough to have cardplane sign with its key.
 func secretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %s/%s not found", namespace, name)}
+			return nil, &Error{Reason: cardsv1alpha1.ReasonSecretNotFound, Message: fmt.Sprintf(
+				"Secret %s/%s not found (cardplane sees only Secrets labelled %s=true)", namespace, name, cardsv1alpha1.LabelCredentials)}
 		}
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	if s.Labels[cardsv1alpha1.LabelCredentials] != "true" {
+		return nil, &Error{Reason: cardsv1alpha1.ReasonSecretNotLabelled, Message: fmt.Sprintf(
+			"Secret %s/%s is not labelled %s=true: label the Secret to let cardplane use it", namespace, name, cardsv1alpha1.LabelCredentials)}
 	}
 	return s.Data, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,7 +18,7 @@ import (
 // Branch tests of Resolve with a fake reader; the reconciler's tests run the same code against a real API server.
 func TestResolve(t *testing.T) {
 	secret := func(name string, data map[string]string) *corev1.Secret {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Data: map[string][]byte{}}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}}, Data: map[string][]byte{}}
 		for k, v := range data {
 			s.Data[k] = []byte(v)
 		}
@@ -82,6 +83,9 @@ func TestResolve(t *testing.T) {
 		{"destination secret missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds,
 			Destinations: []cardsv1alpha1.Destination{{Name: "ledger", URL: "https://x", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}}}},
 			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, cardsv1alpha1.ReasonSecretNotFound, nil},
+		{"secret not labelled for cardplane", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds},
+			[]*corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds"}, Data: map[string][]byte{"signingKey": []byte("k")}}},
+			cardsv1alpha1.ReasonSecretNotLabelled, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -105,5 +109,52 @@ func TestResolve(t *testing.T) {
 				c.check(t, r)
 			}
 		})
+	}
+}
+
+// An endpoint writes into another namespace only with that namespace's consent.
+func TestTargetNamespaceConsent(t *testing.T) {
+	namespace := func(name, accepts string, deleting bool) *corev1.Namespace {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if accepts != "" {
+			ns.Annotations = map[string]string{cardsv1alpha1.AnnotationAcceptEndpointsFrom: accepts}
+		}
+		if deleting {
+			ns.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+			ns.Finalizers = []string{"kubernetes"}
+		}
+		return ns
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(
+		namespace("team-a", "", false),
+		namespace("silent", "", false),
+		namespace("others", "team-b, team-c", false),
+		namespace("lists-a", "team-c, team-a", false),
+		namespace("everyone", "*", false),
+		namespace("closing", "*", true),
+	).Build()
+	for target, want := range map[string]string{
+		"":          "", // its own namespace
+		"team-a":    "",
+		"lists-a":   "",
+		"everyone":  "",
+		"silent":    cardsv1alpha1.ReasonTargetNamespaceNotPermitted,
+		"others":    cardsv1alpha1.ReasonTargetNamespaceNotPermitted,
+		"closing":   cardsv1alpha1.ReasonTargetNamespaceNotPermitted,
+		"not-there": cardsv1alpha1.ReasonTargetNamespaceNotPermitted,
+	} {
+		ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "ep"},
+			Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderAlchemyPay, TargetNamespace: target,
+				Verification: &cardsv1alpha1.Verification{SourceCIDRs: []string{"192.0.2.0/24"}}}}
+		_, err := Resolve(context.Background(), c, ep)
+		var cfgErr *Error
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("target %q: want Ready, got %v", target, err)
+		case want != "" && (!errors.As(err, &cfgErr) || cfgErr.Reason != want):
+			t.Errorf("target %q: want %s, got %v", target, want, err)
+		case want != "":
+			t.Logf("target %q: %s", target, cfgErr.Message)
+		}
 	}
 }

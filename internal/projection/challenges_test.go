@@ -55,7 +55,7 @@ func waitDeliveries(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint, result stri
 // One-time codes go only over HTTPS; plain http:// only to loopback, with --allow-loopback-destinations (the
 // local demo). A refused code is counted as result "insecure" and never sent.
 func TestOTPNeedsHTTPS(t *testing.T) {
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 		Data: map[string][]byte{cardsv1alpha1.SecretKeyDestinationSecret: []byte("0123456789abcdef")}}
 	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(secret).Build()
 	var plain, tlsGot atomic.Int32

@@ -85,7 +85,7 @@ func TestDestinationOutageSkipsNothing(t *testing.T) {
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "ledger"},
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "ledger", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: secret}}); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func newUPayEndpoint(t *testing.T, prefix string) *cardsv1alpha1.WebhookEndpoint
 	if err := env.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds"},
+	if err := env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "creds", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: upayKey}}); err != nil {
 		t.Fatal(err)
 	}
