@@ -85,6 +85,7 @@ spec:
 	kubectl("-n", "cardplane-system", "rollout", "status", "deployment/cardplane-manager", "--timeout=2m")
 	kubectl("create", "namespace", "payments")
 	kubectl("-n", "payments", "create", "secret", "generic", "upay-credentials", "--from-literal=signingKey=kustomize-walk-key")
+	kubectl("-n", "payments", "label", "secret", "upay-credentials", "cards.cardplane.io/credentials=true")
 	mustRun(t, work, cl.kubeconfig, "bash", "-c", `kubectl -n payments apply -f - <<'EOF'
 apiVersion: cards.cardplane.io/v1alpha1
 kind: WebhookEndpoint

@@ -285,6 +285,7 @@ func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
 	eventually(t, 90*time.Second, "two ready replicas again", func() bool { return len(readyPods(t, c)) == 2 })
 	// The new leader's controllers work: a second endpoint becomes Ready.
 	mustRun(t, root, kubeconfig, "kubectl", "-n", "payments", "create", "secret", "generic", "upay-second", "--from-literal=signingKey=second-key")
+	mustRun(t, root, kubeconfig, "kubectl", "-n", "payments", "label", "secret", "upay-second", "cards.cardplane.io/credentials=true")
 	mustRun(t, root, kubeconfig, "bash", "-c", `kubectl -n payments apply -f - <<'EOF'
 apiVersion: cards.cardplane.io/v1alpha1
 kind: WebhookEndpoint
