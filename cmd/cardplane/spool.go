@@ -35,6 +35,7 @@ It only reads the replica's files; requeue leaves a request the running replica 
 		RunE: requireSubcommand,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultSpoolDir, "the spool directory (the manager's --spool-dir)")
+	requeue := newRequeueCommand(&dir)
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "list",
@@ -48,27 +49,33 @@ It only reads the replica's files; requeue leaves a request the running replica 
 			Args:  cobra.ExactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return spoolShow(c.OutOrStdout(), dir, args[0]) },
 		},
-		&cobra.Command{
-			Use:   "requeue ID... | --all",
-			Short: "Move dead letters back into the spool, to be applied again (after the cause is fixed)",
-			RunE: func(c *cobra.Command, args []string) error {
-				all, _ := c.Flags().GetBool("all")
-				if all == (len(args) > 0) {
-					return &usageError{command: c.CommandPath(), err: fmt.Errorf("name dead letters by ID, or give --all")}
-				}
-				if all {
-					args = []string{"*"}
-				}
-				name, err := spool.RequestRequeue(dir, args, time.Now())
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(c.OutOrStdout(), "requested (%s); the running replica adopts it at its next replay\n", name)
-				return err
-			},
-		},
+		requeue,
 	)
-	cmd.Commands()[2].Flags().Bool("all", false, "requeue every dead letter")
+	return cmd
+}
+
+// newRequeueCommand moves dead letters back into the spool.
+func newRequeueCommand(dir *string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "requeue ID... | --all",
+		Short: "Move dead letters back into the spool, to be applied again (after the cause is fixed)",
+		RunE: func(c *cobra.Command, args []string) error {
+			all, _ := c.Flags().GetBool("all")
+			if all == (len(args) > 0) {
+				return &usageError{command: c.CommandPath(), err: fmt.Errorf("name dead letters by ID, or give --all")}
+			}
+			if all {
+				args = []string{"*"}
+			}
+			name, err := spool.RequestRequeue(*dir, args, time.Now())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.OutOrStdout(), "requested (%s); the running replica adopts it at its next replay\n", name)
+			return err
+		},
+	}
+	cmd.Flags().Bool("all", false, "requeue every dead letter")
 	return cmd
 }
 
@@ -97,8 +104,8 @@ func spoolList(out io.Writer, dir string) error {
 }
 
 func clipReason(s string) string {
-	if len(s) > 100 {
-		return s[:97] + "..."
+	if len(s) > 200 { // an API server's refusal names its cause (the quota, the namespace) after the object
+		return s[:197] + "..."
 	}
 	return s
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +67,30 @@ func (m *managerProc) kill() {
 	_ = m.cmd.Wait()
 	_ = m.out.Close()
 	m.cmd, m.out = nil, nil
+}
+
+// terminate sends SIGTERM, as the kubelet does when a pod is deleted, and waits up to grace for the process to
+// exit on its own; it reports whether it did (SIGKILL after grace, as the kubelet).
+func (m *managerProc) terminate(grace time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return true
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = m.cmd.Wait(); close(done) }()
+	exited := true
+	select {
+	case <-done:
+	case <-time.After(grace):
+		exited = false
+		_ = m.cmd.Process.Kill()
+		<-done
+	}
+	_ = m.out.Close()
+	m.cmd, m.out = nil, nil
+	return exited
 }
 
 func freePort(t *testing.T) string {
