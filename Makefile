@@ -79,7 +79,7 @@ CHAOS_OUTAGE ?= 60s
 
 .PHONY: test-chaos
 test-chaos: control-plane ## Run the full chaos suite (60 s API-server outage, 10 000 callbacks, 10 min destination outage; make test runs short ones).
-	CHAOS_OUTAGE=$(CHAOS_OUTAGE) CHAOS_CALLBACKS=10000 CHAOS_DESTINATION_OUTAGE=10m KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -count=1 -v -timeout=40m ./test/chaos/
+	CHAOS_OUTAGE=$(CHAOS_OUTAGE) CHAOS_CALLBACKS=10000 CHAOS_DESTINATION_OUTAGE=10m CHAOS_CENSUS_SCALE=10 KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -count=1 -v -timeout=40m ./test/chaos/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (CI runs them briefly; crashers go to testdata/fuzz).
