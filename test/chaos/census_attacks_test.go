@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -358,8 +359,15 @@ func censusForgedCard(t *testing.T, s *site, tm *teams) censusRow {
 	if err := env.Client.Create(ctx, forged); err != nil {
 		t.Fatal(err)
 	}
-	forged.Status.Phase, forged.Status.StateSequence = cardsv1alpha1.CardActive, 1
-	if err := env.Client.Status().Update(ctx, forged); err != nil {
+	// The card controller writes its conditions meanwhile: retry on conflict, as a determined attacker would.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(forged), forged); err != nil {
+			return err
+		}
+		forged.Status.Phase, forged.Status.StateSequence = cardsv1alpha1.CardActive, 1
+		return env.Client.Status().Update(ctx, forged)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// A genuine card after it: once that one is delivered, the forged one had its turn.

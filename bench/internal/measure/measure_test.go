@@ -338,3 +338,32 @@ func TestScrapeAPIServer(t *testing.T) {
 		t.Errorf("a refused scrape: %v", err)
 	}
 }
+
+func TestFindProcess(t *testing.T) {
+	proc := t.TempDir()
+	for pid, cmdline := range map[string]string{
+		"101":  "kube-apiserver\x00--secure-port=6443\x00--etcd-servers=http://127.0.0.1:2379\x00",
+		"102":  "kube-apiserver\x00--secure-port=7443\x00",
+		"103":  "etcd\x00--listen-client-urls=http://127.0.0.1:2379\x00",
+		"self": "not a pid",
+	} {
+		if err := os.MkdirAll(filepath.Join(proc, pid), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proc, pid, "cmdline"), []byte(cmdline), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pid, err := findProcess(proc, "kube-apiserver", "--secure-port=7443"); err != nil || pid != 102 {
+		t.Errorf("apiserver on 7443: %d, %v", pid, err)
+	}
+	if pid, err := findProcess(proc, "etcd", "--listen-client-urls=http://127.0.0.1:2379"); err != nil || pid != 103 {
+		t.Errorf("etcd: %d, %v", pid, err)
+	}
+	if _, err := findProcess(proc, "kube-apiserver"); err == nil {
+		t.Error("two matches: no error")
+	}
+	if _, err := findProcess(proc, "kube-scheduler"); err == nil {
+		t.Error("no match: no error")
+	}
+}

@@ -45,3 +45,44 @@ func rssFrom(path string) (int64, error) {
 	// Kernel threads and zombies have no VmRSS line.
 	return 0, fmt.Errorf("%s: no VmRSS line", path)
 }
+
+// FindProcess returns the PID of the one running process whose command line contains every one of parts (for
+// the kube-apiserver and etcd a harness started through envtest, which does not expose their PIDs).
+func FindProcess(parts ...string) (int, error) {
+	return findProcess("/proc", parts...)
+}
+
+// findProcess is FindProcess over a /proc-like directory, so tests can give a fake one.
+func findProcess(proc string, parts ...string) (int, error) {
+	entries, err := os.ReadDir(proc)
+	if err != nil {
+		return 0, err
+	}
+	found := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(proc, e.Name(), "cmdline"))
+		if err != nil {
+			continue // gone meanwhile, or not ours to read
+		}
+		cmdline := strings.ReplaceAll(string(raw), "\x00", " ")
+		matches := true
+		for _, p := range parts {
+			matches = matches && strings.Contains(cmdline, p)
+		}
+		if !matches {
+			continue
+		}
+		if found != 0 {
+			return 0, fmt.Errorf("more than one process matches %q: %d and %d", parts, found, pid)
+		}
+		found = pid
+	}
+	if found == 0 {
+		return 0, fmt.Errorf("no process matches %q", parts)
+	}
+	return found, nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/bench/internal/measure"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
+)
+
+const (
+	namespace         = "load"
+	signingKey        = "load-upay-signing-key-0123456789"
+	destinationSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+)
+
+// harness sends the load and watches where it arrives.
+type harness struct {
+	sys     *system
+	cfg     config
+	ep      *cardsv1alpha1.WebhookEndpoint
+	signer  *endpointconfig.Resolved
+	client  *http.Client
+	fast    []*destination
+	slow    *destination
+	sampler *sampler
+	nextTxn atomic.Int64
+	mu      sync.Mutex
+	acked   map[string]time.Time // provider transaction ID -> when its callback was acknowledged
+}
+
+func newHarness(ctx context.Context, sys *system, cfg config) (*harness, error) {
+	h := &harness{sys: sys, cfg: cfg, acked: map[string]time.Time{},
+		fast:   []*destination{newDestination("fast-a", 0), newDestination("fast-b", 0)},
+		slow:   newDestination("slow", cfg.slow),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4 * cfg.workers}}}
+	c := sys.Client
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return nil, err
+	}
+	labels := map[string]string{cardsv1alpha1.LabelCredentials: "true"}
+	secrets := []*corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "upay", Labels: labels},
+		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: signingKey}}}
+	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "upay"},
+		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "upay"}}}
+	for _, d := range append(append([]*destination{}, h.fast...), h.slow) {
+		secrets = append(secrets, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: d.name, Labels: labels},
+			StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: destinationSecret}})
+		ep.Spec.Destinations = append(ep.Spec.Destinations, cardsv1alpha1.Destination{Name: d.name, URL: d.srv.URL,
+			SecretRef: cardsv1alpha1.LocalObjectReference{Name: d.name}})
+	}
+	for _, s := range secrets {
+		if err := c.Create(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Create(ctx, ep); err != nil {
+		return nil, err
+	}
+	if err := waitUntil(ctx, time.Minute, "the endpoint Ready", func() bool {
+		got := &cardsv1alpha1.WebhookEndpoint{}
+		_ = c.Get(ctx, client.ObjectKeyFromObject(ep), got)
+		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
+	}); err != nil {
+		return nil, err
+	}
+	h.ep, h.signer = ep, &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(signingKey)}
+	h.sampler = startSampler(sys)
+	return h, nil
+}
+
+func (h *harness) close() {
+	for _, d := range append(append([]*destination{}, h.fast...), h.slow) {
+		d.srv.Close()
+	}
+}
+
+// send signs body as UPay does and posts it; an answer other than UPay's success is an error.
+func (h *harness) send(ctx context.Context, body string) error {
+	header, wire, err := upay.Encode(h.signer, []byte(body), time.Now())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.sys.receiver+"/webhooks/"+namespace+"/upay", bytes.NewReader(wire))
+	if err != nil {
+		return err
+	}
+	req.Header = header
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(answer) != "SUCCESS" {
+		return fmt.Errorf("answered %d %s", resp.StatusCode, answer)
+	}
+	return nil
+}
+
+func cardID(i int) string { return fmt.Sprintf("LC%06d", i) }
+
+// createCards sends one "active" status per card and waits until the fast destinations have every card.
+func (h *harness) createCards(ctx context.Context) (measure.Summary, error) {
+	sum := measure.Closed{Workers: h.cfg.workers, Count: h.cfg.cards}.Run(ctx, func(i int) error {
+		now := time.Now()
+		return h.send(ctx, fmt.Sprintf(`{"event":"CSC_STATUS_CHANGE","trace":"t","orderNo":"LS-%d","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","status":"1","orderNo":"LS-%d","customerNo":"C%d"}}`,
+			i, now.UnixMilli(), cardID(i), i, i))
+	})
+	if sum.Errors > 0 {
+		return sum, fmt.Errorf("%d of %d card callbacks failed: %v", sum.Errors, sum.Count, sum.FirstErr)
+	}
+	err := waitUntil(ctx, h.cfg.settle, "every card delivered", func() bool {
+		for _, d := range h.fast {
+			if n, _ := d.counts(); n < h.cfg.cards {
+				return false
+			}
+		}
+		return true
+	})
+	return sum, err
+}
+
+// runner is a load shape: measure.Closed (saturation) or measure.Open (a set rate).
+type runner interface {
+	Run(ctx context.Context, op measure.Op) measure.Summary
+}
+
+func saturation(cfg config) runner {
+	return measure.Closed{Workers: cfg.workers, Count: cfg.transactions, Duration: map[bool]time.Duration{true: cfg.saturate}[cfg.transactions == 0]}
+}
+
+func paced(rate float64, d time.Duration, workers int) runner {
+	return measure.Open{Rate: rate, Duration: d, MaxInFlight: 4 * workers}
+}
+
+// transactions sends settled card transactions with shape, then waits for the fast destinations to receive
+// them all, and measures the phase.
+func (h *harness) transactions(ctx context.Context, name string, shape runner) (*phase, error) {
+	p := &phase{name: name}
+	var err error
+	if p.writesBefore, err = measure.ScrapeAPIServer(ctx, h.sys.Config); err != nil {
+		return nil, err
+	}
+	var ids []string
+	var idsMu sync.Mutex
+	p.ingest = shape.Run(ctx, func(i int) error {
+		id := fmt.Sprintf("LT%08d", h.nextTxn.Add(1))
+		now := time.Now()
+		body := fmt.Sprintf(`{"event":"CC_CONSUME","trace":"t","orderNo":"LO-%s","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","orderNo":"LO-%s","customerNo":"C","type":2,"status":1,"amount":"12.34","direction":2,"merchantName":"Coffee Bar","currency":"USD","transactionAt":%d,"transactionId":%q,"fee":"0.00","merchantMcc":"5814","merchantCountry":"US"}}`,
+			id, now.UnixMilli(), cardID(i%h.cfg.cards), id, now.UnixMilli(), id)
+		if err := h.send(ctx, body); err != nil {
+			return err
+		}
+		at := time.Now()
+		h.mu.Lock()
+		h.acked[id] = at
+		h.mu.Unlock()
+		idsMu.Lock()
+		ids = append(ids, id)
+		idsMu.Unlock()
+		return nil
+	})
+	sort.Strings(ids)
+	p.ids = ids
+	p.firstAck, p.lastAck = h.ackSpan(ids)
+	settleErr := waitUntil(ctx, h.cfg.settle, name+": every transaction at the fast destinations", func() bool { return h.delivered(ids, h.fast...) })
+	p.settledFast = time.Now()
+	if h.cfg.waitSlow && settleErr == nil {
+		settleErr = waitUntil(ctx, h.cfg.settle, name+": every transaction at the slow destination", func() bool { return h.delivered(ids, h.slow) })
+	}
+	p.measureDeliveries(h)
+	if p.writesAfter, err = measure.ScrapeAPIServer(ctx, h.sys.Config); err != nil {
+		return nil, err
+	}
+	p.settleErr = settleErr
+	return p, nil
+}
+
+func (h *harness) ackSpan(ids []string) (first, last time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range ids {
+		at := h.acked[id]
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	return first, last
+}
+
+func (h *harness) delivered(ids []string, ds ...*destination) bool {
+	for _, d := range ds {
+		for _, id := range ids {
+			if _, ok := d.settledAt(id); !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func waitUntil(ctx context.Context, d time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", d, what)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// sampler reads the processes' memory every second and keeps the peaks.
+type sampler struct {
+	stopCh chan struct{}
+	done   chan footprint
+}
+
+func startSampler(sys *system) *sampler {
+	s := &sampler{stopCh: make(chan struct{}), done: make(chan footprint, 1)}
+	go func() {
+		var peak footprint
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			if m, err := measure.RSS(sys.managerPID); err == nil && m > peak.managerRSS {
+				peak.managerRSS = m
+			}
+			if a, err := measure.RSS(sys.apiPID); err == nil && a > peak.apiRSS {
+				peak.apiRSS = a
+			}
+			select {
+			case <-s.stopCh:
+				s.done <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *sampler) stop() footprint {
+	close(s.stopCh)
+	return <-s.done
+}
