@@ -10,47 +10,31 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/internal/projection"
 )
 
 // CardReconciler turns a card's observed phase into conditions and records every phase transition as a
 // Kubernetes Event. The last phase it acted on is the Ready condition's reason, so a transition that happened
-// while the manager was down is still reported once. It projects the card's states to its endpoint's
-// destinations.
+// while the manager was down is still reported once. Delivery to destinations is projection.Dispatcher's.
 type CardReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
-	// Projector delivers card states to the endpoint's destinations; nil disables projection.
-	Projector *projection.Projector
 }
 
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status,verbs=get;patch
 
-// Reconcile runs the phases of one Card and writes its status once.
+// Reconcile sets one Card's conditions and writes its status when they changed.
 func (r *CardReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return requeueOnConflict(r.reconcile(ctx, req))
-}
-
-func (r *CardReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	card := &cardsv1alpha1.Card{}
 	if err := r.Get(ctx, req.NamespacedName, card); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	p := newProjectionPhase(r.Client, r.Projector)
-	if err := p.prepare(ctx, card, projection.CardTarget(card)); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
 	before := card.DeepCopy()
-	p.redeliver(projection.CardTarget(card))
 	r.reconcileConditions(card, before)
-	next := p.reconcile(ctx, projection.CardTarget(card), before)
-	if res, err := patchStatus(ctx, r.Client, before, card); err != nil || res.RequeueAfter > 0 {
-		return res, err
-	}
-	return ctrl.Result{RequeueAfter: next}, p.endpointErr
+	return patchStatus(ctx, r.Client, before, card)
 }
 
 // reconcileConditions sets the conditions the phase implies and records a phase transition as an Event.
@@ -118,5 +102,6 @@ func CardConditions(card *cardsv1alpha1.Card) []metav1.Condition {
 
 // SetupWithManager registers the reconciler.
 func (r *CardReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&cardsv1alpha1.Card{}).Named("card").Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&cardsv1alpha1.Card{}).Named("card").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).Complete(r)
 }

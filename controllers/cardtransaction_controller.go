@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/projection"
@@ -18,20 +19,18 @@ import (
 // DefaultTransactionRetention is how long settled or failed transactions are kept when the endpoint does not say.
 const DefaultTransactionRetention = 90 * 24 * time.Hour
 
-// CardTransactionReconciler projects transaction states to the endpoint's destinations, adds settled ones to
-// their card's running totals, and deletes settled transactions older than the endpoint's retention, so etcd
-// does not grow without bound.
+// CardTransactionReconciler adds settled transactions the receiver did not count (written by hand, or by an
+// earlier release) to their card's running totals, and deletes settled transactions older than the endpoint's
+// retention, so etcd does not grow without bound. Delivery to destinations is projection.Dispatcher's.
 type CardTransactionReconciler struct {
 	client.Client
-	// Projector delivers transaction states; nil disables projection.
-	Projector *projection.Projector
-	Now       func() time.Time
+	Now func() time.Time
 }
 
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cardtransactions,verbs=get;list;watch;patch;delete
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=cardtransactions/status,verbs=get;patch
 
-// Reconcile runs the phases of one CardTransaction: totals, retention, projection.
+// Reconcile runs the phases of one CardTransaction: totals, retention.
 func (r *CardTransactionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	return requeueOnConflict(r.reconcile(ctx, req))
 }
@@ -41,36 +40,25 @@ func (r *CardTransactionReconciler) reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.Get(ctx, req.NamespacedName, txn); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	p := newProjectionPhase(r.Client, r.Projector)
-	if err := p.prepare(ctx, txn, projection.TransactionTarget(txn)); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if p.endpointErr != nil {
-		return ctrl.Result{}, p.endpointErr
-	}
 	if err := r.reconcileTotals(ctx, txn); err != nil {
 		return ctrl.Result{}, err
 	}
-	expireIn, err := r.reconcileRetention(ctx, txn, p.ep)
-	if err != nil || expireIn < 0 {
-		return ctrl.Result{}, err // deleted (or failed to be)
+	ep, err := projection.EndpointOf(ctx, r.Client, txn)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	before := txn.DeepCopy()
-	p.redeliver(projection.TransactionTarget(txn))
-	next := p.reconcile(ctx, projection.TransactionTarget(txn), before)
-	if res, err := patchStatus(ctx, r.Client, before, txn); err != nil || res.RequeueAfter > 0 {
-		return res, err
+	expireIn, err := r.reconcileRetention(ctx, txn, ep)
+	if err != nil || expireIn <= 0 {
+		return ctrl.Result{}, err // deleted (or failed to be), or never due
 	}
-	if expireIn > 0 {
-		next = projection.Earliest(next, expireIn)
-	}
-	return ctrl.Result{RequeueAfter: next}, nil
+	return ctrl.Result{RequeueAfter: expireIn}, nil
 }
 
-// reconcileTotals adds a settled transaction to its card's running totals, then marks it counted. The card
-// remembers the latest transactions it added, so a crash between the two writes never counts one twice.
+// reconcileTotals adds a settled transaction to its card's running totals, then marks it counted. The receiver
+// does both as it writes a transaction settled; this covers transactions it did not write. The card remembers
+// the latest transactions it added, so a crash between the two writes never counts one twice.
 func (r *CardTransactionReconciler) reconcileTotals(ctx context.Context, txn *cardsv1alpha1.CardTransaction) error {
-	if !totals.Settled(txn.Status.Phase) || txn.Annotations[cardsv1alpha1.AnnotationCounted] != "" {
+	if !totals.Settled(txn.Status.Phase) || totals.Counted(txn) {
 		return nil
 	}
 	card := &cardsv1alpha1.Card{}
@@ -97,14 +85,16 @@ func (r *CardTransactionReconciler) reconcileTotals(ctx context.Context, txn *ca
 			return fmt.Errorf("adding %s to the totals of card %s: %w", txn.Name, card.Name, err)
 		}
 	}
-	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+cardsv1alpha1.AnnotationCounted+`":"true"}}}`))
-	return client.IgnoreNotFound(r.Patch(ctx, txn, patch, FieldOwner))
+	before := txn.DeepCopy()
+	now := metav1.NewTime(r.Now())
+	txn.Status.CountedAt = &now
+	return client.IgnoreNotFound(r.Status().Patch(ctx, txn, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner))
 }
 
 // reconcileRetention deletes a counted, settled transaction older than the retention, counted from the provider
 // time of its last state. It returns how long until that is due (0: never), or -1 once it deleted it.
 func (r *CardTransactionReconciler) reconcileRetention(ctx context.Context, txn *cardsv1alpha1.CardTransaction, ep *cardsv1alpha1.WebhookEndpoint) (time.Duration, error) {
-	if !totals.Settled(txn.Status.Phase) || txn.Annotations[cardsv1alpha1.AnnotationCounted] == "" {
+	if !totals.Settled(txn.Status.Phase) || !totals.Counted(txn) {
 		return 0, nil
 	}
 	retention := DefaultTransactionRetention
@@ -128,5 +118,6 @@ func (r *CardTransactionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	return ctrl.NewControllerManagedBy(mgr).For(&cardsv1alpha1.CardTransaction{}).Named("cardtransaction").Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&cardsv1alpha1.CardTransaction{}).Named("cardtransaction").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).Complete(r)
 }

@@ -62,15 +62,18 @@ func startManager(t *testing.T, ns string, more ...string) (stop func()) {
 		t.Fatal(err)
 	}
 	rec := mgr.GetEventRecorder("cardplane-controller")
-	projector := &projection.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{AllowLoopback: true}, Recorder: rec, Now: time.Now}
 	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
 		&controllers.WebhookEndpointReconciler{Client: mgr.GetClient(), Recorder: rec, ValidateConfig: adapters.ValidateConfig},
-		&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: rec, Projector: projector},
-		&controllers.CardTransactionReconciler{Client: mgr.GetClient(), Projector: projector},
+		&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: rec},
+		&controllers.CardTransactionReconciler{Client: mgr.GetClient()},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: mgr.GetClient(),
+		Sender: &projection.Sender{AllowLoopback: true}, Recorder: rec, Now: time.Now, StatusInterval: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -168,9 +168,26 @@ func TestProjectionDeliversEveryStateSignedAndOnce(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(d.rejected) != 0 {
 		t.Errorf("deliveries = %+v (rejected %v), want %+v", got, d.rejected, want)
 	}
-	if c := card.Status.Deliveries; len(c) != 1 || c[0].DeliveredSequence != 2 {
-		t.Errorf("cursor = %+v, want ledger at 2", c)
+	// Nothing is written on the card: the destination's state is the endpoint's.
+	waitFor(t, "the ledger destination Healthy with nothing pending", func() bool {
+		s := destinationStatus(t, ns, "ledger")
+		return s != nil && s.State == cardsv1alpha1.DestinationHealthy && s.Pending == 0 && s.Checkpoint != nil && s.LastDeliveryTime != nil
+	})
+}
+
+// destinationStatus reads the status of one destination of the endpoint "orders" in ns.
+func destinationStatus(t *testing.T, ns, name string) *cardsv1alpha1.DestinationStatus {
+	t.Helper()
+	ep := &cardsv1alpha1.WebhookEndpoint{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "orders"}, ep); err != nil {
+		t.Fatal(err)
 	}
+	for i := range ep.Status.Destinations {
+		if ep.Status.Destinations[i].Name == name {
+			return &ep.Status.Destinations[i]
+		}
+	}
+	return nil
 }
 
 func TestProjectionRetriesThenDelivers(t *testing.T) {
@@ -181,11 +198,11 @@ func TestProjectionRetriesThenDelivers(t *testing.T) {
 	startManager(t, ns)
 	observe(t, ns, "c2", cardsv1alpha1.CardActive)
 	waitFor(t, "delivery after three 500s", func() bool { return len(d.deliveries("c2")) == 1 })
-	card := &cardsv1alpha1.Card{}
-	_ = k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "c2"}, card)
-	if c := card.Status.Deliveries; len(c) != 1 || c[0].DeliveredSequence != 1 || c[0].Attempts != 0 || c[0].LastError != "" {
-		t.Errorf("cursor after recovery = %+v", c)
-	}
+	waitFor(t, "the destination Healthy again, its last failure kept", func() bool {
+		s := destinationStatus(t, ns, "ledger")
+		return s != nil && s.State == cardsv1alpha1.DestinationHealthy && s.Pending == 0 && s.LastFailureTime != nil &&
+			s.LastError == "destination answered 500"
+	})
 }
 
 func TestProjectionBudgetExhaustedThenRedeliveredOnDemand(t *testing.T) {
@@ -230,14 +247,26 @@ func TestProjectionBudgetExhaustedThenRedeliveredOnDemand(t *testing.T) {
 }
 
 // TestProjectionSurvivesRestart: state changes made while the operator is down are all delivered once it is
-// back, because the cursors live in status.
+// back, and what was delivered before is not sent again, because the endpoint's status keeps a checkpoint.
 func TestProjectionSurvivesRestart(t *testing.T) {
 	ns := newNamespace(t)
 	d := newDestination(t)
 	projectionEndpoint(t, ns, d, nil)
 	stop := startManager(t, ns)
+	observe(t, ns, "steady", cardsv1alpha1.CardActive)
 	observe(t, ns, "c4", cardsv1alpha1.CardActive)
-	waitFor(t, "first delivery", func() bool { return len(d.deliveries("c4")) == 1 })
+	waitFor(t, "first deliveries", func() bool { return len(d.deliveries("c4")) == 1 && len(d.deliveries("steady")) == 1 })
+	card := &cardsv1alpha1.Card{}
+	_ = k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "c4"}, card)
+	rv, _ := strconv.ParseUint(card.ResourceVersion, 10, 64)
+	waitFor(t, "the checkpoint past both cards", func() bool {
+		s := destinationStatus(t, ns, "ledger")
+		if s == nil || s.Checkpoint == nil {
+			return false
+		}
+		cp, _ := strconv.ParseUint(s.Checkpoint.Cards, 10, 64)
+		return cp >= rv
+	})
 	stop()
 
 	for i := 0; i < 5; i++ {
@@ -255,6 +284,10 @@ func TestProjectionSurvivesRestart(t *testing.T) {
 	})
 	if last := d.deliveries("c4")[1]; last.Sequence != 2 || last.Phase != "Frozen" {
 		t.Errorf("after restart delivered %+v, want sequence 2 Frozen", last)
+	}
+	time.Sleep(time.Second)
+	if got := d.deliveries("steady"); len(got) != 1 {
+		t.Errorf("a card unchanged across the restart was delivered %d times, want once: %+v", len(got), got)
 	}
 }
 

@@ -325,7 +325,8 @@ type CardStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	StateSequence int64 `json:"stateSequence,omitempty"`
 
-	// deliveries are the per-destination projection cursors.
+	// deliveries are the per-object projection cursors of earlier releases. They are no longer written: the
+	// delivery state is kept per destination in the WebhookEndpoint's status.destinations.
 	// +optional
 	// +listType=map
 	// +listMapKey=destination

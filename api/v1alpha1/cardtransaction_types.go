@@ -286,7 +286,13 @@ type CardTransactionStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	StateSequence int64 `json:"stateSequence,omitempty"`
 
-	// deliveries are the per-destination projection cursors.
+	// countedAt is when the transaction was added to its card's running totals (status.totals); retention
+	// deletes only counted transactions, so the totals never lose one.
+	// +optional
+	CountedAt *metav1.Time `json:"countedAt,omitempty"`
+
+	// deliveries are the per-object projection cursors of earlier releases. They are no longer written: the
+	// delivery state is kept per destination in the WebhookEndpoint's status.destinations.
 	// +optional
 	// +listType=map
 	// +listMapKey=destination

@@ -83,8 +83,8 @@ type ProviderEvent struct {
 	ReceivedAt *metav1.Time `json:"receivedAt,omitempty"`
 }
 
-// DeliveryCursor is how far the updates of one object were delivered to one destination.
-// Delivery survives restarts because the cursor lives in status, not in memory.
+// DeliveryCursor is how far the updates of one object were delivered to one destination, as earlier releases
+// kept it in the object's status; no longer written (see DeliveryCheckpoint).
 type DeliveryCursor struct {
 	// destination is the name of the destination on the WebhookEndpoint.
 	// +required

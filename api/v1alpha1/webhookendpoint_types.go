@@ -319,9 +319,16 @@ type Destination struct {
 	// +required
 	SecretRef LocalObjectReference `json:"secretRef,omitzero"`
 
-	// timeout of one delivery request (default 10s).
+	// timeout of one delivery request (default 10s, at most 30s).
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// maxInFlight is how many deliveries to this destination may be outstanding at once (default 8). Each
+	// destination has its own queue: a slow or failing one delays only itself.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	MaxInFlight int32 `json:"maxInFlight,omitempty"`
 
 	// retry is the retry policy of failed deliveries.
 	// +optional
@@ -385,13 +392,63 @@ type EndpointCounters struct {
 	Rejected []ReasonCount `json:"rejected,omitempty"`
 }
 
-// DestinationStatus is the delivery health of one destination.
+// DestinationState is how deliveries to a destination are going.
+// +kubebuilder:validation:Enum=Healthy;Retrying;Unreachable
+type DestinationState string
+
+// Destination states.
+const (
+	// DestinationHealthy: the last delivery succeeded.
+	DestinationHealthy DestinationState = "Healthy"
+	// DestinationRetrying: recent deliveries failed and are being retried.
+	DestinationRetrying DestinationState = "Retrying"
+	// DestinationUnreachable: deliveries failed in a row; the circuit breaker holds them back and probes the
+	// destination now and then, so nothing is given up while it is down.
+	DestinationUnreachable DestinationState = "Unreachable"
+)
+
+// DeliveryCheckpoint is how far a destination has been served, per kind: every change of a Card (or
+// CardTransaction) with a resourceVersion up to the one given was delivered, or given up after its retries.
+// A controller that starts delivers what changed after it, so no per-object cursor is written.
+type DeliveryCheckpoint struct {
+	// cards is the Card resourceVersion delivered through.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:MinLength=1
+	Cards string `json:"cards,omitempty"`
+
+	// transactions is the CardTransaction resourceVersion delivered through.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:MinLength=1
+	Transactions string `json:"transactions,omitempty"`
+}
+
+// DestinationStatus is the delivery state of one destination, written by the controller about every two
+// seconds while it changes.
 type DestinationStatus struct {
 	// name of the destination.
 	// +required
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name,omitempty"`
+
+	// state is Healthy, Retrying or Unreachable.
+	// +optional
+	State DestinationState `json:"state,omitempty"`
+
+	// pending counts the objects whose latest state is waiting to be delivered.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Pending int64 `json:"pending,omitempty"`
+
+	// oldestPendingTime is when the oldest waiting state was written: the destination's lag.
+	// +optional
+	OldestPendingTime *metav1.Time `json:"oldestPendingTime,omitempty"`
+
+	// checkpoint is how far the destination has been served.
+	// +optional
+	Checkpoint *DeliveryCheckpoint `json:"checkpoint,omitempty"`
 
 	// lastDeliveryTime is when a delivery last succeeded.
 	// +optional
@@ -435,12 +492,16 @@ type WebhookEndpointStatus struct {
 	// +optional
 	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
 
-	// destinations is the delivery health per destination.
+	// destinations is the delivery state per destination.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	Destinations []DestinationStatus `json:"destinations,omitempty"`
+
+	// destinationHealth sums up the destinations: Healthy when every one is, else the worst state.
+	// +optional
+	DestinationHealth DestinationState `json:"destinationHealth,omitempty"`
 }
 
 // WebhookEndpoint is one provider integration: where its callbacks arrive, how they are verified,
@@ -451,6 +512,7 @@ type WebhookEndpointStatus struct {
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Received",type=integer,JSONPath=`.status.counters.received`
+// +kubebuilder:printcolumn:name="Destinations",type=string,JSONPath=`.status.destinationHealth`
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.receivePath`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookEndpoint struct {

@@ -121,7 +121,7 @@ func (h *harness) createCards(ctx context.Context) (measure.Summary, error) {
 			i, now.UnixMilli(), cardID(i), i, i))
 	})
 	if sum.Errors > 0 {
-		return sum, fmt.Errorf("%d of %d card callbacks failed: %v", sum.Errors, sum.Count, sum.FirstErr)
+		return sum, fmt.Errorf("%d of %d card callbacks failed: %w", sum.Errors, sum.Count, sum.FirstErr)
 	}
 	err := waitUntil(ctx, h.cfg.settle, "every card delivered", func() bool {
 		for _, d := range h.fast {

@@ -146,7 +146,7 @@ func (s *system) stop() {
 		}
 	}
 	if s.Env != nil {
-		_ = s.Env.Stop()
+		_ = s.Stop()
 	}
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)

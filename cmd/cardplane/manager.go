@@ -244,16 +244,17 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookser
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	projector := &projection.Projector{Reader: secrets, APIReader: mgr.GetAPIReader(), Sender: sender,
-		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}
 	if err := (&controllers.CardReconciler{
-		Client:    mgr.GetClient(),
-		Recorder:  mgr.GetEventRecorder("cardplane-controller"),
-		Projector: projector,
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("cardplane-controller"),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&controllers.CardTransactionReconciler{Client: mgr.GetClient(), Projector: projector}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.CardTransactionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: secrets, Sender: sender,
+		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}); err != nil {
 		return err
 	}
 	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {

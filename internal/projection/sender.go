@@ -1,7 +1,7 @@
 // Package projection delivers object states to external HTTP destinations, signed per the Standard Webhooks
 // spec (webhook-id, webhook-timestamp, webhook-signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>"),
-// so consumers verify them with any Standard Webhooks library. The reconcilers decide what to deliver and keep
-// the cursors; this package only sends.
+// so consumers verify them with any Standard Webhooks library. The Dispatcher decides what to deliver, one queue
+// per destination; the Sender only sends.
 package projection
 
 import (

@@ -57,6 +57,12 @@ func decimalOf(d cardsv1alpha1.Decimal) decimal.Decimal {
 	return v
 }
 
+// Counted reports whether a transaction is in its card's running totals: marked when it was added
+// (status.countedAt), or by the annotation earlier releases wrote.
+func Counted(txn *cardsv1alpha1.CardTransaction) bool {
+	return txn.Status.CountedAt != nil || txn.Annotations[cardsv1alpha1.AnnotationCounted] != ""
+}
+
 // Settled reports whether a transaction has reached a final phase.
 func Settled(p cardsv1alpha1.TransactionPhase) bool {
 	switch p {

@@ -412,8 +412,9 @@ func censusMetadataDestination(t *testing.T, s *site, tm *teams) censusRow {
 	}
 	var lastError string
 	if waitFor(t, 30*time.Second, "the delivery refused", func() bool {
-		if c := cardOf(t, wide.Namespace, wide, "META-1"); c != nil {
-			for _, d := range c.Status.Deliveries {
+		ep := &cardsv1alpha1.WebhookEndpoint{}
+		if env.Client.Get(ctx, client.ObjectKeyFromObject(wide), ep) == nil {
+			for _, d := range ep.Status.Destinations {
 				lastError = d.LastError
 			}
 		}

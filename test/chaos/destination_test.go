@@ -26,7 +26,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/projection"
 )
 
@@ -106,9 +105,8 @@ func TestDestinationOutageSkipsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	projector := &projection.Projector{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Sender: &projection.Sender{AllowLoopback: true},
-		Recorder: mgr.GetEventRecorder("chaos"), Now: time.Now}
-	if err := (&controllers.CardReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("chaos"), Projector: projector}).SetupWithManager(mgr); err != nil {
+	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: mgr.GetClient(),
+		Sender: &projection.Sender{AllowLoopback: true}, Recorder: mgr.GetEventRecorder("chaos"), Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	mctx, cancel := context.WithCancel(ctx)

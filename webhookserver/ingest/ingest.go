@@ -22,6 +22,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/totals"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
@@ -69,35 +70,54 @@ func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *
 	if err != nil {
 		return nil, err
 	}
-	changed, err := in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
-		return applyCard(st, ev, at, received)
-	})
-	if err != nil {
-		return nil, err
-	}
-	res.Changed = changed
 	res.Cards = []*cardsv1alpha1.Card{card}
-
 	tx := ev.Transaction
 	fillOnly := false
 	if tx == nil && ev.Authorization != nil {
 		// An authorization request opens a pending transaction; its later pushes (clearing, reversal) win.
 		tx, fillOnly = fromAuthorization(ev.Authorization), true
 	}
-	if tx != nil {
-		txn, err := in.ensureTransaction(ctx, ep, card, tx.ID)
-		if err != nil {
-			return nil, err
-		}
-		changed, err := in.updateTransaction(ctx, txn, func(st *cardsv1alpha1.CardTransactionStatus) bool {
-			return applyTransaction(st, ev, tx, at, received, fillOnly)
+	if tx == nil {
+		res.Changed, err = in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
+			return applyCard(st, ev, at, received)
 		})
-		if err != nil {
-			return nil, err
-		}
-		res.Changed = res.Changed || changed
-		res.Transaction = txn
+		return res, err
 	}
+	txn, err := in.ensureTransaction(ctx, ep, card, tx.ID)
+	if err != nil {
+		return nil, err
+	}
+	apply := func(st *cardsv1alpha1.CardTransactionStatus) bool {
+		return applyTransaction(st, ev, tx, at, received, fillOnly)
+	}
+	// A transaction this event settles is added to the card's running totals in the card's own write, and
+	// marked counted in the transaction's: three writes for a new settled transaction, none left for the
+	// controllers. The card's ring of recently counted transactions keeps a retry from counting it twice.
+	settling := txn.DeepCopy()
+	apply(&settling.Status)
+	count := totals.Settled(settling.Status.Phase) && !totals.Counted(settling)
+	cardChanged, err := in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
+		changed := applyCard(st, ev, at, received)
+		if count && totals.Add(st, settling) {
+			changed = true
+		}
+		return changed
+	})
+	if err != nil {
+		return nil, err
+	}
+	txnChanged, err := in.updateTransaction(ctx, txn, func(st *cardsv1alpha1.CardTransactionStatus) bool {
+		changed := apply(st)
+		if count && st.CountedAt == nil && totals.Settled(st.Phase) {
+			now := metav1.NewTime(received)
+			st.CountedAt, changed = &now, true
+		}
+		return changed
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Changed, res.Transaction = cardChanged || txnChanged, txn
 	return res, nil
 }
 

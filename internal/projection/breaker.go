@@ -1,0 +1,84 @@
+package projection
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// The circuit breaker of a destination: after breakerThreshold failures in a row its deliveries stop for a
+// cooldown, then one probe is let through; a failed probe doubles the cooldown (up to breakerMaxCooldown), a
+// delivery that succeeds closes the circuit. A dead destination then costs one request per cooldown instead
+// of maxInFlight requests per backoff, and the states it holds up are not given up while it is down.
+const (
+	breakerThreshold   = 5
+	breakerMinCooldown = 5 * time.Second
+	breakerMaxCooldown = 2 * time.Minute
+	// breakerPoll is how often a worker waiting on a probe looks again.
+	breakerPoll = 100 * time.Millisecond
+)
+
+type breaker struct {
+	mu        sync.Mutex
+	failures  int
+	openUntil time.Time
+	cooldown  time.Duration
+	probing   bool
+}
+
+// allow blocks while the circuit is open. It reports whether the delivery it lets through is the probe, and
+// false for ok when ctx ended.
+func (b *breaker) allow(ctx context.Context, now func() time.Time) (probe, ok bool) {
+	for {
+		b.mu.Lock()
+		if b.failures < breakerThreshold {
+			b.mu.Unlock()
+			return false, true
+		}
+		t := now()
+		if !b.probing && !t.Before(b.openUntil) {
+			b.probing = true
+			b.mu.Unlock()
+			return true, true
+		}
+		wait := b.openUntil.Sub(t)
+		if b.probing || wait <= 0 {
+			wait = breakerPoll
+		}
+		b.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false, false
+		case <-timer.C:
+		}
+	}
+}
+
+// done records the outcome of a delivery allow let through.
+func (b *breaker) done(probe, success bool, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case success:
+		b.failures, b.cooldown, b.probing = 0, 0, false
+	case probe:
+		b.probing = false
+		b.cooldown = min(max(2*b.cooldown, breakerMinCooldown), breakerMaxCooldown)
+		b.openUntil = now.Add(b.cooldown)
+	default:
+		b.failures++
+		if b.failures == breakerThreshold {
+			b.cooldown = breakerMinCooldown
+			b.openUntil = now.Add(b.cooldown)
+		}
+	}
+}
+
+// open reports whether deliveries are held back.
+func (b *breaker) open() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failures >= breakerThreshold
+}

@@ -1,0 +1,54 @@
+package projection
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestBreakerOpensProbesAndCloses(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { return now }
+	ctx := context.Background()
+	var b breaker
+	for i := range breakerThreshold {
+		if probe, ok := b.allow(ctx, clock); !ok || probe {
+			t.Fatalf("attempt %d: allow = %v, %v before the threshold", i, probe, ok)
+		}
+		b.done(false, false, now)
+	}
+	if !b.open() {
+		t.Fatal("not open after the threshold of failures")
+	}
+	// While open nothing passes: allow waits (until ctx ends here).
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, ok := b.allow(short, clock); ok {
+		t.Fatal("allowed a delivery while open")
+	}
+	// After the cooldown one probe passes; a failed probe doubles the cooldown.
+	now = now.Add(breakerMinCooldown)
+	if probe, ok := b.allow(ctx, clock); !ok || !probe {
+		t.Fatalf("after the cooldown allow = %v, %v, want the probe", probe, ok)
+	}
+	b.done(true, false, now)
+	if b.cooldown != 2*breakerMinCooldown || !b.openUntil.Equal(now.Add(2*breakerMinCooldown)) {
+		t.Errorf("after a failed probe cooldown = %s until %s", b.cooldown, b.openUntil.Sub(now))
+	}
+	for range 10 {
+		b.done(true, false, now)
+	}
+	if b.cooldown != breakerMaxCooldown {
+		t.Errorf("cooldown = %s, want capped at %s", b.cooldown, breakerMaxCooldown)
+	}
+	// A successful probe closes it.
+	now = now.Add(breakerMaxCooldown)
+	probe, _ := b.allow(ctx, clock)
+	b.done(probe, true, now)
+	if b.open() || b.cooldown != 0 {
+		t.Error("still open after a successful probe")
+	}
+	if probe, ok := b.allow(ctx, clock); !ok || probe {
+		t.Errorf("closed: allow = %v, %v", probe, ok)
+	}
+}

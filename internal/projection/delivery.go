@@ -1,0 +1,84 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+)
+
+// fieldOwner is the field manager of the projection's own writes (the redeliver annotation's removal).
+const fieldOwner = client.FieldOwner("cardplane-controller")
+
+// Retry policy defaults of a destination.
+const (
+	defaultMaxAttempts = 12
+	defaultMinBackoff  = time.Second
+	defaultMaxBackoff  = 5 * time.Minute
+)
+
+func wants(d *cardsv1alpha1.Destination, t cardsv1alpha1.DestinationEventType) bool {
+	if len(d.EventTypes) == 0 {
+		return t != cardsv1alpha1.EventChallengeOTP
+	}
+	return slices.Contains(d.EventTypes, t)
+}
+
+func policy(d *cardsv1alpha1.Destination) (int32, time.Duration, time.Duration) {
+	maxAttempts, minB, maxB := int32(defaultMaxAttempts), defaultMinBackoff, defaultMaxBackoff
+	if r := d.Retry; r != nil {
+		if r.MaxAttempts > 0 {
+			maxAttempts = r.MaxAttempts
+		}
+		if r.MinBackoff != nil && r.MinBackoff.Duration > 0 {
+			minB = r.MinBackoff.Duration
+		}
+		if r.MaxBackoff != nil && r.MaxBackoff.Duration > 0 {
+			maxB = r.MaxBackoff.Duration
+		}
+	}
+	return maxAttempts, minB, max(minB, maxB)
+}
+
+// backoff is exponential from min, capped at max, with up to 20% jitter so retries of many objects spread out.
+func backoff(attempts int32, minB, maxB time.Duration) time.Duration {
+	d := time.Duration(float64(minB) * math.Pow(2, float64(attempts-1)))
+	if d > maxB || d <= 0 {
+		d = maxB
+	}
+	return wait.Jitter(d, 0.2)
+}
+
+// Data is the object as delivered: without managed fields and without the delivery cursors.
+func Data(obj client.Object) any {
+	data, _ := json.Marshal(obj)
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "managedFields")
+	}
+	if st, ok := m["status"].(map[string]any); ok {
+		delete(st, "deliveries")
+	}
+	return m
+}
+
+// TakeRedeliver removes the redeliver annotation and reports whether it was there.
+func TakeRedeliver(ctx context.Context, c client.Client, obj client.Object) (bool, error) {
+	if _, ok := obj.GetAnnotations()[cardsv1alpha1.AnnotationRedeliver]; !ok {
+		return false, nil
+	}
+	patch := client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+cardsv1alpha1.AnnotationRedeliver+`":null}}}`))
+	if err := c.Patch(ctx, obj, patch, fieldOwner); err != nil {
+		return false, err
+	}
+	return true, nil
+}

@@ -1,0 +1,210 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+)
+
+var (
+	deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cardplane_destination_deliveries_total",
+		Help: "Deliveries of Card and CardTransaction states to destinations, by result (delivered, failed, gave_up).",
+	}, []string{"endpoint", "destination", "result"})
+	deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "cardplane_destination_delivery_duration_seconds",
+		Help:    "Duration of one delivery request to a destination, successful or not.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"endpoint", "destination"})
+	pendingGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cardplane_destination_pending",
+		Help: "Objects whose latest state waits to be delivered to a destination.",
+	}, []string{"endpoint", "destination"})
+	lagGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cardplane_destination_lag_seconds",
+		Help: "Age of the oldest state waiting to be delivered to a destination (0 when none waits).",
+	}, []string{"endpoint", "destination"})
+	circuitGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cardplane_destination_circuit_open",
+		Help: "1 while a destination's circuit breaker holds its deliveries back.",
+	}, []string{"endpoint", "destination"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(deliveries, deliveryDuration, pendingGauge, lagGauge, circuitGauge)
+}
+
+func observeDelivery(endpoint types.NamespacedName, destination string, err error, took time.Duration) {
+	result := "delivered"
+	if err != nil {
+		result = "failed"
+	}
+	deliveries.WithLabelValues(endpoint.String(), destination, result).Inc()
+	deliveryDuration.WithLabelValues(endpoint.String(), destination).Observe(took.Seconds())
+}
+
+func forgetMetrics(endpoint types.NamespacedName, destination string) {
+	labels := prometheus.Labels{"endpoint": endpoint.String(), "destination": destination}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{deliveries, deliveryDuration, pendingGauge, lagGauge, circuitGauge} {
+		v.DeletePartialMatch(labels)
+	}
+}
+
+// statusPatch is the part of a WebhookEndpoint's status the dispatcher owns.
+type statusPatch struct {
+	Destinations      []cardsv1alpha1.DestinationStatus `json:"destinations"`
+	DestinationHealth cardsv1alpha1.DestinationState    `json:"destinationHealth,omitempty"`
+}
+
+// runStatus writes the endpoints' delivery status and the gauges every StatusInterval until ctx ends.
+func (d *Dispatcher) runStatus(ctx context.Context) {
+	t := time.NewTicker(d.StatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.writeStatus(ctx)
+		}
+	}
+}
+
+func (d *Dispatcher) writeStatus(ctx context.Context) {
+	// Read before the pending sets: every change at or below these was enqueued already (see route).
+	seen := [kinds]uint64{d.seen[kindCard].Load(), d.seen[kindTransaction].Load()}
+	type work struct {
+		key   types.NamespacedName
+		e     *endpointQueues
+		patch *statusPatch
+	}
+	var todo []work
+	d.mu.Lock()
+	var unresolved uint64
+	for _, rv := range d.unresolved {
+		if unresolved == 0 || rv < unresolved {
+			unresolved = rv
+		}
+	}
+	for key, e := range d.endpoints {
+		p := &statusPatch{Destinations: []cardsv1alpha1.DestinationStatus{}, DestinationHealth: cardsv1alpha1.DestinationHealthy}
+		for _, dest := range e.ep.Spec.Destinations {
+			if q := e.queues[dest.Name]; q != nil {
+				s := q.status(seen, unresolved)
+				p.Destinations = append(p.Destinations, s)
+				p.DestinationHealth = worse(p.DestinationHealth, s.State)
+			}
+		}
+		if len(p.Destinations) == 0 {
+			p.DestinationHealth = ""
+		}
+		if e.written == nil || !equality.Semantic.DeepEqual(e.written, p) {
+			todo = append(todo, work{key, e, p})
+		}
+	}
+	d.mu.Unlock()
+	for _, w := range todo {
+		body, err := json.Marshal(map[string]any{"status": w.patch})
+		if err != nil {
+			continue
+		}
+		ep := &cardsv1alpha1.WebhookEndpoint{}
+		ep.Namespace, ep.Name = w.key.Namespace, w.key.Name
+		err = d.Client.Status().Patch(ctx, ep, client.RawPatch(types.MergePatchType, body), fieldOwner)
+		if client.IgnoreNotFound(err) != nil {
+			logf.FromContext(ctx).Info("Writing the delivery status failed; trying again", "endpoint", w.key, "error", err.Error())
+			continue
+		}
+		d.mu.Lock()
+		w.e.written = w.patch
+		d.mu.Unlock()
+	}
+}
+
+// status reports the destination's state, backlog and checkpoint, and sets its gauges. unresolved is the lowest
+// resourceVersion of a transaction not yet routed (0: none).
+func (q *destQueue) status(seen [kinds]uint64, unresolved uint64) cardsv1alpha1.DestinationStatus {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.d.Now()
+	var oldest time.Time
+	var low [kinds]uint64
+	for key, p := range q.pending {
+		if oldest.IsZero() || p.since.Before(oldest) {
+			oldest = p.since
+		}
+		if low[key.kind] == 0 || p.minRV < low[key.kind] {
+			low[key.kind] = p.minRV
+		}
+	}
+	if unresolved != 0 && (low[kindTransaction] == 0 || unresolved < low[kindTransaction]) {
+		low[kindTransaction] = unresolved
+	}
+	var cp [kinds]uint64
+	for k := range kinds {
+		cp[k] = max(seen[k], q.start[k])
+		if low[k] != 0 {
+			cp[k] = min(cp[k], low[k]-1)
+		}
+	}
+	s := cardsv1alpha1.DestinationStatus{Name: q.name, State: cardsv1alpha1.DestinationHealthy, Pending: int64(len(q.pending)),
+		LastError: q.health.lastError}
+	if cp[kindCard] != 0 || cp[kindTransaction] != 0 {
+		s.Checkpoint = &cardsv1alpha1.DeliveryCheckpoint{Cards: rvString(cp[kindCard]), Transactions: rvString(cp[kindTransaction])}
+	}
+	lag := 0.0
+	if !oldest.IsZero() {
+		s.OldestPendingTime = ptrTime(oldest)
+		lag = now.Sub(oldest).Seconds()
+	}
+	s.LastDeliveryTime, s.LastFailureTime = ptrTime(q.health.lastDelivery), ptrTime(q.health.lastFailure)
+	open := 0.0
+	switch {
+	case q.breaker.open():
+		s.State, open = cardsv1alpha1.DestinationUnreachable, 1
+	case q.health.failing:
+		s.State = cardsv1alpha1.DestinationRetrying
+	}
+	ep := q.endpoint.String()
+	pendingGauge.WithLabelValues(ep, q.name).Set(float64(len(q.pending)))
+	lagGauge.WithLabelValues(ep, q.name).Set(lag)
+	circuitGauge.WithLabelValues(ep, q.name).Set(open)
+	return s
+}
+
+func rvString(rv uint64) string {
+	if rv == 0 {
+		return ""
+	}
+	return strconv.FormatUint(rv, 10)
+}
+
+// ptrTime is t at the second metav1.Time keeps; nil for the zero time.
+func ptrTime(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(t.Truncate(time.Second))
+	return &mt
+}
+
+// worse is the worse of two destination states.
+func worse(a, b cardsv1alpha1.DestinationState) cardsv1alpha1.DestinationState {
+	rank := map[cardsv1alpha1.DestinationState]int{cardsv1alpha1.DestinationHealthy: 0, cardsv1alpha1.DestinationRetrying: 1,
+		cardsv1alpha1.DestinationUnreachable: 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,326 @@
+package projection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/text"
+)
+
+const (
+	// defaultMaxInFlight is a destination's concurrency when spec.destinations[].maxInFlight is not set.
+	defaultMaxInFlight = 8
+	// defaultTimeout and maxTimeout bound one delivery request: a worker is never held longer.
+	defaultTimeout = 10 * time.Second
+	maxTimeout     = 30 * time.Second
+)
+
+// destQueue is one destination's queue: the objects whose latest state it has not been sent yet.
+type destQueue struct {
+	d        *Dispatcher
+	endpoint types.NamespacedName
+	name     string
+	wq       workqueue.TypedDelayingInterface[objectKey]
+	ctx      context.Context
+	cancel   context.CancelFunc
+	breaker  breaker
+	// start is the checkpoint the destination had when the queue was made: objects listed at start with a
+	// resourceVersion at or below it were delivered before a restart.
+	start [kinds]uint64
+
+	mu        sync.Mutex
+	workers   int // running
+	want      int // maxInFlight
+	delivered map[objectKey]sentState
+	attempts  map[objectKey]attemptState
+	pending   map[objectKey]pendingState
+	health    health
+}
+
+// sentState is the state of an object last delivered.
+type sentState struct {
+	uid types.UID
+	seq int64
+}
+
+// attemptState counts the failed attempts at one state of an object.
+type attemptState struct {
+	sentState
+	n int32
+}
+
+// pendingState is an object with a change not yet delivered: the resourceVersions of its first and last
+// undelivered change, and when the first was seen.
+type pendingState struct {
+	minRV, maxRV uint64
+	since        time.Time
+}
+
+// health is what the status and metrics report of a destination.
+type health struct {
+	lastDelivery, lastFailure time.Time
+	lastError                 string
+	failing                   bool
+}
+
+func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, start [kinds]uint64) *destQueue {
+	ctx, cancel := context.WithCancel(d.ctx)
+	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start,
+		wq:        workqueue.NewTypedDelayingQueue[objectKey](),
+		delivered: map[objectKey]sentState{}, attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
+	return q
+}
+
+func (q *destQueue) shutDown() {
+	q.cancel()
+	q.wq.ShutDown()
+	forgetMetrics(q.endpoint, q.name)
+}
+
+// resize sets the number of workers: more are started at once, extra ones stop after their current item.
+func (q *destQueue) resize(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.want = n
+	for ; q.workers < n; q.workers++ {
+		go q.run()
+	}
+}
+
+// enqueue records a change of key at resourceVersion rv. An object first listed at or below the checkpoint
+// the queue started from (listed is true) was delivered before a restart. force drops what the queue knows
+// was delivered, so the current state is sent again.
+func (q *destQueue) enqueue(key objectKey, rv uint64, listed, force bool) {
+	if listed && !force && rv != 0 && rv <= q.start[key.kind] {
+		return
+	}
+	q.mu.Lock()
+	if force {
+		delete(q.delivered, key)
+		delete(q.attempts, key)
+	}
+	p, ok := q.pending[key]
+	if !ok {
+		p = pendingState{minRV: rv, since: q.d.Now()}
+	}
+	p.minRV, p.maxRV = min(p.minRV, rv), max(p.maxRV, rv)
+	q.pending[key] = p
+	q.mu.Unlock()
+	q.wq.Add(key)
+}
+
+// forget drops what the queue knows of a deleted object.
+func (q *destQueue) forget(key objectKey) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.delivered, key)
+	delete(q.attempts, key)
+	delete(q.pending, key)
+}
+
+// settle marks key's changes up to rv as served (delivered, or given up after the retry budget).
+func (q *destQueue) settle(key objectKey, rv uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	p, ok := q.pending[key]
+	switch {
+	case !ok:
+	case rv == 0 || p.maxRV <= rv:
+		delete(q.pending, key)
+	default:
+		// A change arrived while this one was sent: it stays pending (and the queue holds the key again).
+		p.minRV = rv + 1
+		q.pending[key] = p
+	}
+}
+
+func (q *destQueue) run() {
+	for {
+		key, shutdown := q.wq.Get()
+		if shutdown {
+			return
+		}
+		q.mu.Lock()
+		stop := q.workers > q.want
+		if stop {
+			q.workers--
+		}
+		q.mu.Unlock()
+		if stop {
+			q.wq.Done(key)
+			q.wq.Add(key)
+			return
+		}
+		q.process(key)
+		q.wq.Done(key)
+	}
+}
+
+// process delivers the latest state of one object, or schedules its retry.
+func (q *destQueue) process(key objectKey) {
+	obj := key.kind.newObject()
+	if err := q.d.Cache.Get(q.ctx, key.NamespacedName, obj); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			q.forget(key)
+		}
+		return
+	}
+	rv, state := resourceVersion(obj), sentState{obj.GetUID(), sequenceOf(obj)}
+	q.mu.Lock()
+	sent, ok := q.delivered[key]
+	at := q.attempts[key]
+	q.mu.Unlock()
+	if at.sentState != state {
+		at = attemptState{sentState: state}
+	}
+	ep, dest := q.d.destination(q.endpoint, q.name)
+	if dest == nil {
+		return
+	}
+	maxAttempts, minB, maxB := policy(dest)
+	if state.seq == 0 || (ok && sent.uid == state.uid && sent.seq >= state.seq) || at.n >= maxAttempts {
+		q.settle(key, rv) // nothing observed yet, already delivered, or given up
+		return
+	}
+	probe, ok := q.breaker.allow(q.ctx, q.d.Now)
+	if !ok {
+		return
+	}
+	began := time.Now()
+	err := q.deliver(ep, dest, key.kind, obj)
+	observeDelivery(q.endpoint, q.name, err, time.Since(began))
+	q.breaker.done(probe, err == nil, q.d.Now())
+	if err == nil {
+		q.succeeded(key, state, rv, obj)
+		return
+	}
+	q.failed(key, at, err, probe, obj, rv, maxAttempts, minB, maxB)
+}
+
+// succeeded records a successful delivery.
+func (q *destQueue) succeeded(key objectKey, state sentState, rv uint64, obj client.Object) {
+	q.mu.Lock()
+	q.delivered[key] = state
+	delete(q.attempts, key)
+	q.health.lastDelivery, q.health.failing = q.d.Now(), false
+	q.mu.Unlock()
+	q.settle(key, rv)
+	if c := apimeta.FindStatusCondition(*conditionsOf(obj), cardsv1alpha1.ConditionProjectionFailed); c != nil &&
+		c.Status == metav1.ConditionTrue && strings.HasPrefix(c.Message, q.failedPrefix()) {
+		q.setCondition(key, metav1.Condition{Type: cardsv1alpha1.ConditionProjectionFailed, Status: metav1.ConditionFalse,
+			Reason: "Delivered", Message: "Destination " + q.name + " received a later state"})
+	}
+}
+
+// failed counts a failed attempt and schedules the next, or gives the state up once the budget is spent.
+// A probe of an open circuit does not count: nothing is given up while the destination is down.
+func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool, obj client.Object, rv uint64,
+	maxAttempts int32, minB, maxB time.Duration) {
+	msg := text.Clip(err.Error(), 512)
+	if !probe {
+		at.n++
+	}
+	q.mu.Lock()
+	q.attempts[key] = at
+	q.health.lastFailure, q.health.lastError, q.health.failing = q.d.Now(), msg, true
+	q.mu.Unlock()
+	if at.n >= maxAttempts {
+		q.settle(key, rv)
+		deliveries.WithLabelValues(q.endpoint.String(), q.name, "gave_up").Inc()
+		q.d.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, cardsv1alpha1.EventProjectionFailed, "Deliver",
+			"gave up delivering state %d to destination %s after %d attempts: %s", at.seq, q.name, at.n, msg)
+		q.setCondition(key, metav1.Condition{Type: cardsv1alpha1.ConditionProjectionFailed, Status: metav1.ConditionTrue,
+			Reason: "RetryBudgetExhausted", Message: text.Clip(fmt.Sprintf("%s state %d not delivered after %d attempts (annotate with %s to retry): %s",
+				q.failedPrefix(), at.seq, at.n, cardsv1alpha1.AnnotationRedeliver, msg), 1024)})
+		return
+	}
+	wait := backoff(max(at.n, 1), minB, maxB)
+	var perr *Error
+	if errors.As(err, &perr) && perr.RetryAfter > wait {
+		wait = min(perr.RetryAfter, maxB)
+	}
+	q.wq.AddAfter(key, wait)
+}
+
+func (q *destQueue) failedPrefix() string { return "destination " + q.name + ":" }
+
+// deliver sends obj's current state to dest.
+func (q *destQueue) deliver(ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination, k kind, obj client.Object) error {
+	secret, err := endpointconfig.DestinationSecret(q.ctx, q.d.Secrets, ep, dest)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(Envelope{Type: string(k.eventType()), Timestamp: q.d.Now().UTC(), Data: Data(obj)})
+	if err != nil {
+		return err
+	}
+	allowed, err := endpointconfig.AllowedCIDRs(ep)
+	if err != nil {
+		return err
+	}
+	timeout := defaultTimeout
+	if dest.Timeout != nil && dest.Timeout.Duration > 0 {
+		timeout = min(dest.Timeout.Duration, maxTimeout)
+	}
+	return q.d.Sender.Send(q.ctx, Message{
+		ID:   fmt.Sprintf("%s-%d", obj.GetUID(), sequenceOf(obj)),
+		Body: body, URL: dest.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed,
+	})
+}
+
+// setCondition writes the ProjectionFailed condition of an object, re-reading it on a conflict.
+func (q *destQueue) setCondition(key objectKey, cond metav1.Condition) {
+	backoff := wait.Backoff{Steps: 6, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2}
+	err := retry.RetryOnConflict(backoff, func() error {
+		obj := key.kind.newObject()
+		if err := q.d.Cache.Get(q.ctx, key.NamespacedName, obj); err != nil {
+			return err
+		}
+		before := obj.DeepCopyObject().(client.Object)
+		cond.ObservedGeneration = obj.GetGeneration()
+		if !apimeta.SetStatusCondition(conditionsOf(obj), cond) {
+			return nil
+		}
+		return q.d.Client.Status().Patch(q.ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), fieldOwner)
+	})
+	if client.IgnoreNotFound(err) != nil && q.ctx.Err() == nil {
+		logf.FromContext(q.ctx).Error(err, "Writing the ProjectionFailed condition", "object", key.NamespacedName, "destination", q.String())
+	}
+}
+
+func sequenceOf(obj client.Object) int64 {
+	switch o := obj.(type) {
+	case *cardsv1alpha1.Card:
+		return o.Status.StateSequence
+	case *cardsv1alpha1.CardTransaction:
+		return o.Status.StateSequence
+	}
+	return 0
+}
+
+func conditionsOf(obj client.Object) *[]metav1.Condition {
+	switch o := obj.(type) {
+	case *cardsv1alpha1.Card:
+		return &o.Status.Conditions
+	case *cardsv1alpha1.CardTransaction:
+		return &o.Status.Conditions
+	}
+	return &[]metav1.Condition{}
+}
