@@ -157,6 +157,10 @@ bench: control-plane $(OPA) ## Run the benchmark harnesses in bench/ and print t
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./bench/ingest
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./bench/authz -opa $(OPA)
 
+.PHONY: bench-load
+bench-load: control-plane ## Run the sustained-load harness (bench/load: manager binary, three destinations one slow) and print its report.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./bench/load $(BENCH_LOAD_FLAGS)
+
 $(OPA): hack/tools/go.mod
 	cd hack/tools && go build -o $(OPA) github.com/open-policy-agent/opa
 

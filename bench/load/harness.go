@@ -131,7 +131,32 @@ func (h *harness) createCards(ctx context.Context) (measure.Summary, error) {
 		}
 		return true
 	})
-	return sum, err
+	if err != nil {
+		return sum, err
+	}
+	return sum, h.quiet(ctx)
+}
+
+// quiet waits until the API server takes no cardplane writes for two seconds (the card controller's
+// conditions and Events for new cards), so the next phase counts only its own writes.
+func (h *harness) quiet(ctx context.Context) error {
+	last, err := measure.ScrapeAPIServer(ctx, h.sys.Config)
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		time.Sleep(2 * time.Second)
+		now, err := measure.ScrapeAPIServer(ctx, h.sys.Config)
+		if err != nil {
+			return err
+		}
+		w := writes(last, now)
+		if w["cards"]+w["cards/status"]+w["cardtransactions"]+w["cardtransactions/status"]+w["events"] == 0 {
+			return nil
+		}
+		last = now
+	}
+	return nil
 }
 
 // runner is a load shape: measure.Closed (saturation) or measure.Open (a set rate).
@@ -160,8 +185,8 @@ func (h *harness) transactions(ctx context.Context, name string, shape runner) (
 	p.ingest = shape.Run(ctx, func(i int) error {
 		id := fmt.Sprintf("LT%08d", h.nextTxn.Add(1))
 		now := time.Now()
-		body := fmt.Sprintf(`{"event":"CC_CONSUME","trace":"t","orderNo":"LO-%s","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","orderNo":"LO-%s","customerNo":"C","type":2,"status":1,"amount":"12.34","direction":2,"merchantName":"Coffee Bar","currency":"USD","transactionAt":%d,"transactionId":%q,"fee":"0.00","merchantMcc":"5814","merchantCountry":"US"}}`,
-			id, now.UnixMilli(), cardID(i%h.cfg.cards), id, now.UnixMilli(), id)
+		body := fmt.Sprintf(`{"event":"CC_CONSUME","trace":"t","orderNo":"LO-%s","timestamp":%d,"detail":{"cardId":%q,"cardNumber":"5326********1234","orderNo":"LO-%s","customerNo":"C%d","type":2,"status":1,"amount":"12.34","direction":2,"merchantName":"Coffee Bar","currency":"USD","transactionAt":%d,"transactionId":%q,"fee":"0.00","merchantMcc":"5814","merchantCountry":"US"}}`,
+			id, now.UnixMilli(), cardID(i%h.cfg.cards), id, i%h.cfg.cards, now.UnixMilli(), id)
 		if err := h.send(ctx, body); err != nil {
 			return err
 		}

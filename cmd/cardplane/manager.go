@@ -224,7 +224,10 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: controllers.RuleSetCache},
 			&corev1.Secret{}:    {Label: endpointconfig.SecretCache},
-		}, DefaultNamespaces: watched(opts.watchNamespaces)},
+		}, DefaultNamespaces: watched(opts.watchNamespaces),
+			// Nothing reads managedFields: the cache keeps every object without them, which bounds the
+			// manager's memory per card and transaction (docs/operations.md, capacity).
+			DefaultTransform: cache.TransformStripManagedFields()},
 		// Secrets are never cached whole: only their metadata is (for rotation), and webhookserver.SecretReader
 		// keeps the data of the Secrets endpoints name.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},

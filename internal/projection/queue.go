@@ -48,7 +48,7 @@ type destQueue struct {
 	mu        sync.Mutex
 	workers   int // running
 	want      int // maxInFlight
-	delivered map[objectKey]sentState
+	delivered recent
 	attempts  map[objectKey]attemptState
 	pending   map[objectKey]pendingState
 	health    health
@@ -58,6 +58,36 @@ type destQueue struct {
 type sentState struct {
 	uid types.UID
 	seq int64
+}
+
+// recent remembers the states delivered in the last one to two minutes: enough to drop a change notice that
+// arrives after its state was sent (informers notify after their cache is updated, so a worker may read and
+// send a state before its notice is handled), without an entry for every object ever delivered.
+type recent struct {
+	cur, old map[objectKey]sentState
+	rotated  time.Time
+}
+
+const recentSpan = time.Minute
+
+func (r *recent) get(key objectKey) (sentState, bool) {
+	if s, ok := r.cur[key]; ok {
+		return s, true
+	}
+	s, ok := r.old[key]
+	return s, ok
+}
+
+func (r *recent) put(key objectKey, s sentState, now time.Time) {
+	if r.cur == nil || now.Sub(r.rotated) > recentSpan {
+		r.old, r.cur, r.rotated = r.cur, map[objectKey]sentState{}, now
+	}
+	r.cur[key] = s
+}
+
+func (r *recent) forget(key objectKey) {
+	delete(r.cur, key)
+	delete(r.old, key)
 }
 
 // attemptState counts the failed attempts at one state of an object.
@@ -84,7 +114,7 @@ func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, sta
 	ctx, cancel := context.WithCancel(d.ctx)
 	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start,
 		wq:        workqueue.NewTypedDelayingQueue[objectKey](),
-		delivered: map[objectKey]sentState{}, attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
+		attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	return q
 }
 
@@ -113,7 +143,7 @@ func (q *destQueue) enqueue(key objectKey, rv uint64, listed, force bool) {
 	}
 	q.mu.Lock()
 	if force {
-		delete(q.delivered, key)
+		q.delivered.forget(key)
 		delete(q.attempts, key)
 	}
 	p, ok := q.pending[key]
@@ -130,7 +160,7 @@ func (q *destQueue) enqueue(key objectKey, rv uint64, listed, force bool) {
 func (q *destQueue) forget(key objectKey) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	delete(q.delivered, key)
+	q.delivered.forget(key)
 	delete(q.attempts, key)
 	delete(q.pending, key)
 }
@@ -184,7 +214,7 @@ func (q *destQueue) process(key objectKey) {
 	}
 	rv, state := resourceVersion(obj), sentState{obj.GetUID(), sequenceOf(obj)}
 	q.mu.Lock()
-	sent, ok := q.delivered[key]
+	sent, ok := q.delivered.get(key)
 	at := q.attempts[key]
 	q.mu.Unlock()
 	if at.sentState != state {
@@ -217,7 +247,7 @@ func (q *destQueue) process(key objectKey) {
 // succeeded records a successful delivery.
 func (q *destQueue) succeeded(key objectKey, state sentState, rv uint64, obj client.Object) {
 	q.mu.Lock()
-	q.delivered[key] = state
+	q.delivered.put(key, state, q.d.Now())
 	delete(q.attempts, key)
 	q.health.lastDelivery, q.health.failing = q.d.Now(), false
 	q.mu.Unlock()
