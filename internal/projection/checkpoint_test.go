@@ -48,5 +48,11 @@ func TestCheckpointStaysBelowPendingChanges(t *testing.T) {
 	if len(q.pending) != 1 {
 		t.Error("a redelivery asked for was not queued")
 	}
+	q.settle(card, 45)
+
+	// An informer that lists again hands on older versions after newer ones: the checkpoints stay put.
+	d.noteSeen(kindCard, 200)
+	d.noteSeen(kindCard, 150)
+	check("card versions out of order", [kinds]uint64{200, 130}, 0, "120", "130")
 	q.wq.ShutDown()
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -79,18 +80,24 @@ type Dispatcher struct {
 	// unresolved are transactions seen before their card, by the resourceVersion they were seen at: the
 	// checkpoints stay below them until they are routed.
 	unresolved map[objectKey]uint64
-	seen       [kinds]atomic.Uint64 // the highest resourceVersion handled, per kind
-	synced     atomic.Bool          // every informer's initial list was handled
+	seen [kinds]atomic.Uint64 // the highest resourceVersion handled, per kind
+	// disorderUntil holds, per kind, until when checkpoints stay where they are: an informer that lists
+	// again (its watch expired) replays objects in key order, not resourceVersion order, so the highest
+	// version seen says nothing about the ones still to come.
+	disorderUntil [kinds]atomic.Int64
+	// endpointsSynced: the endpoints' initial list was handled; a queue made after it is backfilled.
+	endpointsSynced atomic.Bool
+	stopped         bool // under mu: no queue is made any more
 
 	retryRoute workqueue.TypedRateLimitingInterface[objectKey]
-	redeliver  workqueue.TypedInterface[objectKey]
+	redeliver  workqueue.TypedRateLimitingInterface[objectKey]
 }
 
 // endpointQueues are the destination queues of one endpoint.
 type endpointQueues struct {
 	ep      *cardsv1alpha1.WebhookEndpoint
 	queues  map[string]*destQueue
-	written *statusPatch // the delivery status last written
+	written time.Time // when its status was last written
 }
 
 // NeedLeaderElection makes only the leader deliver.
@@ -111,9 +118,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.unresolved = map[objectKey]uint64{}
 	d.mu.Unlock()
 	d.retryRoute = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[objectKey](100*time.Millisecond, 5*time.Second))
-	d.redeliver = workqueue.NewTyped[objectKey]()
+	d.redeliver = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[objectKey](time.Second, time.Minute))
 	defer d.retryRoute.ShutDown()
 	defer d.redeliver.ShutDown()
+	defer d.shutDownQueues()
 
 	handlers := []struct {
 		obj client.Object
@@ -148,19 +156,24 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 			return ctx.Err()
 		}
+		d.endpointsSynced.Store(true)
 	}
-	d.synced.Store(true)
 	go d.runRetryRoute(ctx)
 	go d.runRedeliver(ctx)
 	d.runStatus(ctx)
+	return nil
+}
+
+// shutDownQueues stops every queue, and any made later.
+func (d *Dispatcher) shutDownQueues() {
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
 	for _, e := range d.endpoints {
 		for _, q := range e.queues {
 			q.shutDown()
 		}
 	}
-	d.mu.Unlock()
-	return nil
 }
 
 // objectOf unwraps what an informer hands a handler.
@@ -179,13 +192,26 @@ func resourceVersion(obj client.Object) uint64 {
 	return rv
 }
 
+// noteSeen records that an informer handler handed on every change of kind k up to rv. Only the handlers
+// call it: they see each kind's changes in resourceVersion order, except when an informer lists again.
 func (d *Dispatcher) noteSeen(k kind, rv uint64) {
 	for {
 		cur := d.seen[k].Load()
+		if rv < cur {
+			d.disorderUntil[k].Store(d.Now().Add(disorderHold).UnixNano())
+		}
 		if rv <= cur || d.seen[k].CompareAndSwap(cur, rv) {
 			return
 		}
 	}
+}
+
+// disorderHold is how long checkpoints of a kind stay put after its informer handed on an older version.
+const disorderHold = 30 * time.Second
+
+// frozen reports whether checkpoints of kind k must not move now.
+func (d *Dispatcher) frozen(k kind) bool {
+	return d.Now().UnixNano() < d.disorderUntil[k].Load()
 }
 
 // onEndpoint creates, updates and removes an endpoint's destination queues.
@@ -197,6 +223,9 @@ func (d *Dispatcher) onEndpoint(o any, deleted bool) {
 	key := client.ObjectKeyFromObject(ep)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopped {
+		return
+	}
 	e := d.endpoints[key]
 	if deleted {
 		if e != nil {
@@ -223,8 +252,10 @@ func (d *Dispatcher) onEndpoint(o any, deleted bool) {
 		q := newDestQueue(d, key, dest.Name, checkpointOf(ep, dest.Name))
 		e.queues[dest.Name] = q
 		q.resize(maxInFlight(dest))
-		if d.synced.Load() {
-			// A destination added while running receives the current state of what its endpoint wrote.
+		if d.endpointsSynced.Load() {
+			// A destination added while running receives the current state of what its endpoint wrote; its
+			// checkpoint stays put until all of it is queued.
+			q.backfilling.Store(true)
 			go d.backfill(q, ep)
 		}
 	}
@@ -284,6 +315,7 @@ func (d *Dispatcher) onCard(oldObj, newObj any) {
 	old, _ := objectOf(oldObj).(*cardsv1alpha1.Card)
 	changed := old == nil || old.UID != card.UID || old.Status.StateSequence != card.Status.StateSequence
 	d.route(objectKey{kindCard, client.ObjectKeyFromObject(card)}, card, endpoint, old == nil, changed)
+	d.noteSeen(kindCard, resourceVersion(card))
 }
 
 func (d *Dispatcher) onTransaction(oldObj, newObj any) {
@@ -294,6 +326,7 @@ func (d *Dispatcher) onTransaction(oldObj, newObj any) {
 	old, _ := objectOf(oldObj).(*cardsv1alpha1.CardTransaction)
 	changed := old == nil || old.UID != txn.UID || old.Status.StateSequence != txn.Status.StateSequence
 	d.routeTransaction(txn, old == nil, changed)
+	d.noteSeen(kindTransaction, resourceVersion(txn))
 }
 
 // routeTransaction routes a transaction through its card's endpoint; one seen before its card is tried again
@@ -312,14 +345,14 @@ func (d *Dispatcher) routeTransaction(txn *cardsv1alpha1.CardTransaction, added,
 		if changed {
 			d.retryRoute.AddRateLimited(key)
 		}
-		d.noteSeen(kindTransaction, resourceVersion(txn))
 		return
 	}
 	d.route(key, txn, endpoint, added, changed)
 }
 
 // route hands a changed object to the queues of its endpoint's destinations. The redeliver annotation makes
-// every destination receive the current state again.
+// every destination receive the current state again. The handlers note the version seen after routing: a
+// checkpoint taken once it is visible already sees the change pending.
 func (d *Dispatcher) route(key objectKey, obj client.Object, endpoint types.NamespacedName, added, changed bool) {
 	rv := resourceVersion(obj)
 	_, force := obj.GetAnnotations()[cardsv1alpha1.AnnotationRedeliver]
@@ -331,8 +364,6 @@ func (d *Dispatcher) route(key objectKey, obj client.Object, endpoint types.Name
 	if force {
 		d.redeliver.Add(key)
 	}
-	// After the enqueues: a checkpoint taken once this is visible already sees them pending.
-	d.noteSeen(key.kind, rv)
 }
 
 func (d *Dispatcher) onDelete(k kind, o any) {
@@ -361,29 +392,31 @@ func (d *Dispatcher) runRetryRoute(ctx context.Context) {
 		if shutdown {
 			return
 		}
-		txn := &cardsv1alpha1.CardTransaction{}
-		err := d.Cache.Get(ctx, key.NamespacedName, txn)
-		d.mu.Lock()
-		_, known := d.cards[types.NamespacedName{Namespace: key.Namespace, Name: txn.Spec.CardRef.Name}]
-		giveUp := err != nil || (!known && d.retryRoute.NumRequeues(key) >= 20)
-		if known || giveUp {
-			delete(d.unresolved, key)
-		}
-		d.mu.Unlock()
-		switch {
-		case known && err == nil:
-			d.retryRoute.Forget(key)
-			d.routeTransaction(txn, false, true)
-		case giveUp:
-			d.retryRoute.Forget(key)
-			if err == nil {
-				logf.FromContext(ctx).Info("Not delivering a transaction whose card does not exist", "transaction", key.NamespacedName)
-			}
-		default:
-			d.retryRoute.AddRateLimited(key)
-		}
+		d.retryRouteOnce(ctx, key)
 		d.retryRoute.Done(key)
 	}
+}
+
+func (d *Dispatcher) retryRouteOnce(ctx context.Context, key objectKey) {
+	txn := &cardsv1alpha1.CardTransaction{}
+	err := d.Cache.Get(ctx, key.NamespacedName, txn)
+	d.mu.Lock()
+	_, known := d.cards[types.NamespacedName{Namespace: key.Namespace, Name: txn.Spec.CardRef.Name}]
+	d.mu.Unlock()
+	switch {
+	case err == nil && known:
+		d.routeTransaction(txn, false, true)
+	case client.IgnoreNotFound(err) != nil || (err == nil && d.retryRoute.NumRequeues(key) < 20):
+		d.retryRoute.AddRateLimited(key)
+		return
+	case err == nil:
+		logf.FromContext(ctx).Info("Not delivering a transaction whose card does not exist", "transaction", key.NamespacedName)
+	}
+	// Only now, once it is queued (or gone): until then the checkpoints stay below it.
+	d.mu.Lock()
+	delete(d.unresolved, key)
+	d.mu.Unlock()
+	d.retryRoute.Forget(key)
 }
 
 // runRedeliver removes the redeliver annotation of the objects whose redelivery was started.
@@ -394,22 +427,38 @@ func (d *Dispatcher) runRedeliver(ctx context.Context) {
 			return
 		}
 		obj := key.kind.newObject()
-		if err := d.Cache.Get(ctx, key.NamespacedName, obj); err == nil {
-			if _, err := TakeRedeliver(ctx, d.Client, obj); client.IgnoreNotFound(err) != nil {
-				logf.FromContext(ctx).Error(err, "Removing the redeliver annotation", "object", key.NamespacedName)
-			}
+		err := d.Cache.Get(ctx, key.NamespacedName, obj)
+		if err == nil {
+			_, err = TakeRedeliver(ctx, d.Client, obj)
+		}
+		if client.IgnoreNotFound(err) != nil && d.redeliver.NumRequeues(key) < 10 {
+			logf.FromContext(ctx).Info("Removing the redeliver annotation failed; trying again", "object", key.NamespacedName, "error", err.Error())
+			d.redeliver.AddRateLimited(key)
+		} else {
+			d.redeliver.Forget(key)
 		}
 		d.redeliver.Done(key)
 	}
 }
 
-// backfill enqueues, for a destination added while running, every object its endpoint wrote.
+// backfill enqueues, for a destination added while running, every object its endpoint wrote; the queue's
+// checkpoint stays put until it is done.
 func (d *Dispatcher) backfill(q *destQueue, ep *cardsv1alpha1.WebhookEndpoint) {
-	ctx := q.ctx
 	ns := client.InNamespace(endpointconfig.TargetNamespace(ep))
 	cards := &cardsv1alpha1.CardList{}
-	if err := d.Cache.List(ctx, cards, ns, client.UnsafeDisableDeepCopy); err != nil {
-		return
+	txns := &cardsv1alpha1.CardTransactionList{}
+	err := wait.PollUntilContextCancel(q.ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		err := d.Cache.List(ctx, cards, ns, client.UnsafeDisableDeepCopy)
+		if err == nil {
+			err = d.Cache.List(ctx, txns, ns, client.UnsafeDisableDeepCopy)
+		}
+		if err != nil {
+			logf.FromContext(ctx).Info("Listing what a new destination is owed failed; trying again", "destination", q.String(), "error", err.Error())
+		}
+		return err == nil, nil
+	})
+	if err != nil {
+		return // the queue was shut down
 	}
 	mine := map[string]bool{}
 	for i := range cards.Items {
@@ -419,16 +468,13 @@ func (d *Dispatcher) backfill(q *destQueue, ep *cardsv1alpha1.WebhookEndpoint) {
 			q.enqueue(objectKey{kindCard, client.ObjectKeyFromObject(c)}, resourceVersion(c), false, false)
 		}
 	}
-	txns := &cardsv1alpha1.CardTransactionList{}
-	if err := d.Cache.List(ctx, txns, ns, client.UnsafeDisableDeepCopy); err != nil {
-		return
-	}
 	for i := range txns.Items {
 		t := &txns.Items[i]
 		if mine[t.Spec.CardRef.Name] {
 			q.enqueue(objectKey{kindTransaction, client.ObjectKeyFromObject(t)}, resourceVersion(t), false, false)
 		}
 	}
+	q.backfilling.Store(false)
 }
 
 // checkpointOf reads the checkpoint a destination's status holds (0: none).

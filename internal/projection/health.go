@@ -63,9 +63,37 @@ func forgetMetrics(endpoint types.NamespacedName, destination string) {
 
 // statusPatch is the part of a WebhookEndpoint's status the dispatcher owns.
 type statusPatch struct {
-	Destinations      []cardsv1alpha1.DestinationStatus `json:"destinations"`
-	DestinationHealth cardsv1alpha1.DestinationState    `json:"destinationHealth,omitempty"`
+	Destinations []cardsv1alpha1.DestinationStatus `json:"destinations"`
+	// DestinationHealth is null when the endpoint has no destinations: the merge patch then removes it.
+	DestinationHealth *cardsv1alpha1.DestinationState `json:"destinationHealth"`
 }
+
+// due reports whether p must be written over ep's status: at once when a destination's state changed (or
+// one was added or removed), after the routine interval when only progress did (the checkpoint, the backlog,
+// the last delivery), never when nothing did.
+func (p *statusPatch) due(ep *cardsv1alpha1.WebhookEndpoint, routine bool) bool {
+	health := cardsv1alpha1.DestinationState("")
+	if p.DestinationHealth != nil {
+		health = *p.DestinationHealth
+	}
+	if ep.Status.DestinationHealth != health || len(p.Destinations) != len(ep.Status.Destinations) {
+		return true
+	}
+	changed := false
+	for i, d := range p.Destinations {
+		was := ep.Status.Destinations[i]
+		if d.Name != was.Name || d.State != was.State || d.LastError != was.LastError {
+			return true
+		}
+		changed = changed || !equality.Semantic.DeepEqual(d, was)
+	}
+	return changed && routine
+}
+
+// routineEvery is how many status intervals pass between writes of progress alone (30 s by default): the
+// checkpoint moves in steps of that size, so a new leader may send again what was delivered in the last
+// ones before a crash, and the status costs the API server one write per endpoint per step, not per delivery.
+const routineEvery = 15
 
 // runStatus writes the endpoints' delivery status and the gauges every StatusInterval until ctx ends.
 func (d *Dispatcher) runStatus(ctx context.Context) {
@@ -86,7 +114,6 @@ func (d *Dispatcher) writeStatus(ctx context.Context) {
 	seen := [kinds]uint64{d.seen[kindCard].Load(), d.seen[kindTransaction].Load()}
 	type work struct {
 		key   types.NamespacedName
-		e     *endpointQueues
 		patch *statusPatch
 	}
 	var todo []work
@@ -98,19 +125,24 @@ func (d *Dispatcher) writeStatus(ctx context.Context) {
 		}
 	}
 	for key, e := range d.endpoints {
-		p := &statusPatch{Destinations: []cardsv1alpha1.DestinationStatus{}, DestinationHealth: cardsv1alpha1.DestinationHealthy}
+		p := &statusPatch{Destinations: []cardsv1alpha1.DestinationStatus{}}
+		health := cardsv1alpha1.DestinationHealthy
 		for _, dest := range e.ep.Spec.Destinations {
 			if q := e.queues[dest.Name]; q != nil {
 				s := q.status(seen, unresolved)
 				p.Destinations = append(p.Destinations, s)
-				p.DestinationHealth = worse(p.DestinationHealth, s.State)
+				health = worse(health, s.State)
 			}
 		}
-		if len(p.Destinations) == 0 {
-			p.DestinationHealth = ""
+		if len(p.Destinations) > 0 {
+			p.DestinationHealth = &health
 		}
-		if e.written == nil || !equality.Semantic.DeepEqual(e.written, p) {
-			todo = append(todo, work{key, e, p})
+		// Compared with the endpoint as the informer last saw it: nothing is written for an endpoint whose
+		// status already says it, after a restart either.
+		routine := d.Now().Sub(e.written) >= routineEvery*d.StatusInterval
+		if p.due(e.ep, routine) {
+			e.written = d.Now()
+			todo = append(todo, work{key, p})
 		}
 	}
 	d.mu.Unlock()
@@ -124,11 +156,7 @@ func (d *Dispatcher) writeStatus(ctx context.Context) {
 		err = d.Client.Status().Patch(ctx, ep, client.RawPatch(types.MergePatchType, body), fieldOwner)
 		if client.IgnoreNotFound(err) != nil {
 			logf.FromContext(ctx).Info("Writing the delivery status failed; trying again", "endpoint", w.key, "error", err.Error())
-			continue
 		}
-		d.mu.Lock()
-		w.e.written = w.patch
-		d.mu.Unlock()
 	}
 }
 
@@ -151,13 +179,17 @@ func (q *destQueue) status(seen [kinds]uint64, unresolved uint64) cardsv1alpha1.
 	if unresolved != 0 && (low[kindTransaction] == 0 || unresolved < low[kindTransaction]) {
 		low[kindTransaction] = unresolved
 	}
-	var cp [kinds]uint64
+	cp := q.written
 	for k := range kinds {
+		if q.backfilling.Load() || q.d.frozen(k) {
+			continue
+		}
 		cp[k] = max(seen[k], q.start[k])
 		if low[k] != 0 {
 			cp[k] = min(cp[k], low[k]-1)
 		}
 	}
+	q.written = cp
 	s := cardsv1alpha1.DestinationStatus{Name: q.name, State: cardsv1alpha1.DestinationHealthy, Pending: int64(len(q.pending)),
 		LastError: q.health.lastError}
 	if cp[kindCard] != 0 || cp[kindTransaction] != 0 {

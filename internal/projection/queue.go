@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +45,8 @@ type destQueue struct {
 	// start is the checkpoint the destination had when the queue was made: objects listed at start with a
 	// resourceVersion at or below it were delivered before a restart.
 	start [kinds]uint64
+	// backfilling: what the destination is owed is still being queued; its checkpoint does not move.
+	backfilling atomic.Bool
 
 	mu        sync.Mutex
 	workers   int // running
@@ -52,6 +55,7 @@ type destQueue struct {
 	attempts  map[objectKey]attemptState
 	pending   map[objectKey]pendingState
 	health    health
+	written   [kinds]uint64 // the checkpoint last reported
 }
 
 // sentState is the state of an object last delivered.
@@ -112,7 +116,7 @@ type health struct {
 
 func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, start [kinds]uint64) *destQueue {
 	ctx, cancel := context.WithCancel(d.ctx)
-	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start,
+	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start, written: start,
 		wq:        workqueue.NewTypedDelayingQueue[objectKey](),
 		attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	return q
@@ -209,6 +213,8 @@ func (q *destQueue) process(key objectKey) {
 	if err := q.d.Cache.Get(q.ctx, key.NamespacedName, obj); err != nil {
 		if client.IgnoreNotFound(err) == nil {
 			q.forget(key)
+		} else {
+			q.wq.AddAfter(key, time.Second)
 		}
 		return
 	}
@@ -235,6 +241,9 @@ func (q *destQueue) process(key objectKey) {
 	}
 	began := time.Now()
 	err := q.deliver(ep, dest, key.kind, obj)
+	if q.ctx.Err() != nil {
+		return // shut down: its metrics are gone, and an interrupted delivery is no failure of the destination
+	}
 	observeDelivery(q.endpoint, q.name, err, time.Since(began))
 	q.breaker.done(probe, err == nil, q.d.Now())
 	if err == nil {
