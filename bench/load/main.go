@@ -86,6 +86,7 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	rep.peak = h.sampler.stop()
+	rep.heap = sys.heapProfile(ctx)
 	text := rep.String()
 	fmt.Print(text)
 	if cfg.out != "" {

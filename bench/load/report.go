@@ -139,6 +139,7 @@ type report struct {
 	cards           measure.Summary
 	phases          []*phase
 	idle, end, peak footprint
+	heap            string // the manager's heap profile at the end
 }
 
 func (r *report) String() string {
@@ -211,6 +212,9 @@ func (r *report) writeFootprint(b *strings.Builder) {
 	fmt.Fprintf(b, "Footprint (%d objects: cards and transactions; etcd before compaction holds old revisions too, so its figure is an upper bound):\n\n%s\n", objects, t.String())
 	if objects > 0 {
 		fmt.Fprintf(b, "etcd bytes per object: %.0f\n", (r.end.etcdInUse-r.idle.etcdInUse)/float64(objects))
+	}
+	if r.heap != "" {
+		fmt.Fprintf(b, "\nThe manager's live heap at the end (go tool pprof -top, in-use space):\n\n```\n%s\n```\n", r.heap)
 	}
 }
 

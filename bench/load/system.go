@@ -27,6 +27,7 @@ type system struct {
 	managerLog  string
 	receiver    string // http://host:port of the receiver
 	metrics     string // http://host:port/metrics of the manager
+	pprof       string // http://host:port of the manager's /debug/pprof
 	managerPID  int
 	apiPID      int
 	etcdMetrics string
@@ -78,14 +79,14 @@ func (s *system) startManager(ctx context.Context, extra []string) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	receiver, metrics := freePort(), freePort()
-	s.receiver, s.metrics = "http://"+receiver, "http://"+metrics+"/metrics"
+	receiver, metrics, pprof := freePort(), freePort(), freePort()
+	s.receiver, s.metrics, s.pprof = "http://"+receiver, "http://"+metrics+"/metrics", "http://"+pprof
 	s.managerLog = filepath.Join(s.dir, "manager.log")
 	out, err := os.Create(s.managerLog)
 	if err != nil {
 		return err
 	}
-	args := append([]string{"manager", "--webhook-plain-http", "--webhook-bind-address=" + receiver, "--metrics-bind-address=" + metrics,
+	args := append([]string{"manager", "--webhook-plain-http", "--webhook-bind-address=" + receiver, "--metrics-bind-address=" + metrics, "--pprof-bind-address=" + pprof,
 		"--health-probe-bind-address=0", "--review-bind-address=0", "--leader-elect=false", "--allow-loopback-destinations",
 		"--spool-dir=" + filepath.Join(s.dir, "spool")}, extra...)
 	s.manager = exec.Command(bin, args...)
@@ -106,6 +107,22 @@ func (s *system) startManager(ctx context.Context, extra []string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("the manager's receiver did not answer within a minute (log: %s)", s.managerLog)
+}
+
+// heapProfile is where the manager's live heap is, by function (go tool pprof -top, after a GC).
+func (s *system) heapProfile(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=12", "-sample_index=inuse_space",
+		s.pprof+"/debug/pprof/heap?gc=1").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("(no heap profile: %v)", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i, l := range lines { // from the summary line on; the header names a temporary file
+		if strings.HasPrefix(strings.TrimSpace(l), "Showing nodes") {
+			return strings.Join(lines[i:], "\n")
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // footprint is one reading of the processes' memory and etcd's size.

@@ -42,6 +42,7 @@ import (
 // managerOptions are the flags of `cardplane manager`; `cardplane dev` sets them itself.
 type managerOptions struct {
 	metricsAddr    string
+	pprofAddr      string
 	probeAddr      string
 	leaderElection bool
 	leaderNS       string
@@ -70,6 +71,7 @@ type managerOptions struct {
 func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint (0 disables it)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "address of Go's /debug/pprof profiles (0 disables them; keep it on loopback, e.g. 127.0.0.1:6060, and port-forward)")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
 	fs.StringVar(&o.leaderNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&o.review.Addr, "review-bind-address", ":9444", "address of the AuthorizationReview API, apart from the receiver (0 disables it); callers present a Kubernetes token and need the verb authorize on cards of the card's namespace")
@@ -209,6 +211,7 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress:  opts.probeAddr,
+		PprofBindAddress:        opts.pprofAddr,
 		LeaderElection:          opts.leaderElection,
 		LeaderElectionID:        "cardplane-controllers.cards.cardplane.io",
 		LeaderElectionNamespace: opts.leaderNS,
