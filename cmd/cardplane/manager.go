@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/time/rate"
@@ -164,6 +166,7 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		}
 		opts.webhook.TrustedProxies = append(opts.webhook.TrustedProxies, p.Masked())
 	}
+	setMemoryLimit()
 	mgr, err := newManager(cfg, opts)
 	if err != nil {
 		return err
@@ -364,4 +367,19 @@ func watched(namespaces []string) map[string]cache.Config {
 		}
 	}
 	return out
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit of 90% of the container's (its cgroup's) memory
+// limit, unless GOMEMLIMIT is set or AUTOMEMLIMIT=off. Without one the heap may grow to twice what is live
+// before a collection, so a pod sized for its cache would be OOM-killed at its first burst
+// (docs/operations.md, capacity).
+func setMemoryLimit() {
+	limit, err := memlimit.Set()
+	log := ctrl.Log.WithName("setup")
+	switch {
+	case err != nil:
+		log.Info("No Go memory limit from the cgroup", "error", err.Error())
+	case limit < math.MaxInt64:
+		log.Info("Go memory limit", "bytes", limit)
+	}
 }
