@@ -80,7 +80,7 @@ type Dispatcher struct {
 	// unresolved are transactions seen before their card, by the resourceVersion they were seen at: the
 	// checkpoints stay below them until they are routed.
 	unresolved map[objectKey]uint64
-	seen [kinds]atomic.Uint64 // the highest resourceVersion handled, per kind
+	seen       [kinds]atomic.Uint64 // the highest resourceVersion handled, per kind
 	// disorderUntil holds, per kind, until when checkpoints stay where they are: an informer that lists
 	// again (its watch expired) replays objects in key order, not resourceVersion order, so the highest
 	// version seen says nothing about the ones still to come.

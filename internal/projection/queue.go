@@ -117,7 +117,7 @@ type health struct {
 func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, start [kinds]uint64) *destQueue {
 	ctx, cancel := context.WithCancel(d.ctx)
 	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start, written: start,
-		wq:        workqueue.NewTypedDelayingQueue[objectKey](),
+		wq:       workqueue.NewTypedDelayingQueue[objectKey](),
 		attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	return q
 }
