@@ -48,11 +48,17 @@ func (r *CardTransactionReconciler) reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	expireIn, err := r.reconcileRetention(ctx, txn, ep)
-	if err != nil || expireIn <= 0 {
-		return ctrl.Result{}, err // deleted (or failed to be), or never due
+	if err != nil || expireIn <= 0 || expireIn > RetentionRecheck {
+		// Deleted (or failed to be), never due, or due after the cache's next resync reconciles it again.
+		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: expireIn}, nil
 }
+
+// RetentionRecheck is how far ahead a transaction's deletion is scheduled in the work queue. One due later
+// is left to the cache's periodic resync, which must come sooner (cmd/cardplane sets SyncPeriod to 10 h): a
+// queue holding every transaction for its 90 days cost about 190 bytes each (bench/load's heap profile).
+const RetentionRecheck = 12 * time.Hour
 
 // reconcileTotals adds a settled transaction to its card's running totals, then marks it counted. The receiver
 // does both as it writes a transaction settled; this covers transactions it did not write. The card remembers

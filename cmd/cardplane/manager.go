@@ -233,7 +233,10 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 		}, DefaultNamespaces: watched(opts.watchNamespaces),
 			// Nothing reads managedFields: the cache keeps every object without them, which bounds the
 			// manager's memory per card and transaction (docs/operations.md, capacity).
-			DefaultTransform: cache.TransformStripManagedFields()},
+			DefaultTransform: cache.TransformStripManagedFields(),
+			// Every object is reconciled again this often (plus up to 10% jitter): transaction retention counts
+			// on it for deletions further away than controllers.RetentionRecheck.
+			SyncPeriod: ptr.To(cacheResync)},
 		// Secrets are never cached whole: only their metadata is (for rotation), and webhookserver.SecretReader
 		// keeps the data of the Secrets endpoints name.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
@@ -383,3 +386,6 @@ func setMemoryLimit() {
 		log.Info("Go memory limit", "bytes", limit)
 	}
 }
+
+// cacheResync is the cache's SyncPeriod (see newManager).
+const cacheResync = 10 * time.Hour
