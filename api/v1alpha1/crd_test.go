@@ -250,7 +250,7 @@ func TestPrinterColumns(t *testing.T) {
 	want := map[string][]string{
 		"cards.cards.cardplane.io":            {"Provider", "Phase", "Last4", "Balance", "Currency", "Age"},
 		"cardtransactions.cards.cardplane.io": {"Card", "Type", "Amount", "Currency", "Phase", "Decision", "Age"},
-		"webhookendpoints.cards.cardplane.io": {"Provider", "Ready", "Received", "Path", "Age"},
+		"webhookendpoints.cards.cardplane.io": {"Provider", "Ready", "Received", "Destinations", "Path", "Age"},
 	}
 	for name, cols := range want {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
