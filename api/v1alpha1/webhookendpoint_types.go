@@ -424,8 +424,8 @@ type DeliveryCheckpoint struct {
 	Transactions string `json:"transactions,omitempty"`
 }
 
-// DestinationStatus is the delivery state of one destination, written by the controller about every two
-// seconds while it changes.
+// DestinationStatus is the delivery state of one destination, written by the controller within two seconds
+// of a change of state, and about every 30 seconds while only its progress changes.
 type DestinationStatus struct {
 	// name of the destination.
 	// +required
