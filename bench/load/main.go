@@ -27,7 +27,7 @@ type config struct {
 	cards, workers, transactions int
 	saturate, half, slow, settle time.Duration
 	waitSlow                     bool
-	managerArgs                  string
+	managerArgs, managerEnv      string
 	out                          string
 }
 
@@ -42,6 +42,7 @@ func main() {
 	flag.DurationVar(&cfg.settle, "settle-timeout", 20*time.Minute, "how long to wait for the fast destinations to receive everything after a phase")
 	flag.BoolVar(&cfg.waitSlow, "wait-slow", false, "also wait for the slow destination to receive everything")
 	flag.StringVar(&cfg.managerArgs, "manager-args", "", "extra flags for cardplane manager, space-separated")
+	flag.StringVar(&cfg.managerEnv, "manager-env", "", "extra environment of the manager alone, space-separated K=V (e.g. GOMEMLIMIT=690MiB: set for the harness, it would reach the API server too)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")
 	flag.Parse()
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -53,7 +54,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	sys, err := startSystem(ctx, strings.Fields(cfg.managerArgs))
+	sys, err := startSystem(ctx, strings.Fields(cfg.managerArgs), strings.Fields(cfg.managerEnv))
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ type system struct {
 	etcdMetrics string
 }
 
-func startSystem(ctx context.Context, managerArgs []string) (*system, error) {
+func startSystem(ctx context.Context, managerArgs, managerEnv []string) (*system, error) {
 	te, err := testenv.Start()
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func startSystem(ctx context.Context, managerArgs []string) (*system, error) {
 		s.stop()
 		return nil, err
 	}
-	if err := s.startManager(ctx, managerArgs); err != nil {
+	if err := s.startManager(ctx, managerArgs, managerEnv); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -72,7 +72,7 @@ func (s *system) findControlPlane() error {
 }
 
 // startManager builds cmd/cardplane and runs `cardplane manager` on plain-HTTP loopback ports.
-func (s *system) startManager(ctx context.Context, extra []string) error {
+func (s *system) startManager(ctx context.Context, extra, env []string) error {
 	bin := filepath.Join(s.dir, "cardplane")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cardplane")
 	build.Dir = testenv.RepoRoot()
@@ -90,7 +90,7 @@ func (s *system) startManager(ctx context.Context, extra []string) error {
 		"--health-probe-bind-address=0", "--review-bind-address=0", "--leader-elect=false", "--allow-loopback-destinations",
 		"--spool-dir=" + filepath.Join(s.dir, "spool")}, extra...)
 	s.manager = exec.Command(bin, args...)
-	s.manager.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
+	s.manager.Env = append(append(os.Environ(), "KUBECONFIG="+s.Kubeconfig), env...)
 	s.manager.Stdout, s.manager.Stderr = out, out
 	if err := s.manager.Start(); err != nil {
 		return err
