@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -13,7 +14,7 @@ import (
 func TestCheckpointStaysBelowPendingChanges(t *testing.T) {
 	d := &Dispatcher{Now: time.Now}
 	q := &destQueue{d: d, endpoint: types.NamespacedName{Namespace: "ns", Name: "ep"}, name: "ledger",
-		start: [kinds]uint64{50, 40}, wq: workqueue.NewTypedDelayingQueue[objectKey](), attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
+		start: [kinds]uint64{50, 40}, wq: workqueue.NewTypedDelayingQueue[objectKey](), delivered: cache.NewLRUExpireCache(16), attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	card := objectKey{kindCard, types.NamespacedName{Namespace: "ns", Name: "c"}}
 	txn := objectKey{kindTransaction, types.NamespacedName{Namespace: "ns", Name: "t"}}
 	check := func(what string, seen [kinds]uint64, unresolved uint64, wantCards, wantTxns string) {

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -233,9 +234,8 @@ func ptrTime(t time.Time) *metav1.Time {
 
 // worse is the worse of two destination states.
 func worse(a, b cardsv1alpha1.DestinationState) cardsv1alpha1.DestinationState {
-	rank := map[cardsv1alpha1.DestinationState]int{cardsv1alpha1.DestinationHealthy: 0, cardsv1alpha1.DestinationRetrying: 1,
-		cardsv1alpha1.DestinationUnreachable: 2}
-	if rank[b] > rank[a] {
+	order := []cardsv1alpha1.DestinationState{cardsv1alpha1.DestinationHealthy, cardsv1alpha1.DestinationRetrying, cardsv1alpha1.DestinationUnreachable}
+	if slices.Index(order, b) > slices.Index(order, a) {
 		return b
 	}
 	return a

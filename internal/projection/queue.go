@@ -14,6 +14,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
@@ -49,9 +50,9 @@ type destQueue struct {
 	backfilling atomic.Bool
 
 	mu        sync.Mutex
-	workers   int // running
-	want      int // maxInFlight
-	delivered recent
+	workers   int                   // running
+	want      int                   // maxInFlight
+	delivered *cache.LRUExpireCache // objectKey -> sentState
 	attempts  map[objectKey]attemptState
 	pending   map[objectKey]pendingState
 	health    health
@@ -64,35 +65,14 @@ type sentState struct {
 	seq int64
 }
 
-// recent remembers the states delivered in the last one to two minutes: enough to drop a change notice that
-// arrives after its state was sent (informers notify after their cache is updated, so a worker may read and
-// send a state before its notice is handled), without an entry for every object ever delivered.
-type recent struct {
-	cur, old map[objectKey]sentState
-	rotated  time.Time
-}
-
-const recentSpan = time.Minute
-
-func (r *recent) get(key objectKey) (sentState, bool) {
-	if s, ok := r.cur[key]; ok {
-		return s, true
-	}
-	s, ok := r.old[key]
-	return s, ok
-}
-
-func (r *recent) put(key objectKey, s sentState, now time.Time) {
-	if r.cur == nil || now.Sub(r.rotated) > recentSpan {
-		r.old, r.cur, r.rotated = r.cur, map[objectKey]sentState{}, now
-	}
-	r.cur[key] = s
-}
-
-func (r *recent) forget(key objectKey) {
-	delete(r.cur, key)
-	delete(r.old, key)
-}
+// recentlySent bounds what a queue remembers of delivered states: the last minute, at most this many
+// objects. That is enough to drop a change notice that arrives after its state was sent (informers notify
+// after their cache is updated, so a worker may read and send a state before its notice is handled), without
+// an entry for every object ever delivered; a state forgotten early is at worst sent twice.
+const (
+	recentlySentFor = time.Minute
+	recentlySentMax = 1 << 16
+)
 
 // attemptState counts the failed attempts at one state of an object.
 type attemptState struct {
@@ -117,8 +97,8 @@ type health struct {
 func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, start [kinds]uint64) *destQueue {
 	ctx, cancel := context.WithCancel(d.ctx)
 	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start, written: start,
-		wq:       workqueue.NewTypedDelayingQueue[objectKey](),
-		attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
+		wq:        workqueue.NewTypedDelayingQueue[objectKey](),
+		delivered: cache.NewLRUExpireCache(recentlySentMax), attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	return q
 }
 
@@ -147,7 +127,7 @@ func (q *destQueue) enqueue(key objectKey, rv uint64, listed, force bool) {
 	}
 	q.mu.Lock()
 	if force {
-		q.delivered.forget(key)
+		q.delivered.Remove(key)
 		delete(q.attempts, key)
 	}
 	p, ok := q.pending[key]
@@ -164,7 +144,7 @@ func (q *destQueue) enqueue(key objectKey, rv uint64, listed, force bool) {
 func (q *destQueue) forget(key objectKey) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.delivered.forget(key)
+	q.delivered.Remove(key)
 	delete(q.attempts, key)
 	delete(q.pending, key)
 }
@@ -220,7 +200,8 @@ func (q *destQueue) process(key objectKey) {
 	}
 	rv, state := resourceVersion(obj), sentState{obj.GetUID(), sequenceOf(obj)}
 	q.mu.Lock()
-	sent, ok := q.delivered.get(key)
+	v, ok := q.delivered.Get(key)
+	sent, _ := v.(sentState)
 	at := q.attempts[key]
 	q.mu.Unlock()
 	if at.sentState != state {
@@ -256,7 +237,7 @@ func (q *destQueue) process(key objectKey) {
 // succeeded records a successful delivery.
 func (q *destQueue) succeeded(key objectKey, state sentState, rv uint64, obj client.Object) {
 	q.mu.Lock()
-	q.delivered.put(key, state, q.d.Now())
+	q.delivered.Add(key, state, recentlySentFor)
 	delete(q.attempts, key)
 	q.health.lastDelivery, q.health.failing = q.d.Now(), false
 	q.mu.Unlock()
