@@ -35,8 +35,8 @@ import (
 	"github.com/cardplane/cardplane/webhookserver/spool"
 )
 
-// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards;cardtransactions,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status;cardtransactions/status,verbs=get;patch
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards;cardtransactions;cardholders,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=cards.cardplane.io,resources=cards/status;cardtransactions/status;cardholders/status,verbs=get;patch
 // +kubebuilder:rbac:groups=cards.cardplane.io,resources=webhookendpoints/status,verbs=get;patch
 
 // Options configure the HTTP server.

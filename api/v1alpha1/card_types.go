@@ -3,7 +3,7 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // CardPhase is the lifecycle phase of a card, normalized across providers.
-// +kubebuilder:validation:Enum=Requested;PendingActivation;Active;Frozen;Locked;Closed;Failed
+// +kubebuilder:validation:Enum=Requested;PendingActivation;Active;Frozen;Locked;Closed;Failed;Unknown
 type CardPhase string
 
 // Card phases.
@@ -22,6 +22,9 @@ const (
 	CardClosed CardPhase = "Closed"
 	// CardFailed means issuing failed or was rejected; terminal.
 	CardFailed CardPhase = "Failed"
+	// CardUnknown means the provider sent a status value no adapter knows; providerStatus keeps it verbatim.
+	// Neutral: not usable for authorizations, not terminal.
+	CardUnknown CardPhase = "Unknown"
 )
 
 // CardType says whether a card is virtual or physical.
@@ -92,6 +95,12 @@ type Balance struct {
 	// observedAt is the provider time of the event that reported this balance; an older event never overwrites it.
 	// +optional
 	ObservedAt *metav1.MicroTime `json:"observedAt,omitempty"`
+
+	// event is the provider event type that reported this balance: the balance is as of that event.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
+	Event string `json:"event,omitempty"`
 }
 
 // KYCState is the verification state of a card holder.
@@ -296,9 +305,27 @@ type CardStatus struct {
 	// +kubebuilder:validation:MinLength=1
 	HolderID string `json:"holderID,omitempty"`
 
+	// holderRef is the CardHolder (in the same namespace) the card belongs to, when the provider names one.
+	// +optional
+	HolderRef *LocalObjectReference `json:"holderRef,omitempty"`
+
 	// balance is the last reported balance.
 	// +optional
 	Balance *Balance `json:"balance,omitempty"`
+
+	// providerReferences are provider IDs and values about the card kept verbatim for reconciliation (e.g.
+	// UPay dispatchTime), keyed by the provider's field name.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && self[k].size() <= 256)",message="providerReferences keys are at most 64 and values at most 256 characters"
+	ProviderReferences map[string]string `json:"providerReferences,omitempty"`
+
+	// providerAmounts are amounts the provider reported about the card that are not transactions of it (e.g.
+	// the fee paid for applying, the balance refunded on closing), keyed by the provider's field name.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64)",message="providerAmounts keys are at most 64 characters"
+	ProviderAmounts map[string]Money `json:"providerAmounts,omitempty"`
 
 	// totals are running sums over the card's transactions.
 	// +optional

@@ -23,7 +23,7 @@ const (
 )
 
 // TransactionPhase is the normalized state of a transaction.
-// +kubebuilder:validation:Enum=Pending;Completed;Declined;Reversed;Refunded;Failed;Expired;Canceled
+// +kubebuilder:validation:Enum=Pending;Completed;Declined;Reversed;Refunded;Failed;Expired;Canceled;Unknown
 type TransactionPhase string
 
 // Transaction phases.
@@ -36,7 +36,23 @@ const (
 	TransactionFailed    TransactionPhase = "Failed"
 	TransactionExpired   TransactionPhase = "Expired"
 	TransactionCanceled  TransactionPhase = "Canceled"
+	// TransactionUnknown is a status value no adapter knows, kept verbatim in providerStatus. Neutral: never
+	// counted in the totals, never final.
+	TransactionUnknown TransactionPhase = "Unknown"
 )
+
+// FeeComponent is one named part of a transaction's fee.
+type FeeComponent struct {
+	// name is the provider's name of the fee, verbatim (e.g. "transactionFee").
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	Name string `json:"name,omitempty"`
+
+	// amount of the fee.
+	// +required
+	Amount Money `json:"amount,omitzero"`
+}
 
 // Direction says whether money left or reached the card.
 // +kubebuilder:validation:Enum=Debit;Credit
@@ -223,9 +239,27 @@ type CardTransactionStatus struct {
 	// +optional
 	BillingAmount *Money `json:"billingAmount,omitempty"`
 
-	// fee charged for the transaction.
+	// fee charged for the transaction (the sum of fees, when the provider breaks it down).
 	// +optional
 	Fee *Money `json:"fee,omitempty"`
+
+	// fees is the provider's breakdown of the fee, in the order sent.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Fees []FeeComponent `json:"fees,omitempty"`
+
+	// exchangeRate is the rate the provider applied between amount and billingAmount, as an exact decimal.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	ExchangeRate Decimal `json:"exchangeRate,omitempty"`
+
+	// providerReferences are provider IDs of the transaction besides providerTransactionID, kept verbatim for
+	// reconciliation (e.g. UPay thirdOrderNo and trace, Prepaidify orderNo), keyed by the provider's field name.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && self[k].size() <= 256)",message="providerReferences keys are at most 64 and values at most 256 characters"
+	ProviderReferences map[string]string `json:"providerReferences,omitempty"`
 
 	// merchant where the card was used.
 	// +optional

@@ -6,6 +6,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:validation:XValidation:rule="!has(self.tevau) || self.provider == 'tevau'",message="tevau options are only valid with provider tevau"
 // +kubebuilder:validation:XValidation:rule="!has(self.bananatech) || self.provider == 'bananatech'",message="bananatech options are only valid with provider bananatech"
 // +kubebuilder:validation:XValidation:rule="!has(self.upay) || self.provider == 'upay'",message="upay options are only valid with provider upay"
+// +kubebuilder:validation:XValidation:rule="!has(self.alchemypay) || self.provider == 'alchemypay'",message="alchemypay options are only valid with provider alchemypay"
 // +kubebuilder:validation:XValidation:rule="self.provider != 'generic' || has(self.generic)",message="provider generic needs a generic mapping"
 // +kubebuilder:validation:XValidation:rule="!has(self.generic) || self.provider == 'generic'",message="generic options are only valid with provider generic"
 // +kubebuilder:validation:XValidation:rule="!(self.provider in ['upay','tevau','bananatech']) || has(self.credentialsRef)",message="providers that sign their callbacks need credentialsRef"
@@ -57,6 +58,10 @@ type WebhookEndpointSpec struct {
 	// bananatech holds options of the bananatech adapter.
 	// +optional
 	BananaTech *BananaTechOptions `json:"bananatech,omitempty"`
+
+	// alchemypay holds options of the alchemypay adapter.
+	// +optional
+	AlchemyPay *AlchemyPayOptions `json:"alchemypay,omitempty"`
 
 	// generic maps the JSON of a provider without a built-in adapter to cardplane events.
 	// +optional
@@ -194,6 +199,17 @@ type BananaTechOptions struct {
 	// +kubebuilder:validation:Enum=Raw;Hex;Base64;SHA256
 	// +default="Raw"
 	AESKey string `json:"aesKey,omitempty"`
+}
+
+// AlchemyPayOptions are options of the alchemypay adapter.
+type AlchemyPayOptions struct {
+	// timeZone of the local date-times Alchemy Pay sends (orderTime), as an IANA name (e.g. Asia/Singapore)
+	// or a fixed offset (+08:00). The default, +08:00, is what Alchemy Pay's own example shows: its orderNo
+	// embeds the epoch 1723187469 (07:11:09 UTC) and its orderTime reads 15:11:09.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
+	TimeZone string `json:"timeZone,omitempty"`
 }
 
 // GenericMapping connects a provider without a built-in adapter: callbacks are verified as Standard Webhooks

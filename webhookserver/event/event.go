@@ -22,9 +22,12 @@ type Event struct {
 	// provider sends no time (the receiver then uses the time it received the callback).
 	OccurredAt time.Time
 
-	// CardID is the provider's card ID the facts are about. Empty for holder-level facts (KYC).
+	// CardID is the provider's card ID the facts are about. Empty for holder-level facts (KYC, a refused
+	// application, an account-wide risk action): those are kept on the CardHolder, and card facts in such an
+	// event (a freeze) apply to every card of the holder.
 	CardID string
-	// HolderID is the provider's cardholder/user ID, when sent.
+	// HolderID is the provider's cardholder/user ID, when sent. An event with a holder ID is recorded on the
+	// CardHolder of that ID (created on first sight), with or without a card.
 	HolderID string
 
 	Card          *Card
@@ -34,6 +37,24 @@ type Event struct {
 	Challenge     *Challenge
 	KYC           *KYC
 	Logistics     *Logistics
+	// Failure is a request the provider reports failed (a card application refused). Kept on the holder; when
+	// the event names neither card nor holder, the receiver records it as an endpoint Event and counter.
+	Failure *Failure
+	// Risk is a risk-control action on the holder as a whole.
+	Risk *RiskAction
+}
+
+// Failure is a failed request, in the provider's words.
+type Failure struct {
+	// Kind is what failed, e.g. the event type CARD_APPLY_RESULT.
+	Kind string
+	// Reason, ProviderStatus and Reference (the failed request's ID) are verbatim.
+	Reason, ProviderStatus, Reference string
+}
+
+// RiskAction is a holder-level risk-control action, verbatim (e.g. FREEZE_ACCOUNT).
+type RiskAction struct {
+	Action, Reason string
 }
 
 // Card is card lifecycle and identity facts.
@@ -48,9 +69,16 @@ type Card struct {
 	// Number is the masked number: adapters reduce any PAN with pan.Reduce before setting it.
 	Number *cardsv1alpha1.MaskedNumber
 	Expiry *cardsv1alpha1.Expiry
+	// References are provider values about the card kept verbatim (status.providerReferences), keyed by the
+	// provider's field name.
+	References map[string]string
+	// Amounts are provider amounts about the card that are not its transactions (status.providerAmounts),
+	// keyed by the provider's field name: the fee paid for an application, the balance refunded on closing.
+	Amounts map[string]cardsv1alpha1.Money
 }
 
-// Balance is the card's available balance as an absolute value.
+// Balance is the card's available balance as an absolute value. Every event that carries the card's balance
+// sets it; the ingester keeps the newest by the event's time and records which event reported it.
 type Balance struct {
 	Available cardsv1alpha1.Money
 }
@@ -73,6 +101,13 @@ type Transaction struct {
 	OriginalTransactionID string
 	AuthorizationID       string
 	Crypto                *cardsv1alpha1.CryptoPayment
+	// Fees is the provider's fee breakdown; Fee is then their sum (in one currency).
+	Fees []cardsv1alpha1.FeeComponent
+	// ExchangeRate between Amount and BillingAmount, exact, as the provider sent it.
+	ExchangeRate cardsv1alpha1.Decimal
+	// References are provider IDs besides ID kept verbatim (status.providerReferences), keyed by the
+	// provider's field name (thirdOrderNo, trace, orderNo).
+	References map[string]string
 	// OccurredAt is when the transaction happened (not when this update was sent).
 	OccurredAt time.Time
 }

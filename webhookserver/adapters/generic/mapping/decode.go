@@ -275,7 +275,7 @@ func (f *facts) card(lifecycle bool) *event.Card {
 	if f.present("expiryMonth") || f.present("expiryYear") {
 		c.Expiry = f.expiry()
 	}
-	if *c == (event.Card{}) {
+	if c.Type == "" && c.Phase == "" && c.ProviderStatus == "" && c.Reason == "" && c.Number == nil && c.Expiry == nil {
 		return nil
 	}
 	return c
