@@ -240,11 +240,15 @@ func (s *Server) apply(c *call) *refusal {
 	return nil
 }
 
-// afterApply tells about holder facts without a card and hands one-time codes on, from memory.
+// afterApply tells about what no object could hold or no adapter understood, and hands one-time codes on,
+// from memory.
 func (s *Server) afterApply(c *call, ev *event.Event, out *ingest.Result) {
-	if out.NoCard {
-		s.notice(c.ep, cardsv1alpha1.EventNoCardForHolder, fmt.Sprintf("%s %s for a holder with no card yet; nothing stored", c.ep.Spec.Provider, ev.Type))
+	if f := out.Orphan; f != nil {
+		failuresWithoutHolder.WithLabelValues(c.endpoint, f.Kind).Inc()
+		s.notice(c.ep, cardsv1alpha1.EventFailureWithoutHolder, fmt.Sprintf("%s %s failed for no known card or holder: status %q, reason %q, reference %q",
+			c.ep.Spec.Provider, f.Kind, f.ProviderStatus, f.Reason, f.Reference))
 	}
+	s.noticeUnknownStatus(c, ev)
 	if ev.Challenge == nil {
 		return
 	}
@@ -339,4 +343,20 @@ func (s *Server) notice(ep *cardsv1alpha1.WebhookEndpoint, reason, msg string) {
 	}
 	s.notices.Add(key, true, 10*time.Minute)
 	s.Recorder.Eventf(ep, nil, corev1.EventTypeWarning, reason, "Receive", "%s", msg)
+}
+
+// noticeUnknownStatus reports a status value the adapter kept verbatim with the neutral phase Unknown: stored
+// and acknowledged (a refusal would make the provider retry it forever), but someone should map it.
+func (s *Server) noticeUnknownStatus(c *call, ev *event.Event) {
+	report := func(kind, status string) {
+		unknownStatuses.WithLabelValues(c.endpoint, kind).Inc()
+		s.notice(c.ep, cardsv1alpha1.EventUnknownProviderStatus, fmt.Sprintf("%s %s carried the %s status %q, which cardplane does not know; stored verbatim with phase Unknown",
+			c.ep.Spec.Provider, ev.Type, kind, status))
+	}
+	if ev.Card != nil && ev.Card.Phase == cardsv1alpha1.CardUnknown {
+		report("card", ev.Card.ProviderStatus)
+	}
+	if ev.Transaction != nil && ev.Transaction.Phase == cardsv1alpha1.TransactionUnknown {
+		report("transaction", ev.Transaction.ProviderStatus)
+	}
 }

@@ -19,8 +19,16 @@ var (
 		Name: "cardplane_challenges_undelivered_total",
 		Help: "One-time codes received while no destination path was available to hand them to.",
 	}, []string{"endpoint"})
+	failuresWithoutHolder = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cardplane_failures_without_holder_total",
+		Help: "Failures a provider reported that name neither a card nor a holder (recorded as endpoint Events), by kind.",
+	}, []string{"endpoint", "kind"})
+	unknownStatuses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cardplane_unknown_provider_status_total",
+		Help: "Card or transaction status values no adapter knows, stored verbatim with the phase Unknown.",
+	}, []string{"endpoint", "kind"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requestsTotal, requestDuration, challengesDropped)
+	metrics.Registry.MustRegister(requestsTotal, requestDuration, challengesDropped, failuresWithoutHolder, unknownStatuses)
 }

@@ -126,6 +126,9 @@ const (
 	DecisionInvalidAmount = "INVALID_AMOUNT"
 	// DecisionDefaultDecline: no enforce rule declined and the set's defaultDecision is decline.
 	DecisionDefaultDecline = "DEFAULT_DECLINE"
+	// DecisionCardStatusUnknown: the card's last provider status is one no adapter knows (phase Unknown), so
+	// whether the provider still considers the card usable is unknown; declined before any rule runs.
+	DecisionCardStatusUnknown = "CARD_STATUS_UNKNOWN"
 )
 
 // Reasons of the Kubernetes Events cardplane records.
@@ -135,6 +138,9 @@ const (
 	EventRuleSetRemoved   = "RuleSetRemoved"
 	EventProjectionFailed = "ProjectionFailed"
 	EventUnknownEvent     = "UnknownEvent"
-	EventNoCardForHolder  = "NoCardForHolder"
+	// EventFailureWithoutHolder is a failure the provider reported that names neither a card nor a holder.
+	EventFailureWithoutHolder = "FailureWithoutHolder"
+	// EventUnknownProviderStatus is a status value no adapter knows, stored verbatim with the phase Unknown.
+	EventUnknownProviderStatus = "UnknownProviderStatus"
 	EventDeadLettered     = "DeadLettered"
 )

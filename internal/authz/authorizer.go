@@ -92,6 +92,8 @@ func declined(reason, version string) cardsv1alpha1.AuthorizationDecision {
 func (a *Authorizer) decide(ctx context.Context, card *cardsv1alpha1.Card, tx rules.Transaction) cardsv1alpha1.AuthorizationDecision {
 	sets, invalid := a.Store.For(card.Namespace, card.Labels)
 	switch {
+	case card.Status.Phase == cardsv1alpha1.CardUnknown:
+		return declined(cardsv1alpha1.DecisionCardStatusUnknown, "")
 	case len(invalid) > 0:
 		// A broken rule set with no good version would govern this card: what it meant to allow is unknown.
 		return declined(cardsv1alpha1.DecisionRuleSetInvalid, invalid[0].Version)
@@ -289,6 +291,9 @@ func (a *Authorizer) evaluateAndRecord(ctx context.Context, card *cardsv1alpha1.
 
 func ruleCard(c *cardsv1alpha1.Card) rules.Card {
 	rc := rules.Card{Namespace: c.Namespace, Name: c.Name, Labels: c.Labels, Phase: c.Status.Phase, Spend: c.Status.Spend}
+	if c.Status.KYC != nil {
+		rc.KYC = c.Status.KYC.State
+	}
 	if c.Status.Balance != nil {
 		b := c.Status.Balance.Available
 		rc.Balance = &b

@@ -456,3 +456,32 @@ func (d *decimalSum) total() int { d.mu.Lock(); defer d.mu.Unlock(); return d.ce
 func centsString(c int) string {
 	return decimal.New(int64(c), -2).String()
 }
+
+// TestAnUnknownCardStatusIsDeclined: a card whose provider status no adapter knows (phase Unknown) is declined
+// before any rule runs, even by a set that approves everything: the provider may no longer consider it usable.
+// A card whose holder's KYC is not approved is declined by a rule that reads card.kyc.
+func TestAnUnknownCardStatusIsDeclined(t *testing.T) {
+	card := newCard(t, map[string]string{"team": "growth"})
+	store := &Store{}
+	store.Set(card.Namespace, "growth", mustParse(t, card.Namespace, `selector: {matchLabels: {team: growth}}
+defaultDecision: approve
+rules:
+- name: kyc-approved
+  reason: KYC_NOT_APPROVED
+  condition: card.kyc != "Approved"
+`))
+	a := &Authorizer{Store: store, Client: env.Client, APIReader: env.Client, Now: time.Now}
+	card.Status.KYC = &cardsv1alpha1.KYC{State: cardsv1alpha1.KYCApproved}
+	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionApproved {
+		t.Errorf("an Approved holder: %+v, want approved", d)
+	}
+	card.Status.KYC.State = cardsv1alpha1.KYCPending
+	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionDeclined || d.Rule != "kyc-approved" {
+		t.Errorf("a Pending holder: %+v, want declined by kyc-approved", d)
+	}
+	card.Status.KYC.State = cardsv1alpha1.KYCApproved
+	card.Status.Phase, card.Status.ProviderStatus = cardsv1alpha1.CardUnknown, "HIBERNATING"
+	if d := a.Decide(context.Background(), card, usd("5.00")); d.Outcome != cardsv1alpha1.DecisionDeclined || d.Reason != cardsv1alpha1.DecisionCardStatusUnknown {
+		t.Errorf("an Unknown card: %+v, want declined CARD_STATUS_UNKNOWN", d)
+	}
+}

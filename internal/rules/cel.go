@@ -44,6 +44,7 @@ type celCard struct {
 	Name            string              `cel:"name"`
 	Labels          map[string]string   `cel:"labels"`
 	Phase           string              `cel:"phase"`
+	KYC             string              `cel:"kyc"`          // the holder's KYC state: Approved, Pending, Rejected, Unverified or ""
 	BalanceMinor    *int64              `cel:"balanceMinor"` // absent (has() is false) when no balance is known
 	BalanceCurrency string              `cel:"balanceCurrency"`
 	Spend           map[string]celSpend `cel:"spend"` // Daily, Weekly, Monthly, AllTime: always present

@@ -133,7 +133,7 @@ func (e *evaluation) celVars() *vars {
 		MCC: strings.TrimSpace(tx.MCC), MerchantName: tx.MerchantName, MerchantCountry: mc, Channel: tx.Channel,
 	}
 	c := e.card
-	cc := &celCard{Namespace: c.Namespace, Name: c.Name, Labels: c.Labels, Phase: string(c.Phase),
+	cc := &celCard{Namespace: c.Namespace, Name: c.Name, Labels: c.Labels, Phase: string(c.Phase), KYC: string(c.KYC),
 		Spend: make(map[string]celSpend, len(windowOrder))}
 	if cc.Labels == nil {
 		cc.Labels = map[string]string{}

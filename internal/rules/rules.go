@@ -120,8 +120,10 @@ type Card struct {
 	Namespace, Name string
 	Labels          map[string]string
 	Phase           cardsv1alpha1.CardPhase
-	Balance         *cardsv1alpha1.Money
-	Spend           *cardsv1alpha1.CardSpend
+	// KYC is the holder's verification state as the card carries it ("" when no provider reported one).
+	KYC     cardsv1alpha1.KYCState
+	Balance *cardsv1alpha1.Money
+	Spend   *cardsv1alpha1.CardSpend
 }
 
 // Decision is the answer of a rule set to one authorization.

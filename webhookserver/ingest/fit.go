@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strings"
@@ -25,6 +26,18 @@ func Fit(ev *event.Event) error {
 	if c := ev.Card; c != nil {
 		c.ProviderStatus = clip(c.ProviderStatus, 64)
 		c.Reason = clip(c.Reason, 512)
+		for k, m := range c.Amounts {
+			if err := checkMoney("card amount "+k, &m); err != nil {
+				return err
+			}
+		}
+	}
+	if f := ev.Failure; f != nil {
+		f.Kind, f.ProviderStatus = cmp.Or(text.Clip(f.Kind, 64), text.Clip(ev.Type, 64)), clip(f.ProviderStatus, 64)
+		f.Reason, f.Reference = clip(f.Reason, 512), text.Clip(f.Reference, 128)
+	}
+	if r := ev.Risk; r != nil {
+		r.Action, r.Reason = clip(r.Action, 64), clip(r.Reason, 512)
 	}
 	if b := ev.Balance; b != nil {
 		if err := checkMoney("balance", &b.Available); err != nil {
@@ -69,6 +82,17 @@ func fitTransaction(t *event.Transaction) error {
 		if err := checkMoney(name, m); err != nil {
 			return err
 		}
+	}
+	for _, f := range t.Fees {
+		if err := checkMoney("fee "+f.Name, &f.Amount); err != nil {
+			return err
+		}
+	}
+	if r := t.ExchangeRate; r != "" && !decimalPattern.MatchString(string(r)) {
+		return fmt.Errorf("exchange rate %q does not fit an 18.18-digit decimal", r)
+	}
+	if len(t.Fees) > 16 {
+		t.Fees = t.Fees[:16]
 	}
 	t.ProviderStatus, t.Channel = clip(t.ProviderStatus, 64), clip(t.Channel, 32)
 	t.Description, t.FailureReason = clip(t.Description, 512), clip(t.FailureReason, 512)

@@ -42,16 +42,19 @@ type Result struct {
 	Changed bool
 	// Cards the facts were applied to (one, or every card of a holder for holder-level facts).
 	Cards []*cardsv1alpha1.Card
+	// Holder the event named, if any.
+	Holder *cardsv1alpha1.CardHolder
 	// Transaction written, if the event carried one.
 	Transaction *cardsv1alpha1.CardTransaction
-	// NoCard is set when holder-level facts found no card of that holder: acknowledged, nothing stored.
-	NoCard bool
+	// Orphan is a failure that names neither a card nor a holder: nothing can hold it, so the receiver records
+	// it as an endpoint Event and a counter.
+	Orphan *event.Failure
 }
 
 // ErrNameTaken is an object name another provider ID holds under both its readable and its hashed form.
 var ErrNameTaken = errors.New("the name belongs to another provider ID")
 
-// ErrNoIdentity is an event that names neither a card nor a holder.
+// ErrNoIdentity is an event that names neither a card nor a card holder.
 var ErrNoIdentity = errors.New("event names neither a card nor a card holder")
 
 // Apply writes one event. An error means nothing may be acknowledged: the provider must retry.
@@ -59,11 +62,14 @@ func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *
 	at := ev.Ordered(received).UTC().Truncate(time.Microsecond)
 	received = received.UTC().Truncate(time.Second)
 	res := &Result{}
-	if ev.CardID == "" {
-		if ev.HolderID == "" || ev.KYC == nil {
-			return nil, ErrNoIdentity
-		}
+	switch {
+	case ev.CardID == "" && ev.HolderID != "":
 		return res, in.applyToHolder(ctx, ep, ev, at, received, res)
+	case ev.CardID == "" && ev.Failure != nil:
+		res.Orphan = ev.Failure
+		return res, nil
+	case ev.CardID == "":
+		return nil, ErrNoIdentity
 	}
 
 	card, err := in.ensureCard(ctx, ep, ev)
@@ -71,6 +77,15 @@ func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *
 		return nil, err
 	}
 	res.Cards = []*cardsv1alpha1.Card{card}
+	holder, holderChanged, err := in.holderFor(ctx, ep, ev, card.Name, at, received)
+	if err != nil {
+		return nil, err
+	}
+	res.Holder = holder
+	applyToCard := func(st *cardsv1alpha1.CardStatus) bool {
+		changed := applyCard(st, ev, at, received)
+		return linkHolder(st, holder) || changed
+	}
 	tx := ev.Transaction
 	fillOnly := false
 	if tx == nil && ev.Authorization != nil {
@@ -78,9 +93,8 @@ func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *
 		tx, fillOnly = fromAuthorization(ev.Authorization), true
 	}
 	if tx == nil {
-		res.Changed, err = in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
-			return applyCard(st, ev, at, received)
-		})
+		res.Changed, err = in.updateCard(ctx, card, applyToCard)
+		res.Changed = res.Changed || holderChanged
 		return res, err
 	}
 	txn, err := in.ensureTransaction(ctx, ep, card, tx.ID)
@@ -97,7 +111,7 @@ func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *
 	apply(&settling.Status)
 	count := totals.Settled(settling.Status.Phase) && !totals.Counted(settling)
 	cardChanged, err := in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
-		changed := applyCard(st, ev, at, received)
+		changed := applyToCard(st)
 		if count && totals.Add(st, settling) {
 			changed = true
 		}
@@ -117,7 +131,7 @@ func (in *Ingester) Apply(ctx context.Context, ep *endpointconfig.Resolved, ev *
 	if err != nil {
 		return nil, err
 	}
-	res.Changed, res.Transaction = cardChanged || txnChanged, txn
+	res.Changed, res.Transaction = cardChanged || txnChanged || holderChanged, txn
 	return res, nil
 }
 
@@ -126,31 +140,6 @@ func fromAuthorization(a *event.AuthorizationRequest) *event.Transaction {
 	return &event.Transaction{ID: a.TransactionID, Type: cardsv1alpha1.TransactionAuthorization,
 		Phase: cardsv1alpha1.TransactionPending, Direction: cardsv1alpha1.Debit, Amount: &amt,
 		Merchant: a.Merchant, Channel: a.Channel, AuthorizationID: a.AuthorizationID}
-}
-
-func (in *Ingester) applyToHolder(ctx context.Context, ep *endpointconfig.Resolved, ev *event.Event, at, received time.Time, res *Result) error {
-	list := &cardsv1alpha1.CardList{}
-	if err := in.Client.List(ctx, list, client.InNamespace(ep.TargetNamespace), client.MatchingLabels{
-		cardsv1alpha1.LabelHolder: HolderLabel(ev.HolderID),
-	}); err != nil {
-		return fmt.Errorf("listing cards of a holder: %w", err)
-	}
-	for i := range list.Items {
-		card := &list.Items[i]
-		if card.Spec.EndpointRef.Namespace != ep.Endpoint.Namespace || card.Spec.EndpointRef.Name != ep.Endpoint.Name {
-			continue
-		}
-		changed, err := in.updateCard(ctx, card, func(st *cardsv1alpha1.CardStatus) bool {
-			return applyCard(st, ev, at, received)
-		})
-		if err != nil {
-			return err
-		}
-		res.Changed = res.Changed || changed
-		res.Cards = append(res.Cards, card)
-	}
-	res.NoCard = len(res.Cards) == 0
-	return nil
 }
 
 // get reads from the cache and, when the cache has not seen the object yet, from the API server.

@@ -2,12 +2,14 @@ package ingest
 
 import (
 	"cmp"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/text"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
 
@@ -33,7 +35,7 @@ func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.
 		st.HolderID = ev.HolderID
 	}
 	if b := ev.Balance; b != nil && (st.Balance == nil || newer(st.Balance.ObservedAt, at)) {
-		st.Balance = &cardsv1alpha1.Balance{Available: b.Available, ObservedAt: micro(at)}
+		st.Balance = &cardsv1alpha1.Balance{Available: b.Available, ObservedAt: micro(at), Event: clip(ev.Type, 64)}
 	}
 	if k := ev.KYC; k != nil && (st.KYC == nil || newer(st.KYC.ObservedAt, at)) {
 		st.KYC = &cardsv1alpha1.KYC{State: k.State, Reason: k.Reason, ObservedAt: micro(at)}
@@ -75,6 +77,40 @@ func applyCardFacts(st *cardsv1alpha1.CardStatus, c *event.Card, at time.Time) {
 	if c.Expiry != nil {
 		st.Expiry = c.Expiry.DeepCopy()
 	}
+	st.ProviderReferences = mergeReferences(st.ProviderReferences, c.References, true)
+	for k, v := range c.Amounts {
+		if len(st.ProviderAmounts) >= maxReferences && st.ProviderAmounts[k] == (cardsv1alpha1.Money{}) {
+			continue
+		}
+		if st.ProviderAmounts == nil {
+			st.ProviderAmounts = map[string]cardsv1alpha1.Money{}
+		}
+		st.ProviderAmounts[text.Clip(k, 64)] = v
+	}
+}
+
+// maxReferences bounds providerReferences and providerAmounts below the CRD's limits (32 and 16): a provider
+// that adds fields cannot make a write fail validation; references past the bound are not kept.
+const maxReferences = 16
+
+// mergeReferences adds refs to have (replacing values when replace, else only filling missing keys), clipped
+// to the CRD's bounds.
+func mergeReferences(have, refs map[string]string, replace bool) map[string]string {
+	for k, v := range refs {
+		k, v = text.Clip(k, 64), text.Clip(v, 256) // identifiers: bounded, never rewritten
+		if k == "" || v == "" {
+			continue
+		}
+		old, ok := have[k]
+		if (ok && !replace) || old == v || (!ok && len(have) >= maxReferences) {
+			continue
+		}
+		if have == nil {
+			have = map[string]string{}
+		}
+		have[k] = v
+	}
+	return have
 }
 
 // recordLastEvent notes the event as the object's last one unless an event with a later time is recorded.
@@ -134,6 +170,11 @@ func applyTransaction(st *cardsv1alpha1.CardTransactionStatus, ev *event.Event, 
 	str(&st.FailureReason, clip(tx.FailureReason, 512))
 	str(&st.OriginalTransactionID, tx.OriginalTransactionID)
 	str(&st.AuthorizationID, tx.AuthorizationID)
+	if len(tx.Fees) > 0 && (replace || st.Fees == nil) {
+		st.Fees = slices.Clone(tx.Fees)
+	}
+	str((*string)(&st.ExchangeRate), string(tx.ExchangeRate))
+	st.ProviderReferences = mergeReferences(st.ProviderReferences, tx.References, replace)
 	if tx.Crypto != nil && (replace || st.Crypto == nil) {
 		st.Crypto = tx.Crypto.DeepCopy()
 	}
