@@ -49,7 +49,7 @@ func (r *CardReconciler) reconcileConditions(card, before *cardsv1alpha1.Card) {
 	switch {
 	case prev != nil && prev.Reason != phaseReason(phase):
 		kind := corev1.EventTypeNormal
-		if phase == cardsv1alpha1.CardFailed {
+		if phase == cardsv1alpha1.CardFailed || phase == cardsv1alpha1.CardUnknown {
 			kind = corev1.EventTypeWarning
 		}
 		msg := fmt.Sprintf("%s -> %s", prev.Reason, phaseReason(phase))
@@ -80,6 +80,9 @@ func CardConditions(card *cardsv1alpha1.Card) []metav1.Condition {
 		ready.Status, ready.Message = metav1.ConditionTrue, "The card can be used"
 	case "":
 		ready.Status, ready.Message = metav1.ConditionUnknown, "No lifecycle event received yet"
+	case cardsv1alpha1.CardUnknown:
+		ready.Status = metav1.ConditionUnknown
+		ready.Message = fmt.Sprintf("The provider reported the status %q, which cardplane does not know; authorizations are declined until a known status arrives", card.Status.ProviderStatus)
 	default:
 		ready.Message = "The card is " + string(phase)
 		if card.Status.PhaseReason != "" {

@@ -59,6 +59,11 @@ func TestCardConditionsAndPhaseEvents(t *testing.T) {
 		c := conds()
 		return c["Ready"] == "False/Frozen" && c["Frozen"] == "True/Frozen"
 	})
+	setPhase(t, card, cardsv1alpha1.CardUnknown, "")
+	waitFor(t, "Ready Unknown for a status no adapter knows", func() bool {
+		c := conds()
+		return c["Ready"] == "Unknown/Unknown" && c["Frozen"] == "False/Unknown"
+	})
 	setPhase(t, card, cardsv1alpha1.CardClosed, "")
 	waitFor(t, "Closed True", func() bool { c := conds(); return c["Closed"] == "True/Closed" && c["Frozen"] == "False/Closed" })
 
@@ -72,10 +77,10 @@ func TestCardConditionsAndPhaseEvents(t *testing.T) {
 				msgs = append(msgs, e.Reason+": "+e.Message)
 			}
 		}
-		return len(msgs) >= 3
+		return len(msgs) >= 4
 	}, func() { t.Logf("events so far: %q", msgs) })
 	all := strings.Join(msgs, "|")
-	for _, want := range []string{"CardActive: PhaseUnknown -> Active", "CardFrozen: Active -> Frozen: frozen by user", "CardClosed: Frozen -> Closed"} {
+	for _, want := range []string{"CardActive: PhaseUnknown -> Active", "CardFrozen: Active -> Frozen: frozen by user", "CardUnknown: Frozen -> Unknown", "CardClosed: Unknown -> Closed"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no Event %q among %q", want, msgs)
 		}

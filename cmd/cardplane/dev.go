@@ -170,6 +170,13 @@ func (o *devOptions) run(out io.Writer) error {
 
 	done := make(chan error, 1)
 	go func() { done <- runManager(ctx, cfg, &o.manager) }()
+	if !o.noSamples {
+		go func() {
+			if err := playDemoCallbacks(ctx, cfg, o.manager.webhook.Addr, o.namespace); err != nil {
+				ctrl.Log.WithName("dev").Error(err, "Sending the example callbacks")
+			}
+		}()
+	}
 	o.printBanner(out, dir, destLog)
 	return waitForManager(ctx, done)
 }
@@ -196,7 +203,7 @@ func (o *devOptions) printBanner(out io.Writer, assets, destLog string) {
 cardplane is running on a local control plane. Look at the cards with:
 
   export KUBECONFIG=%s
-  %s get cards,cardtransactions,webhookendpoints -n %s
+  %s get cardholders,cards,cardtransactions,webhookendpoints -n %s
 
 The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>; send one with
 

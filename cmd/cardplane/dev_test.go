@@ -71,6 +71,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 
 	kubectl := filepath.Join(assets, "kubectl")
 	checkSamples(t, kubectl, kubeconfig)
+	checkHolderBeforeCard(t, kubectl, kubeconfig)
 	checkSimulatedCallback(t, bin, kubectl, kubeconfig, receiverAddr)
 	checkGovernedFromFirstSight(t, bin, kubeconfig, receiverAddr, reviewAddr, filepath.Join(dir, "review-token"))
 	if destination != "" {
@@ -110,6 +111,26 @@ func startDev(t *testing.T, cmd *exec.Cmd) string {
 		t.Fatalf("cardplane dev did not become ready; stderr:\n%s", cmd.Stderr)
 	}
 	return ""
+}
+
+// checkHolderBeforeCard: the demo sends a BananaTech KYC result and then the holder's first card, so
+// `kubectl get cardholders` shows a holder whose KYC arrived before its card: Approved, with one card.
+func checkHolderBeforeCard(t *testing.T, kubectl, kubeconfig string) {
+	t.Helper()
+	var out []byte
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var err error
+		out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "cardholders", "-n", "default", "--no-headers").CombinedOutput()
+		fields := strings.Fields(string(out))
+		if err == nil && len(fields) >= 5 && fields[2] == "61207" && fields[3] == "Approved" && fields[4] == "1" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubectl get cardholders does not show holder 61207 Approved with 1 card: %v\n%s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // checkSamples waits for the samples to be applied and all sample endpoints to be Ready.
