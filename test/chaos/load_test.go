@@ -111,7 +111,7 @@ func TestShuffledDuplicatedLoad(t *testing.T) {
 		default: // a crypto order, one status per order (Alchemy Pay resends the same order until acknowledged)
 			order := fmt.Sprintf("9%08d", i)
 			body := fmt.Sprintf(`{"orderNo":%q,"cardId":"A-%d","orderType":"2","cardType":"1","status":"SUCCESS","cardAmount":"25.00","cardCurrency":"USD","cryptoCurrency":"USDT","paymentAmount":"25.4","network":"TRC20","orderTime":%q}`,
-				order, i%50, at.UTC().Format("2006-01-02 15:04:05"))
+				order, i%50, at.In(alchemyPayZone).Format("2006-01-02 15:04:05"))
 			list = append(list, callback{"/webhooks/" + ns.Name + "/orders", []byte(body), false})
 			lastTxn[order] = last{at, "Completed"}
 			wantCards[fmt.Sprint("A-", i%50)] = ""

@@ -134,7 +134,7 @@ func TestAllProvidersLoad(t *testing.T) {
 		case 5: // Alchemy Pay: a recharge order, resent as Alchemy Pay does until acknowledged
 			order := fmt.Sprintf("8%08d", i)
 			list = append(list, callback{cardsv1alpha1.ProviderAlchemyPay, fmt.Sprintf(`{"orderNo":%q,"cardId":"AP%03d","orderType":"2","cardType":"1","status":"SUCCESS","cardAmount":"25.00","cardCurrency":"USD","cryptoCurrency":"USDT","paymentAmount":"25.4","network":"TRC20","orderTime":%q}`,
-				order, n, at.UTC().Format("2006-01-02 15:04:05"))})
+				order, n, at.In(alchemyPayZone).Format("2006-01-02 15:04:05"))})
 			wantTxn[order] = true
 		}
 	}
@@ -243,3 +243,6 @@ func unstructuredDelete(obj map[string]any, fields ...string) error {
 	delete(m, fields[len(fields)-1])
 	return nil
 }
+
+// alchemyPayZone is the zone Alchemy Pay's local orderTime is read in by default (UTC+8, as its own example shows).
+var alchemyPayZone = time.FixedZone("UTC+8", 8*3600)

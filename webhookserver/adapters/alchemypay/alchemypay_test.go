@@ -76,7 +76,31 @@ func amount(v, cur string) *cardsv1alpha1.Money {
 	return &cardsv1alpha1.Money{Value: cardsv1alpha1.Decimal(v), Currency: cur}
 }
 
-var orderTime = time.Date(2024, 8, 9, 15, 11, 9, 0, time.UTC)
+// orderTime is the sample's "2024-08-09 15:11:09" read in the default zone, +08:00 (it was pinned as 15:11:09 UTC,
+// eight hours late: the orderNo embeds the epoch 1723187469, 07:11:09 UTC).
+var orderTime = time.Date(2024, 8, 9, 7, 11, 9, 0, time.UTC)
+
+// sampleRate is the sample's currencyExchangeRate; sampleRefs its values kept verbatim in References.
+const sampleRate cardsv1alpha1.Decimal = "1.092759"
+
+var sampleRefs = map[string]string{"cryptoCurrencyExchangeRate": "1", "orderAmount": "61.91", "applyFee": "0",
+	"rechargeFee": "0.72122094", "deliveryFee": "0", "rechargeMarkup": "0.99"}
+
+// refs is sampleRefs with changes ("" deletes a key).
+func refs(changes map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range sampleRefs {
+		out[k] = v
+	}
+	for k, v := range changes {
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
 
 const (
 	samplePAN = "5554748800912345" // the documented example; not Luhn-valid
@@ -99,7 +123,8 @@ var cases = []tcase{
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":SUCCESS", OccurredAt: orderTime.Add(time.Microsecond), CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionCompleted,
-				ProviderStatus: "SUCCESS", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime}}},
+				ProviderStatus: "SUCCESS", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "create virtual card succeeded", etype: TypeCreateCardOrder,
 		set: map[string]any{"orderType": "1", "cardType": "1", "cardNumber": visaPAN, "cardAmount": "100", "cardCurrency": "USD",
 			"applyFee": "5", "deliveryFee": "", "paymentAmount": "107.2", "cryptoCurrency": "usdt", "shippingInfo": map[string]any{"address": "1 Main St", "phone": "+1555"}},
@@ -108,73 +133,85 @@ var cases = []tcase{
 				Number: &cardsv1alpha1.MaskedNumber{BIN: "411111", Last4: "1111"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionCompleted,
 				ProviderStatus: "SUCCESS", Direction: cardsv1alpha1.Credit, Amount: amount("100.00", "USD"),
-				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "USDT", Amount: "107.2", Network: "TRX", Fee: "6.71122094"}, OccurredAt: orderTime}}},
-	{name: "create physical card succeeded", etype: TypeCreateCardOrder,
+				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "USDT", Amount: "107.2", Network: "TRX", Fee: "6.71122094"}, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(map[string]string{"applyFee": "5", "deliveryFee": ""})}}},
+	// Paid, not yet made, shipped or activated (this case pinned Active before).
+	{name: "create physical card succeeded: Requested", etype: TypeCreateCardOrder,
 		set: map[string]any{"orderType": "1", "deliveryFee": "20"},
 		want: event.Event{Type: TypeCreateCardOrder, ID: orderNo + ":SUCCESS", OccurredAt: orderTime.Add(time.Microsecond), CardID: cardID,
-			Card: &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "SUCCESS", Type: cardsv1alpha1.CardPhysical,
+			Card: &event.Card{Phase: cardsv1alpha1.CardRequested, ProviderStatus: "SUCCESS", Type: cardsv1alpha1.CardPhysical,
 				Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionCompleted,
 				ProviderStatus: "SUCCESS", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"),
-				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "USDT", Amount: "61.91", Network: "TRX", Fee: "21.71122094"}, OccurredAt: orderTime}}},
+				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "USDT", Amount: "61.91", Network: "TRX", Fee: "21.71122094"}, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(map[string]string{"deliveryFee": "20"})}}},
 	{name: "recharge pending (INIT)", etype: TypeRechargeOrder,
 		set: map[string]any{"status": "INIT", "paymentAmount": ""},
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":INIT", OccurredAt: orderTime, CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionPending,
 				ProviderStatus: "INIT", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"),
-				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "USDT", Network: "TRX", Fee: "1.71122094"}, OccurredAt: orderTime}}},
+				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "USDT", Network: "TRX", Fee: "1.71122094"}, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "recharge failed with reason", etype: TypeRechargeOrder,
 		set: map[string]any{"status": "FAIL", "failReason": "card frozen"},
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":FAIL", OccurredAt: orderTime.Add(time.Microsecond), CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionFailed,
 				ProviderStatus: "FAIL", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), FailureReason: "card frozen",
-				Crypto: usdtPayment, OccurredAt: orderTime}}},
+				Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "recharge canceled (not paid), no card number", etype: TypeRechargeOrder,
 		set: map[string]any{"status": "CANCEL", "cardNumber": "", "cardType": ""},
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":CANCEL", OccurredAt: orderTime.Add(time.Microsecond), CardID: cardID,
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionCanceled,
-				ProviderStatus: "CANCEL", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime}}},
+				ProviderStatus: "CANCEL", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "recharge refunding", etype: TypeRechargeOrder,
 		set: map[string]any{"status": "REFUNDING"},
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":REFUNDING", OccurredAt: orderTime.Add(2 * time.Microsecond), CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionRefunded,
-				ProviderStatus: "REFUNDING", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime}}},
+				ProviderStatus: "REFUNDING", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "create card failed before a card existed: kept on the order's card", etype: TypeCreateCardOrder,
 		set: map[string]any{"orderType": "1", "status": "FAIL", "cardId": "", "cardNumber": "", "failReason": "KYC rejected"},
 		want: event.Event{Type: TypeCreateCardOrder, ID: orderNo + ":FAIL", OccurredAt: orderTime.Add(time.Microsecond), CardID: "order-" + orderNo,
 			Card: &event.Card{Phase: cardsv1alpha1.CardFailed, ProviderStatus: "FAIL", Reason: "KYC rejected", Type: cardsv1alpha1.CardPhysical},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionFailed,
 				ProviderStatus: "FAIL", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), FailureReason: "KYC rejected",
-				Crypto: usdtPayment, OccurredAt: orderTime}}},
+				Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "create card awaiting payment without a card", etype: TypeCreateCardOrder,
 		set: map[string]any{"orderType": "1", "status": "INIT", "cardId": nil, "cardNumber": nil, "cardType": "1"},
 		want: event.Event{Type: TypeCreateCardOrder, ID: orderNo + ":INIT", OccurredAt: orderTime, CardID: "order-" + orderNo,
 			Card: &event.Card{Phase: cardsv1alpha1.CardRequested, ProviderStatus: "INIT", Type: cardsv1alpha1.CardVirtual},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionPending,
-				ProviderStatus: "INIT", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime}}},
+				ProviderStatus: "INIT", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "create card canceled with a card ID: no phase for the card", etype: TypeCreateCardOrder,
 		set: map[string]any{"orderType": "1", "status": "CANCEL"},
 		want: event.Event{Type: TypeCreateCardOrder, ID: orderNo + ":CANCEL", OccurredAt: orderTime.Add(time.Microsecond), CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionCanceled,
-				ProviderStatus: "CANCEL", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime}}},
+				ProviderStatus: "CANCEL", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"), Crypto: usdtPayment, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(nil)}}},
 	{name: "paid in BTC: the USDT valuations are not BTC amounts", etype: TypeRechargeOrder,
 		set: map[string]any{"cryptoCurrency": "BTC", "network": "BTC", "cryptoCurrencyExchangeRate": "61000"},
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":SUCCESS", OccurredAt: orderTime.Add(time.Microsecond), CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionCompleted,
 				ProviderStatus: "SUCCESS", Direction: cardsv1alpha1.Credit, Amount: amount("55.00", "EUR"),
-				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "BTC", Network: "BTC"}, OccurredAt: orderTime}}},
+				Crypto: &cardsv1alpha1.CryptoPayment{Asset: "BTC", Network: "BTC"}, OccurredAt: orderTime,
+				ExchangeRate: sampleRate, References: refs(map[string]string{"cryptoCurrencyExchangeRate": "61000", "paymentAmount": "61.91"})}}},
 	{name: "failed order without amounts or time", etype: TypeRechargeOrder,
 		set: map[string]any{"status": "fail", "cardAmount": "", "cardCurrency": "", "paymentAmount": "", "cryptoCurrency": "", "orderTime": "",
 			"applyFee": "", "rechargeFee": "", "deliveryFee": "", "rechargeMarkup": ""},
 		want: event.Event{Type: TypeRechargeOrder, ID: orderNo + ":FAIL", CardID: cardID,
 			Card: &event.Card{Type: cardsv1alpha1.CardPhysical, Number: &cardsv1alpha1.MaskedNumber{BIN: "555474", Last4: "2345"}},
 			Transaction: &event.Transaction{ID: orderNo, Type: cardsv1alpha1.TransactionCryptoOrder, Phase: cardsv1alpha1.TransactionFailed,
-				ProviderStatus: "FAIL", Direction: cardsv1alpha1.Credit}}},
+				ProviderStatus: "fail", Direction: cardsv1alpha1.Credit, ExchangeRate: sampleRate,
+				References: refs(map[string]string{"applyFee": "", "rechargeFee": "", "deliveryFee": "", "rechargeMarkup": ""})}}},
 }
 
 func body(t testing.TB, c tcase) string {
@@ -219,7 +256,7 @@ func TestDecode(t *testing.T) {
 // Every push of an order carries the same orderTime: the lifecycle rank orders them.
 func TestStatusOrdering(t *testing.T) {
 	at := map[string]time.Time{}
-	for _, st := range []string{"INIT", "SUCCESS", "FAIL", "CANCEL", "REFUNDING"} {
+	for _, st := range []string{"INIT", "SUCCESS", "FAIL", "CANCEL", "REFUNDING", "PROCESSING"} {
 		res, err := decode(t, order(t, map[string]any{"status": st}))
 		if err != nil {
 			t.Fatal(err)
@@ -232,6 +269,10 @@ func TestStatusOrdering(t *testing.T) {
 	for _, final := range []string{"SUCCESS", "FAIL", "CANCEL"} {
 		if !at["INIT"].Before(at[final]) || !at[final].Before(at["REFUNDING"]) {
 			t.Errorf("INIT %s, %s %s, REFUNDING %s are not in lifecycle order", at["INIT"], final, at[final], at["REFUNDING"])
+		}
+		// An unknown status never displaces a known final one.
+		if !at["PROCESSING"].Before(at[final]) {
+			t.Errorf("unknown status at %s is not before %s at %s", at["PROCESSING"], final, at[final])
 		}
 	}
 }
@@ -256,13 +297,15 @@ func TestMalformed(t *testing.T) {
 		{"array", `[]`, "not valid JSON"},
 		{"no orderNo", order(t, map[string]any{"orderNo": nil}), "no orderNo"},
 		{"no orderType", order(t, map[string]any{"orderType": ""}), "order " + orderNo + " has no orderType"},
-		{"unknown status", order(t, map[string]any{"status": "DONE"}), `RECHARGE_ORDER: order ` + orderNo + ` has unknown status "DONE"`},
-		{"no status", order(t, map[string]any{"status": nil}), `RECHARGE_ORDER: order ` + orderNo + ` has unknown status ""`},
+		{"no status", order(t, map[string]any{"status": nil}), `RECHARGE_ORDER: order ` + orderNo + ` has no status`},
 		{"bad orderTime", order(t, map[string]any{"orderTime": "09/08/2024"}), "RECHARGE_ORDER: orderTime"},
 		{"bad cardAmount", order(t, map[string]any{"cardAmount": "55 EUR"}), "RECHARGE_ORDER: cardAmount/cardCurrency"},
 		{"no cardCurrency", order(t, map[string]any{"cardCurrency": ""}), "RECHARGE_ORDER: cardAmount/cardCurrency"},
 		{"bad paymentAmount", order(t, map[string]any{"paymentAmount": "lots"}), "RECHARGE_ORDER: paymentAmount"},
 		{"bad fee", order(t, map[string]any{"rechargeFee": "1e2"}), "RECHARGE_ORDER: rechargeFee"},
+		{"bad markup", order(t, map[string]any{"rechargeMarkup": "0,99"}), "RECHARGE_ORDER: rechargeMarkup"},
+		{"bad rate", order(t, map[string]any{"currencyExchangeRate": "1.09x"}), "RECHARGE_ORDER: currencyExchangeRate"},
+		{"bad crypto rate", order(t, map[string]any{"cryptoCurrencyExchangeRate": "one"}), "RECHARGE_ORDER: cryptoCurrencyExchangeRate"},
 		{"bad asset", order(t, map[string]any{"cryptoCurrency": "US DT"}), "RECHARGE_ORDER: cryptoCurrency"},
 		{"recharge without card", order(t, map[string]any{"cardId": ""}), "RECHARGE_ORDER: order " + orderNo + " (status SUCCESS) has no cardId"},
 		{"created card without ID", order(t, map[string]any{"orderType": "1", "cardId": nil}), "CREATE_CARD_ORDER: order " + orderNo + " (status SUCCESS) has no cardId"},
