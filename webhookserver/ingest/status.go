@@ -30,6 +30,10 @@ func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.
 	before := st.DeepCopy()
 	if c := ev.Card; c != nil {
 		applyCardFacts(st, c, at)
+		// References and amounts of an event older than the card's last one only fill keys still missing.
+		latest := st.LastEvent == nil || st.LastEvent.Time == nil || !at.Before(st.LastEvent.Time.Time)
+		st.ProviderReferences = mergeReferences(st.ProviderReferences, c.References, latest)
+		st.ProviderAmounts = mergeAmounts(st.ProviderAmounts, c.Amounts, latest)
 	}
 	if ev.HolderID != "" {
 		st.HolderID = ev.HolderID
@@ -77,21 +81,27 @@ func applyCardFacts(st *cardsv1alpha1.CardStatus, c *event.Card, at time.Time) {
 	if c.Expiry != nil {
 		st.Expiry = c.Expiry.DeepCopy()
 	}
-	st.ProviderReferences = mergeReferences(st.ProviderReferences, c.References, true)
-	for k, v := range c.Amounts {
-		if len(st.ProviderAmounts) >= maxReferences && st.ProviderAmounts[k] == (cardsv1alpha1.Money{}) {
-			continue
-		}
-		if st.ProviderAmounts == nil {
-			st.ProviderAmounts = map[string]cardsv1alpha1.Money{}
-		}
-		st.ProviderAmounts[text.Clip(k, 64)] = v
-	}
 }
 
 // maxReferences bounds providerReferences and providerAmounts below the CRD's limits (32 and 16): a provider
 // that adds fields cannot make a write fail validation; references past the bound are not kept.
 const maxReferences = 16
+
+// mergeAmounts is mergeReferences for amounts.
+func mergeAmounts(have, amounts map[string]cardsv1alpha1.Money, replace bool) map[string]cardsv1alpha1.Money {
+	for k, v := range amounts {
+		k = text.Clip(k, 64)
+		old, ok := have[k]
+		if (ok && !replace) || old == v || (!ok && len(have) >= maxReferences) {
+			continue
+		}
+		if have == nil {
+			have = map[string]cardsv1alpha1.Money{}
+		}
+		have[k] = v
+	}
+	return have
+}
 
 // mergeReferences adds refs to have (replacing values when replace, else only filling missing keys), clipped
 // to the CRD's bounds.

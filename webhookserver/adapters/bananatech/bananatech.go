@@ -33,16 +33,25 @@
 //     it (refund_amount, receive_amount, card_status, ...), and the types without one refuse the distinctive
 //     fields of the others. A captured callback cannot be relabelled as another event.
 //   - Status vocabularies are only partly documented (SUCCESS/FAILED, PENDING, APPROVED, LOCKED/ACTIVE,
-//     ACCEPTED/DECLINED). Common synonyms are accepted; anything else is refused as Malformed naming the value,
-//     so a new value is noticed instead of being mapped wrongly.
-//   - CARD_CLOSE_RESULT sends refund_amount without a currency: the refund transaction gets an amount only when a
-//     currency field is present; otherwise the amount is kept in its description.
-//   - A card applied for (CARD_APPLY_RESULT SUCCESS) is Active: BananaTech says virtual cards are active either
-//     right after the application or after activation, and an activation result follows when one is needed.
-//     LOCKED (the merchant's Update Status) is a temporary block: Frozen.
+//     ACCEPTED/DECLINED, "etc."). Common synonyms are mapped; any other value is the Unknown phase (card or
+//     transaction) with the value verbatim, acknowledged: a 400 would make BananaTech retry a callback that can
+//     never succeed. A USER_CREATE_RESULT status no KYC state fits reaches the holder without a state.
+//   - CARD_CLOSE_RESULT sends refund_amount without a currency. The refund is a fact about the card, not
+//     spending (no transaction is made of it): Card.Amounts["refund_amount"] when a currency field is present,
+//     else the exact decimal verbatim in Card.References["refund_amount"]; a currency is never guessed.
+//   - When a card becomes active: the seed documents CARD_ACTIVATE_RESULT (with the card number) and says to
+//     wait for CARD_ASSIGN_RESULT "before proceeding with card activation". A successful application or
+//     assignment is therefore PendingActivation and only the activation makes a card Active. Assigned cards are
+//     physical; an application does not say the card's type, so none is claimed. LOCKED (the merchant's Update
+//     Status) is a temporary block: Frozen.
+//   - Failed results: USER_CREATE_RESULT FAILED and a failed application or assignment are Failures with the
+//     reason verbatim, on the holder (user_id) when sent, else on the endpoint. A failed assignment names no card
+//     (the seed: card_id "only present for successful assigns"); one it does name is only the reference.
+//   - TRANSACTION_CREATED AUTHORIZATION is a hold whatever its status says (SUCCESS is Pending): the purchase
+//     arrives under its own transaction_id and is the Completed debit, so the money is counted once.
 //
-// Card numbers are reduced with pan.Reduce at once; one-time codes (CARD_3DS value, CARD_VERIFICATION otp_value)
-// go only into Challenge.Code. Rejection messages never quote decrypted secrets.
+// A card_number on any card event is reduced with pan.Reduce at once; one-time codes (CARD_3DS value,
+// CARD_VERIFICATION otp_value) go only into Challenge.Code. Rejection messages never quote decrypted secrets.
 package bananatech
 
 import (
@@ -182,14 +191,15 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	if err := checkFresh(kind, ev.OccurredAt, req); err != nil {
 		return nil, err
 	}
-	store, err := mapEvent(kind, d, &ev)
-	if err != nil {
+	if ev.CardID == "" && !cardless[kind] {
+		return nil, adapter.Malformed("%s: decrypted payload has no card_id", kind)
+	}
+	if err := mapEvent(kind, d, &ev); err != nil {
 		return nil, err
 	}
-	if store {
-		if ev.CardID == "" && ev.KYC == nil {
-			return nil, adapter.Malformed("%s: decrypted payload has no card_id", kind)
-		}
+	keepCardNumber(d, &ev)
+	// A pending or unknown result that names neither card nor holder has nothing to record.
+	if ev.CardID != "" || ev.HolderID != "" || ev.Failure != nil {
 		res.Events = []event.Event{ev}
 	}
 	return res, nil
@@ -491,8 +501,12 @@ func inferType(d map[string]any) string {
 
 type outcome int
 
+// unknownOutcome is a status value none of the lists below has: the seed's lists are open ("SUCCESS, FAILED,
+// etc."), so it is kept verbatim as an Unknown phase and acknowledged, never refused (a 400 makes BananaTech
+// retry a callback that can never succeed, and the event is lost).
 const (
-	succeeded outcome = iota + 1
+	unknownOutcome outcome = iota
+	succeeded
 	failed
 	pending
 )
@@ -505,28 +519,26 @@ var outcomes = map[string]outcome{
 	"PENDING": pending, "PROCESSING": pending, "IN_PROGRESS": pending, "INIT": pending, "CREATED": pending,
 }
 
+// statusOf reads the status of an operation result. Only a missing status is malformed.
 func statusOf(kind string, d map[string]any) (string, outcome, error) {
 	st := adapter.Str(d, "status")
 	if st == "" {
 		return "", 0, adapter.Malformed("%s: decrypted payload has no status", kind)
 	}
-	o, ok := outcomes[strings.ToUpper(st)]
-	if !ok {
-		return "", 0, adapter.Malformed("%s: unknown status %q", kind, pan.Clean(st, 64))
-	}
-	return st, o, nil
+	return pan.Clean(st, 64), outcomes[strings.ToUpper(st)], nil
 }
 
-func mapEvent(kind string, d map[string]any, ev *event.Event) (bool, error) {
+// cardless are the types that may name no card: holder-level results and failed requests. Every other type
+// needs card_id: its facts (a transaction, a balance) belong to one card.
+var cardless = map[string]bool{UserCreateResult: true, CardApplyResult: true, CardAssignResult: true}
+
+func mapEvent(kind string, d map[string]any, ev *event.Event) error {
 	var err error
 	switch kind {
 	case UserCreateResult:
-		return true, userCreate(d, ev)
-	case CardApplyResult:
-		return cardResult(kind, "apply", d, ev, cardsv1alpha1.CardActive, cardsv1alpha1.CardVirtual)
-	case CardAssignResult:
-		// An assigned physical card waits for activation with a PIN (BananaTech's TBA status).
-		return cardResult(kind, "assign", d, ev, cardsv1alpha1.CardPendingActivation, cardsv1alpha1.CardPhysical)
+		err = userCreate(d, ev)
+	case CardApplyResult, CardAssignResult:
+		err = cardResult(kind, d, ev)
 	case CardActivateResult:
 		err = activate(d, ev)
 	case CardStatusChange:
@@ -539,6 +551,7 @@ func mapEvent(kind string, d map[string]any, ev *event.Event) (bool, error) {
 		}
 	case CardRechargeResult:
 		ev.Transaction, err = recharge(d)
+		ev.Card = cardRefs(ev.Card, d, "template_id")
 	case CardCloseResult:
 		err = closeCard(d, ev)
 	case TransactionCreated:
@@ -550,54 +563,120 @@ func mapEvent(kind string, d map[string]any, ev *event.Event) (bool, error) {
 	case CardVerification:
 		ev.Challenge, err = verification(d)
 	}
-	return true, err
+	return err
+}
+
+// keepCardNumber reduces a card_number that any card event carries to BIN + last 4 (the seed documents it on
+// CARD_ACTIVATE_RESULT only, but a full number must never pass, and the masked one is worth keeping).
+func keepCardNumber(d map[string]any, ev *event.Event) {
+	n := pan.Reduce(adapter.Str(d, "card_number"))
+	// Card facts of an event without a card would reach every card of the holder.
+	if n == nil || ev.CardID == "" || (ev.Card != nil && ev.Card.Number != nil) {
+		return
+	}
+	if ev.Card == nil {
+		ev.Card = &event.Card{}
+	}
+	ev.Card.Number = n
+}
+
+// cardRefs adds the named fields, when sent, to the card's references, verbatim.
+func cardRefs(c *event.Card, d map[string]any, fields ...string) *event.Card {
+	for _, f := range fields {
+		v := pan.Clean(adapter.Str(d, f), 256)
+		if v == "" {
+			continue
+		}
+		if c == nil {
+			c = &event.Card{}
+		}
+		if c.References == nil {
+			c.References = map[string]string{}
+		}
+		c.References[f] = v
+	}
+	return c
 }
 
 var kycStates = map[string]cardsv1alpha1.KYCState{
 	"APPROVED": cardsv1alpha1.KYCApproved, "SUCCESS": cardsv1alpha1.KYCApproved, "PASSED": cardsv1alpha1.KYCApproved,
 	"VERIFIED": cardsv1alpha1.KYCApproved, "ACTIVE": cardsv1alpha1.KYCApproved,
-	"REJECTED": cardsv1alpha1.KYCRejected, "FAILED": cardsv1alpha1.KYCRejected,
-	"DECLINED": cardsv1alpha1.KYCRejected, "DENIED": cardsv1alpha1.KYCRejected,
+	"REJECTED": cardsv1alpha1.KYCRejected, "DECLINED": cardsv1alpha1.KYCRejected, "DENIED": cardsv1alpha1.KYCRejected,
 	"PENDING": cardsv1alpha1.KYCPending, "PROCESSING": cardsv1alpha1.KYCPending, "REVIEWING": cardsv1alpha1.KYCPending,
 	"IN_REVIEW": cardsv1alpha1.KYCPending, "UNDER_REVIEW": cardsv1alpha1.KYCPending, "SUBMITTED": cardsv1alpha1.KYCPending,
 	"INIT": cardsv1alpha1.KYCUnverified, "CREATED": cardsv1alpha1.KYCUnverified, "UNVERIFIED": cardsv1alpha1.KYCUnverified,
 }
 
+// userFailures are the USER_CREATE_RESULT statuses that say the creation failed, rather than judged the user.
+var userFailures = map[string]bool{"FAILED": true, "FAIL": true, "FAILURE": true, "ERROR": true}
+
+// userCreate is holder-level: a KYC verdict, or a Failure when the user could not be created. A status no
+// state fits is left out rather than guessed (the event still reaches the holder).
 func userCreate(d map[string]any, ev *event.Event) error {
 	if ev.HolderID == "" {
 		return adapter.Malformed("%s: decrypted payload has no user_id", UserCreateResult)
 	}
-	st := adapter.Str(d, "status")
-	state, ok := kycStates[strings.ToUpper(st)]
-	if !ok {
-		return adapter.Malformed("%s: unknown status %q", UserCreateResult, pan.Clean(st, 64))
+	st, _, err := statusOf(UserCreateResult, d)
+	if err != nil {
+		return err
 	}
-	ev.KYC = &event.KYC{State: state, Reason: pan.Clean(adapter.Str(d, "message"), 512)}
+	reason := pan.Clean(adapter.Str(d, "message"), 512)
+	if userFailures[strings.ToUpper(st)] {
+		ev.Failure = &event.Failure{Kind: UserCreateResult, Reason: reason, ProviderStatus: st, Reference: ev.HolderID}
+		return nil
+	}
+	if state, ok := kycStates[strings.ToUpper(st)]; ok {
+		ev.KYC = &event.KYC{State: state, Reason: reason}
+	}
 	return nil
 }
 
-// cardResult maps the result of an asynchronous card operation. A failed one often names no card (BananaTech
-// sends card_id only on success): then there is nothing to store and the callback is only acknowledged.
-func cardResult(kind, op string, d map[string]any, ev *event.Event, done cardsv1alpha1.CardPhase, typ cardsv1alpha1.CardType) (bool, error) {
+// resultPhases: a successful application or assignment issues a card that still needs CARD_ACTIVATE_RESULT
+// (the seed says to wait for the assignment result "before proceeding with card activation", and documents an
+// activation result with the card number for every card); it is not Active before that.
+var resultPhases = map[outcome]cardsv1alpha1.CardPhase{succeeded: cardsv1alpha1.CardPendingActivation,
+	pending: cardsv1alpha1.CardRequested, failed: cardsv1alpha1.CardFailed, unknownOutcome: cardsv1alpha1.CardUnknown}
+
+// cardResult maps CARD_APPLY_RESULT and CARD_ASSIGN_RESULT. Assignments are of physical cards (the seed); an
+// application says nothing of the card's type, so none is claimed.
+func cardResult(kind string, d map[string]any, ev *event.Event) error {
 	st, o, err := statusOf(kind, d)
 	if err != nil {
-		return false, err
+		return err
 	}
-	c := &event.Card{ProviderStatus: op + ":" + strings.ToUpper(st), Type: typ}
-	switch o {
-	case succeeded:
-		c.Phase = done
-	case failed:
-		c.Phase = cardsv1alpha1.CardFailed
-		c.Reason = pan.Clean(adapter.First(d, "error_reason", "message", "description"), 512)
-	case pending:
-		c.Phase = cardsv1alpha1.CardRequested
+	op, typ := "apply", cardsv1alpha1.CardType("")
+	if kind == CardAssignResult {
+		op, typ = "assign", cardsv1alpha1.CardPhysical
 	}
-	if ev.CardID == "" && o != succeeded {
-		return false, nil
+	if o == failed {
+		failedResult(kind, st, d, ev)
 	}
-	ev.Card = c
-	return true, nil
+	if ev.CardID == "" {
+		if o == succeeded {
+			return adapter.Malformed("%s: decrypted payload has no card_id", kind)
+		}
+		return nil // the holder (or, for a Failure, the endpoint) records it
+	}
+	c := &event.Card{Phase: resultPhases[o], ProviderStatus: pan.Clean(op+":"+st, 64), Type: typ}
+	if o == failed {
+		c.Reason = ev.Failure.Reason
+	}
+	ev.Card = cardRefs(c, d, "template_id")
+	return nil
+}
+
+// failedResult records a failed application or assignment as a Failure: of the holder when user_id is sent,
+// else of the endpoint. A failed assignment leaves the card (if it names one) out of the event: the card was
+// not given to the holder and is not broken, so it is only the Failure's reference. A failed application's
+// card_id is the card applied for, which fails with it; without one, the template is the only reference.
+func failedResult(kind, st string, d map[string]any, ev *event.Event) {
+	f := &event.Failure{Kind: kind, ProviderStatus: st, Reason: pan.Clean(adapter.First(d, "error_reason", "message", "description"), 512),
+		Reference: pan.Clean(adapter.First(d, "card_id", "template_id"), 128)}
+	if kind == CardAssignResult {
+		f.Reference = pan.Clean(adapter.Str(d, "card_id"), 128)
+		ev.CardID = ""
+	}
+	ev.Failure = f
 }
 
 func activate(d map[string]any, ev *event.Event) error {
@@ -605,7 +684,7 @@ func activate(d map[string]any, ev *event.Event) error {
 	if err != nil {
 		return err
 	}
-	c := &event.Card{ProviderStatus: "activate:" + strings.ToUpper(st), Number: pan.Reduce(adapter.Str(d, "card_number"))}
+	c := &event.Card{ProviderStatus: pan.Clean("activate:"+st, 64), Number: pan.Reduce(adapter.Str(d, "card_number"))}
 	switch o {
 	case succeeded:
 		// The card number is what tells an activation apart from an assignment of the same card.
@@ -618,6 +697,8 @@ func activate(d map[string]any, ev *event.Event) error {
 		if c.Reason == "" {
 			c.Reason = "activation failed"
 		}
+	case unknownOutcome:
+		c.Phase = cardsv1alpha1.CardUnknown
 	}
 	ev.Card = c
 	return nil
@@ -632,25 +713,29 @@ var cardStatuses = map[string]cardsv1alpha1.CardPhase{
 	"TBA": cardsv1alpha1.CardPendingActivation, "INACTIVE": cardsv1alpha1.CardPendingActivation,
 }
 
-// statusChange: status is the outcome of the operation, card_status the card's new status.
+// statusChange: status is the outcome of the operation, card_status the card's new status. A value of either
+// that no list has makes the phase Unknown, with that value verbatim.
 func statusChange(d map[string]any, ev *event.Event) error {
 	st, o, err := statusOf(CardStatusChange, d)
 	if err != nil {
 		return err
 	}
-	cs := adapter.Str(d, "card_status")
+	cs := pan.Clean(adapter.Str(d, "card_status"), 64)
 	phase, ok := cardStatuses[strings.ToUpper(cs)]
 	if !ok {
-		return adapter.Malformed("%s: unknown card_status %q", CardStatusChange, pan.Clean(cs, 64))
+		phase = cardsv1alpha1.CardUnknown
 	}
 	switch o {
 	case succeeded:
-		ev.Card = &event.Card{Phase: phase, ProviderStatus: strings.ToUpper(cs)}
+		ev.Card = &event.Card{Phase: phase, ProviderStatus: cs}
 	case failed:
 		// The card keeps its status; only the failed attempt is recorded.
-		ev.Card = &event.Card{Reason: pan.Clean(fmt.Sprintf("status change to %s %s", strings.ToUpper(cs), strings.ToLower(st)), 512)}
-	default:
+		ev.Card = &event.Card{Reason: pan.Clean(fmt.Sprintf("status change to %s %s", cs, strings.ToLower(st)), 512)}
+	case pending:
 		ev.Card = &event.Card{}
+	default:
+		ev.Card = &event.Card{Phase: cardsv1alpha1.CardUnknown, ProviderStatus: st,
+			Reason: pan.Clean(fmt.Sprintf("status change to %s: %s", cs, st), 512)}
 	}
 	return nil
 }
@@ -668,47 +753,47 @@ func recharge(d map[string]any) (*event.Transaction, error) {
 	return t, nil
 }
 
-// closeCard: the card is closed and its remaining balance goes back to the merchant account, which for the
-// card is money leaving it: a Debit of type Withdrawal.
+// closeCard: the card is closed and its remaining balance (refund_amount) goes back to the merchant account.
+// The refund is a fact about the card, not spending: it is kept in Card.Amounts, not as a debit that the
+// totals would count. The seed sends no currency with it; without one the exact amount is kept verbatim in
+// Card.References (a currency is never guessed).
 func closeCard(d map[string]any, ev *event.Event) error {
 	st, o, err := statusOf(CardCloseResult, d)
 	if err != nil {
 		return err
 	}
-	ev.Card = &event.Card{ProviderStatus: "close:" + strings.ToUpper(st)}
+	c := &event.Card{ProviderStatus: pan.Clean("close:"+st, 64), Reason: pan.Clean(adapter.Str(d, "description"), 512)}
 	switch o {
 	case succeeded:
-		ev.Card.Phase = cardsv1alpha1.CardClosed
+		c.Phase = cardsv1alpha1.CardClosed
 	case failed:
-		ev.Card.Reason = pan.Clean(adapter.First(d, "description", "message", "error_reason"), 512)
-		if ev.Card.Reason == "" {
-			ev.Card.Reason = "closing failed"
+		if c.Reason == "" {
+			c.Reason = pan.Clean(adapter.First(d, "error_reason", "message"), 512)
 		}
+		if c.Reason == "" {
+			c.Reason = "closing failed"
+		}
+	case unknownOutcome:
+		c.Phase = cardsv1alpha1.CardUnknown
 	}
-	if adapter.Str(d, "transaction_id") == "" {
+	c = cardRefs(c, d, "transaction_id")
+	if !present(d, "refund_amount") {
+		ev.Card = c
 		return nil
 	}
-	t, err := txnBase(CardCloseResult, "transaction_id", d)
-	if err != nil {
-		return err
-	}
-	t.Type, t.Direction = cardsv1alpha1.TransactionWithdrawal, cardsv1alpha1.Debit
 	if adapter.Str(d, "currency") != "" {
-		if t.Amount, err = amount(CardCloseResult, d, "refund_amount", "currency", true); err != nil {
+		refund, err := amount(CardCloseResult, d, "refund_amount", "currency", true)
+		if err != nil {
 			return err
 		}
-		t.Amount = money.Abs(t.Amount)
+		c.Amounts = map[string]cardsv1alpha1.Money{"refund_amount": *refund}
 	} else {
-		v, err := money.Parse(d["refund_amount"])
-		if err != nil {
+		if _, err := money.Parse(d["refund_amount"]); err != nil {
 			return adapter.Malformed("%s: refund_amount: %v", CardCloseResult, err)
 		}
-		if t.Description != "" {
-			t.Description += "; "
-		}
-		t.Description = pan.Clean(t.Description+"refund "+v.Abs().String()+" (currency not sent)", 512)
+		c = cardRefs(c, d, "refund_amount")
 	}
-	ev.Transaction = t
+	ev.Card = c
 	return nil
 }
 
@@ -749,9 +834,10 @@ var txnPhases = map[string]cardsv1alpha1.TransactionPhase{
 	"VOIDED": cardsv1alpha1.TransactionCanceled,
 }
 
-// txnBase reads the ID, status, description and time every transaction-like event has.
+// txnBase reads the ID, status, description and time every transaction-like event has. A status no list has
+// is the Unknown phase, verbatim.
 func txnBase(kind, idField string, d map[string]any) (*event.Transaction, error) {
-	t := &event.Transaction{ID: adapter.Str(d, idField), ProviderStatus: adapter.Str(d, "status"),
+	t := &event.Transaction{ID: adapter.Str(d, idField), ProviderStatus: pan.Clean(adapter.Str(d, "status"), 64),
 		Description: pan.Clean(adapter.Str(d, "description"), 512), FailureReason: pan.Clean(adapter.Str(d, "failure_reason"), 512)}
 	if t.ID == "" {
 		return nil, adapter.Malformed("%s: decrypted payload has no %s", kind, idField)
@@ -759,11 +845,13 @@ func txnBase(kind, idField string, d map[string]any) (*event.Transaction, error)
 	if len(t.ID) > 128 {
 		return nil, adapter.Malformed("%s: %s is longer than 128 characters", kind, idField)
 	}
+	if t.ProviderStatus == "" {
+		return nil, adapter.Malformed("%s: decrypted payload has no status", kind)
+	}
 	var ok bool
 	if t.Phase, ok = txnPhases[strings.ToUpper(t.ProviderStatus)]; !ok {
-		return nil, adapter.Malformed("%s: unknown transaction status %q", kind, pan.Clean(t.ProviderStatus, 64))
+		t.Phase = cardsv1alpha1.TransactionUnknown
 	}
-	t.ProviderStatus = pan.Clean(t.ProviderStatus, 64)
 	var err error
 	if t.OccurredAt, err = occurTime(kind, d); err != nil {
 		return nil, err
@@ -771,66 +859,90 @@ func txnBase(kind, idField string, d map[string]any) (*event.Transaction, error)
 	return t, nil
 }
 
+// txnRef adds a provider value to the transaction's references, verbatim.
+func txnRef(t *event.Transaction, key, value string) {
+	if value = pan.Clean(value, 256); value == "" {
+		return
+	}
+	if t.References == nil {
+		t.References = map[string]string{}
+	}
+	t.References[key] = value
+}
+
 func transaction(d map[string]any) (*event.Transaction, error) {
-	const kind = TransactionCreated
-	t, err := txnBase(kind, "transaction_id", d)
+	t, err := txnBase(TransactionCreated, "transaction_id", d)
 	if err != nil {
 		return nil, err
 	}
-	raw := strings.ToUpper(adapter.Str(d, "type"))
+	raw := adapter.Str(d, "type")
 	var ok bool
-	if t.Type, ok = txnTypes[raw]; !ok {
+	if t.Type, ok = txnTypes[strings.ToUpper(raw)]; !ok {
 		t.Type = cardsv1alpha1.TransactionOther
+		txnRef(t, "type", raw)
 		if t.Description == "" {
 			t.Description = pan.Clean(raw, 512)
 		}
 	}
-	// A failed authorization or purchase is the issuer declining the card.
-	if t.Phase == cardsv1alpha1.TransactionFailed &&
-		(t.Type == cardsv1alpha1.TransactionAuthorization || t.Type == cardsv1alpha1.TransactionPurchase) {
+	switch {
+	case t.Type == cardsv1alpha1.TransactionAuthorization && t.Phase == cardsv1alpha1.TransactionCompleted:
+		// An approved authorization is a hold, never spend: only the purchase or clearing that follows (under
+		// its own transaction_id) is a Completed debit, so the totals count the money once.
+		t.Phase = cardsv1alpha1.TransactionPending
+	case t.Phase == cardsv1alpha1.TransactionFailed &&
+		(t.Type == cardsv1alpha1.TransactionAuthorization || t.Type == cardsv1alpha1.TransactionPurchase):
+		// A failed authorization or purchase is the issuer declining the card.
 		t.Phase = cardsv1alpha1.TransactionDeclined
 	}
+	if err := txnAmounts(t, d); err != nil {
+		return nil, err
+	}
+	if m := adapter.Obj(d, "merchant"); m != nil {
+		t.Merchant = merchant(adapter.Str(m, "name"), adapter.Str(m, "country"), adapter.Str(m, "mcc"))
+		txnRef(t, "merchant.description", adapter.Str(m, "description"))
+		if t.Description == "" {
+			t.Description = pan.Clean(adapter.Str(m, "description"), 512)
+		}
+	}
+	return t, nil
+}
+
+// txnAmounts: amount is the transaction amount (else the billed one), billingAmount the amount in the card's
+// currency whenever sent (the totals sum it), fee billing_transaction_fee as its only component.
+func txnAmounts(t *event.Transaction, d map[string]any) error {
+	const kind = TransactionCreated
 	billed, err := amount(kind, d, "billing_amount", "billing_currency", false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	orig, err := amount(kind, d, "transaction_amount", "transaction_currency", false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if billed == nil && orig == nil {
-		return nil, adapter.Malformed("%s: decrypted payload has no billing_amount or transaction_amount", kind)
+		return adapter.Malformed("%s: decrypted payload has no billing_amount or transaction_amount", kind)
 	}
 	negative := (billed != nil && strings.HasPrefix(string(billed.Value), "-")) ||
 		(orig != nil && strings.HasPrefix(string(orig.Value), "-"))
 	switch {
 	case credits[t.Type]:
 		t.Direction = cardsv1alpha1.Credit
-	case t.Type != cardsv1alpha1.TransactionOther:
-		t.Direction = cardsv1alpha1.Debit
-	case negative:
+	case t.Type != cardsv1alpha1.TransactionOther || negative:
 		t.Direction = cardsv1alpha1.Debit
 	}
-	t.Amount = money.Abs(orig)
+	t.Amount, t.BillingAmount = money.Abs(orig), money.Abs(billed)
 	if orig == nil {
-		t.Amount = money.Abs(billed)
-	} else if billed != nil && *money.Abs(billed) != *t.Amount {
-		t.BillingAmount = money.Abs(billed)
+		t.Amount = t.BillingAmount
 	}
 	if present(d, "billing_transaction_fee") {
 		fee, err := amount(kind, d, "billing_transaction_fee", "billing_currency", true)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t.Fee = money.Abs(fee)
+		t.Fees = []cardsv1alpha1.FeeComponent{{Name: "billing_transaction_fee", Amount: *t.Fee}}
 	}
-	if m := adapter.Obj(d, "merchant"); m != nil {
-		t.Merchant = merchant(adapter.Str(m, "name"), adapter.Str(m, "country"), adapter.Str(m, "mcc"))
-		if t.Description == "" {
-			t.Description = pan.Clean(adapter.Str(m, "description"), 512)
-		}
-	}
-	return t, nil
+	return nil
 }
 
 func correction(d map[string]any) (*event.Transaction, error) {
@@ -856,6 +968,9 @@ func correction(d map[string]any) (*event.Transaction, error) {
 	}
 	t.Amount = money.Abs(amt)
 	code, msg := adapter.Str(d, "response_code"), adapter.Str(d, "response_message")
+	for k, v := range map[string]string{"type": adapter.Str(d, "type"), "response_code": code, "response_message": msg} {
+		txnRef(t, k, v)
+	}
 	resp := strings.TrimSpace(code + " " + msg)
 	if t.Description == "" {
 		t.Description = pan.Clean(strings.TrimSpace(ctype+" "+msg), 512)

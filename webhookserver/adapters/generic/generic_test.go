@@ -506,6 +506,23 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestAnUnforeseenPhaseIsUnknown: a phase value the mapping yields that is not a phase is a provider status
+// nobody mapped. It was a 400, which the provider retries until it gives up; it is stored as the neutral phase
+// Unknown with the value kept verbatim as the provider status.
+func TestAnUnforeseenPhaseIsUnknown(t *testing.T) {
+	gm := sampleMapping()
+	gm.Events[0].Fields["phase"] = "body.data.type"
+	delete(gm.Events[0].Fields, "providerStatus")
+	res, err := decode(t, &Adapter{}, endpoint(t, gm), testdata(t, "sample-card.created.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Events[0].Card
+	if c == nil || c.Phase != cardsv1alpha1.CardUnknown || c.ProviderStatus != "virtual" {
+		t.Fatalf("card = %+v, want phase Unknown with provider status \"virtual\"", c)
+	}
+}
+
 // TestMalformed covers bad bodies and mappings that fail at evaluation; each message names the field.
 func TestMalformed(t *testing.T) {
 	card := func(fields map[string]string) func() *cardsv1alpha1.GenericMapping {
@@ -547,7 +564,7 @@ func TestMalformed(t *testing.T) {
 		{name: "type is an object", mapping: sampleMapping, body: `{"type":{}}`, msg: "eventType"},
 		{name: "missing key", mapping: sampleMapping, body: strings.Replace(sampleCard, `"last4"`, `"lastfour"`, 1), msg: "card.created: events[0].fields.last4: no such key: last4"},
 		{name: "unmapped status", mapping: sampleMapping, body: strings.Replace(sampleCard, `"status":"active"`, `"status":"lost"`, 1), msg: "fields.phase: no such key: lost"},
-		{name: "bad enum at runtime", mapping: card(map[string]string{"phase": "body.data.type"}), body: sampleCard, msg: `card.created: phase: "virtual" is not one of`},
+		{name: "bad enum at runtime", mapping: card(map[string]string{"cardType": "body.data.status"}), body: sampleCard, msg: `card.created: cardType: "active" is not one of`},
 		{name: "empty cardID", mapping: card(map[string]string{"cardID": "''"}), body: sampleCard, msg: "card.created: cardID is empty"},
 		{name: "bad eventID", mapping: sampleMapping, body: strings.Replace(sampleCard, `"id":"evt_1PQxCard01"`, `"idx":1`, 1), msg: "eventID: no such key: id"},
 		{name: "bad occurredAt", mapping: sampleMapping, body: strings.Replace(sampleCard, `"created":1718000000`, `"created":"yesterday"`, 1), msg: "occurredAt"},

@@ -73,19 +73,40 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	if ev.OccurredAt, err = adapter.OptionalTime(env, "timestamp", time.UTC); err != nil {
 		return nil, named(name, err)
 	}
-	if err := mapEvent(name, detail, &ev, res); err != nil || (!res.Unknown && detail == nil) {
-		if detail == nil {
-			return nil, adapter.Malformed("%s: envelope has no detail object", name)
-		}
+	m, known := mappers[name]
+	if !known {
+		res.Unknown = true
+		return res, nil
+	}
+	if detail == nil {
+		return nil, adapter.Malformed("%s: envelope has no detail object", name)
+	}
+	if err := m(&input{name: name, env: env, d: detail, ev: &ev, res: res}); err != nil {
 		return nil, named(name, err)
 	}
-	if !res.Unknown {
-		if ev.CardID == "" && ev.KYC == nil {
-			return nil, adapter.Malformed("%s: detail has no cardId", name)
-		}
-		res.Events = []event.Event{ev}
+	if err := identified(name, &ev); err != nil {
+		return nil, err
 	}
+	// Every UPay event that carries the card number reduces it here, whatever else it maps.
+	if n := pan.Reduce(adapter.Str(detail, "cardNumber")); n != nil {
+		card(&ev).Number = n
+	}
+	res.Events = []event.Event{ev}
 	return res, nil
+}
+
+// identified requires the ID the event is about: the holder for KYC, which is holder-level, else the card.
+func identified(name string, ev *event.Event) error {
+	if name == "KS_KYC" {
+		if ev.HolderID == "" {
+			return adapter.Malformed("KS_KYC: detail has no customerNo")
+		}
+		return nil
+	}
+	if ev.CardID == "" {
+		return adapter.Malformed("%s: detail has no cardId", name)
+	}
+	return nil
 }
 
 // named prefixes the event name to rejections of the shared parsers, which do not know it.
@@ -133,86 +154,193 @@ func Encode(ep *endpointconfig.Resolved, body []byte, now time.Time) (http.Heade
 	return h, body, nil
 }
 
-func mapEvent(name string, d map[string]any, ev *event.Event, res *adapter.Result) error {
-	var err error
-	switch name {
-	case "CC_CONSUME", "CC_REFUND", "CC_WITHDRAW_CASH", "CC_REDEEM", "CC_RECHARGE":
-		ev.Transaction, err = transaction(name, d)
-	case "CC_AUTHORIZATION":
-		err = authorization(d, ev, res)
-	case "3DS_OTP":
-		ev.Challenge, err = challenge(d, "3ds", "OTP", adapter.Str(d, "3dsCode"))
-	case "3DS_CONFIRM":
-		method, code := "OTP", adapter.Str(d, "validateCode")
-		if strings.EqualFold(adapter.Str(d, "type"), "link") {
-			method, code = "URL", adapter.Str(d, "url")
-		}
-		ev.Challenge, err = challenge(d, "3ds", method, code)
-	case "NE_VERIFY":
-		purpose := "verification"
-		if adapter.Str(d, "type") == "CARD_ACTIVATION" {
-			purpose = "activation"
-		}
-		ev.Challenge = &event.Challenge{ID: adapter.Str(d, "orderNo"), Purpose: purpose, Method: "OTP",
-			Status: adapter.Str(d, "type"), Code: adapter.Str(d, "code")}
-		ev.Card = numberOnly(d)
-	case "KS_KYC":
-		ev.KYC, err = kyc(d)
-	case "CSC_STATUS_CHANGE":
-		ev.Card = numberOnly(d)
-		if ev.Card == nil {
-			ev.Card = &event.Card{}
-		}
-		st := adapter.Str(d, "status")
-		ev.Card.ProviderStatus, ev.Card.Phase, ev.Card.Reason = st, cardPhase(st), adapter.Str(d, "reason")
-		if ev.Card.Phase == "" && !knownCardStatus(st) {
-			return adapter.Malformed("CSC_STATUS_CHANGE: unknown card status %q", st)
-		}
-	case "CS_APPROVED":
-		ev.Card = numberOnly(d)
-		if ev.Card == nil {
-			ev.Card = &event.Card{}
-		}
-		switch st := adapter.Str(d, "cardStatus"); st {
-		case "1":
-			ev.Card.Phase, ev.Card.Type = cardsv1alpha1.CardActive, cardsv1alpha1.CardVirtual
-		case "2":
-			ev.Card.Phase, ev.Card.Type = cardsv1alpha1.CardPendingActivation, cardsv1alpha1.CardPhysical
-		default:
-			return adapter.Malformed("CS_APPROVED: unknown cardStatus %q", st)
-		}
-		ev.Card.ProviderStatus = adapter.Str(d, "cardStatus")
-	case "CE_EVENT":
-		ev.Card = &event.Card{ProviderStatus: adapter.Str(d, "event"), Reason: adapter.Str(d, "reason")}
-		switch strings.ToLower(ev.Card.ProviderStatus) {
-		case "frozen":
-			ev.Card.Phase = cardsv1alpha1.CardFrozen
-		case "unfrozen":
-			ev.Card.Phase = cardsv1alpha1.CardActive
-		default:
-			return adapter.Malformed("CE_EVENT: unknown event %q (want Frozen or Unfrozen)", ev.Card.ProviderStatus)
-		}
-	case "CA_APPLY":
-		// Card application submitted and paid (1) or awaiting payment (2): the card exists as requested.
-		ev.Card = &event.Card{Phase: cardsv1alpha1.CardRequested, ProviderStatus: "apply:" + adapter.Str(d, "status")}
-	case "CR_RECHARGE":
-		// A recharge application awaiting payment; the recharge itself arrives as CC_RECHARGE.
-		// It carries no currency, so only the card's lastEvent records it.
-		ev.Card = numberOnly(d)
-	case "MF_MATERIAL_FLOW":
-		// recipientAddress and logisticsImage are personal data the card object does not need.
-		ev.Logistics = &event.Logistics{State: cardsv1alpha1.LogisticsShipped,
-			Carrier: adapter.Str(d, "logisticsCompanyName"), TrackingNumber: adapter.Str(d, "logisticsOrderNo")}
-	default:
-		res.Unknown = true
+// input is one callback being mapped: the envelope, its detail and the event and result being filled.
+type input struct {
+	name   string
+	env, d map[string]any
+	ev     *event.Event
+	res    *adapter.Result
+}
+
+// mappers map the UPay events; an event not listed is acknowledged and counted as unknown.
+var mappers = map[string]func(*input) error{
+	"CC_CONSUME": mapTransaction, "CC_REFUND": mapTransaction, "CC_WITHDRAW_CASH": mapTransaction,
+	"CC_REDEEM": mapTransaction, "CC_RECHARGE": mapTransaction,
+	"CC_AUTHORIZATION":  mapAuthorization,
+	"3DS_OTP":           map3DSOTP,
+	"3DS_CONFIRM":       map3DSConfirm,
+	"NE_VERIFY":         mapVerification,
+	"KS_KYC":            mapKYC,
+	"CSC_STATUS_CHANGE": mapStatusChange,
+	"CS_APPROVED":       mapApproved,
+	"CE_EVENT":          mapCardEvent,
+	"CA_APPLY":          mapApplication,
+	"CR_RECHARGE":       mapRechargeApplication,
+	"MF_MATERIAL_FLOW":  mapMaterialFlow,
+}
+
+// card is the event's card facts, created on first use.
+func card(ev *event.Event) *event.Card {
+	if ev.Card == nil {
+		ev.Card = &event.Card{}
 	}
+	return ev.Card
+}
+
+// references keeps the non-empty values of d's fields verbatim, keyed by prefix + the field name; nil when none.
+func references(into map[string]string, d map[string]any, prefix string, fields ...string) map[string]string {
+	for _, f := range fields {
+		if v := adapter.Str(d, f); v != "" {
+			if into == nil {
+				into = map[string]string{}
+			}
+			into[prefix+f] = v
+		}
+	}
+	return into
+}
+
+func mapTransaction(in *input) error {
+	t, err := transaction(in.name, in.d)
+	if err != nil {
+		return err
+	}
+	// trace links the pushes of one transaction; orderNo and thirdOrderNo (the merchant's order of a recharge)
+	// are what reconciliation matches by.
+	t.References = references(nil, in.env, "", "trace")
+	t.References = references(t.References, in.d, "", "orderNo", "thirdOrderNo")
+	in.ev.Transaction = t
+	return nil
+}
+
+func mapAuthorization(in *input) error { return authorization(in.d, in.ev, in.res) }
+
+func map3DSOTP(in *input) error {
+	var err error
+	in.ev.Challenge, err = challenge(in.d, "3ds", "OTP", adapter.Str(in.d, "3dsCode"))
 	return err
 }
 
-func numberOnly(d map[string]any) *event.Card {
-	if n := pan.Reduce(adapter.Str(d, "cardNumber")); n != nil {
-		return &event.Card{Number: n}
+func map3DSConfirm(in *input) error {
+	method, code := "OTP", adapter.Str(in.d, "validateCode")
+	if strings.EqualFold(adapter.Str(in.d, "type"), "link") {
+		method, code = "URL", adapter.Str(in.d, "url")
 	}
+	var err error
+	in.ev.Challenge, err = challenge(in.d, "3ds", method, code)
+	return err
+}
+
+func mapVerification(in *input) error {
+	purpose := "verification"
+	if adapter.Str(in.d, "type") == "CARD_ACTIVATION" {
+		purpose = "activation"
+	}
+	in.ev.Challenge = &event.Challenge{ID: adapter.Str(in.d, "orderNo"), Purpose: purpose, Method: "OTP",
+		Status: adapter.Str(in.d, "type"), Code: adapter.Str(in.d, "code")}
+	return nil
+}
+
+// mapKYC maps the holder's KYC result. A status UPay does not document sets no KYC state (there is no Unknown
+// one); the event still names the holder, so it is acknowledged, not refused.
+func mapKYC(in *input) error {
+	states := map[string]cardsv1alpha1.KYCState{"1": cardsv1alpha1.KYCApproved, "2": cardsv1alpha1.KYCRejected,
+		"3": cardsv1alpha1.KYCPending, "4": cardsv1alpha1.KYCUnverified}
+	if st, ok := states[adapter.Str(in.d, "status")]; ok {
+		in.ev.KYC = &event.KYC{State: st, Reason: adapter.Str(in.d, "reason")}
+	}
+	return nil
+}
+
+func mapStatusChange(in *input) error {
+	c := card(in.ev)
+	st := adapter.Str(in.d, "status")
+	c.ProviderStatus, c.Phase, c.Reason = st, cardPhase(st), adapter.Str(in.d, "reason")
+	c.References = references(c.References, in.d, in.name+".", "orderNo")
+	return nil
+}
+
+// mapApproved maps the issuance notice: the seed sends cardStatus 1 (Normal) for virtual cards only and
+// 2 (Pending Activation) for physical ones, so only a virtual card starts Active.
+func mapApproved(in *input) error {
+	c := card(in.ev)
+	c.ProviderStatus = adapter.Str(in.d, "cardStatus")
+	switch c.ProviderStatus {
+	case "1":
+		c.Phase, c.Type = cardsv1alpha1.CardActive, cardsv1alpha1.CardVirtual
+	case "2":
+		c.Phase, c.Type = cardsv1alpha1.CardPendingActivation, cardsv1alpha1.CardPhysical
+	default:
+		c.Phase = cardsv1alpha1.CardUnknown
+	}
+	c.References = references(c.References, in.d, in.name+".", "orderNo")
+	return nil
+}
+
+func mapCardEvent(in *input) error {
+	c := card(in.ev)
+	c.ProviderStatus, c.Reason = adapter.Str(in.d, "event"), adapter.Str(in.d, "reason")
+	switch strings.ToLower(c.ProviderStatus) {
+	case "frozen":
+		c.Phase = cardsv1alpha1.CardFrozen
+	case "unfrozen":
+		c.Phase = cardsv1alpha1.CardActive
+	default:
+		c.Phase = cardsv1alpha1.CardUnknown
+	}
+	return nil
+}
+
+// mapApplication maps a submitted card application, paid (1) or awaiting payment (2): the card exists as
+// requested. Its keys are prefixed with the event, as CR_RECHARGE sends fields of the same names.
+func mapApplication(in *input) error {
+	c := card(in.ev)
+	c.Phase, c.ProviderStatus = cardsv1alpha1.CardRequested, "apply:"+adapter.Str(in.d, "status")
+	c.References = references(c.References, in.d, in.name+".", "orderNo", "subscribeAt")
+	return paymentAmount(in)
+}
+
+// mapRechargeApplication maps a recharge application awaiting payment (status 8). No money has reached the
+// card yet: the recharge itself arrives as CC_RECHARGE (its thirdOrderNo names the order), so this is a card
+// amount, not a transaction that would stay pending next to the real one.
+func mapRechargeApplication(in *input) error {
+	c := card(in.ev)
+	c.References = references(c.References, in.d, in.name+".", "orderNo", "status", "subscribeAt")
+	return paymentAmount(in)
+}
+
+// paymentAmount keeps the amount paid for an application as "<event>.amount". UPay sends no currency with it:
+// with a currency field it is a card amount, without one it is kept verbatim among the references rather than
+// given a guessed currency.
+func paymentAmount(in *input) error {
+	key := in.name + ".amount"
+	if in.d["amount"] == nil {
+		return nil
+	}
+	if _, err := money.Parse(in.d["amount"]); err != nil {
+		return adapter.Malformed("amount: %v", err)
+	}
+	c := card(in.ev)
+	cur := adapter.Str(in.d, "currency")
+	if cur == "" {
+		c.References = references(c.References, in.d, in.name+".", "amount")
+		return nil
+	}
+	m, err := money.Major(in.d["amount"], cur)
+	if err != nil {
+		return adapter.Malformed("amount: %v", err)
+	}
+	c.Amounts = map[string]cardsv1alpha1.Money{key: *m}
+	return nil
+}
+
+// mapMaterialFlow maps the shipping notice. recipientAddress and logisticsImage (a photo of the parcel) are
+// personal data the card does not need; dispatchTime is kept verbatim, its format and zone being undocumented.
+func mapMaterialFlow(in *input) error {
+	in.ev.Logistics = &event.Logistics{State: cardsv1alpha1.LogisticsShipped,
+		Carrier: adapter.Str(in.d, "logisticsCompanyName"), TrackingNumber: adapter.Str(in.d, "logisticsOrderNo")}
+	c := card(in.ev)
+	c.References = references(c.References, in.d, "", "dispatchTime")
 	return nil
 }
 
@@ -227,9 +355,12 @@ var eventTxnTypes = map[string]cardsv1alpha1.TransactionType{
 	"CC_RECHARGE": cardsv1alpha1.TransactionTopUp,
 }
 
+// txnPhases maps the documented statuses. 5 "Unposted" is the outcome opposite to 4 "Posted" (3 "Processing" is
+// the open state): the transaction ended without being booked, as a lapsed authorization does, so Expired. A
+// later Posted push still wins by its newer time. Other values are Unknown.
 var txnPhases = map[string]cardsv1alpha1.TransactionPhase{
 	"1": cardsv1alpha1.TransactionCompleted, "2": cardsv1alpha1.TransactionFailed, "3": cardsv1alpha1.TransactionPending,
-	"4": cardsv1alpha1.TransactionCompleted, "5": cardsv1alpha1.TransactionPending, "7": cardsv1alpha1.TransactionCanceled,
+	"4": cardsv1alpha1.TransactionCompleted, "5": cardsv1alpha1.TransactionExpired, "7": cardsv1alpha1.TransactionCanceled,
 }
 
 func transaction(name string, d map[string]any) (*event.Transaction, error) {
@@ -244,7 +375,7 @@ func transaction(name string, d map[string]any) (*event.Transaction, error) {
 	}
 	var ok bool
 	if t.Phase, ok = txnPhases[t.ProviderStatus]; !ok {
-		return nil, adapter.Malformed("%s: unknown transaction status %q", name, t.ProviderStatus)
+		t.Phase = cardsv1alpha1.TransactionUnknown
 	}
 	switch adapter.Str(d, "direction") {
 	case "1":
@@ -252,35 +383,45 @@ func transaction(name string, d map[string]any) (*event.Transaction, error) {
 	case "2":
 		t.Direction = cardsv1alpha1.Debit
 	}
+	if err := amounts(name, d, t); err != nil {
+		return nil, err
+	}
+	if n := adapter.Str(d, "merchantName"); n != "" || adapter.Str(d, "merchantMcc") != "" {
+		t.Merchant = &cardsv1alpha1.Merchant{Name: n, MCC: adapter.Str(d, "merchantMcc"), Country: adapter.Str(d, "merchantCountry")}
+	}
+	var err error
+	if t.OccurredAt, err = adapter.OptionalTime(d, "transactionAt", time.UTC); err != nil {
+		return nil, err
+	}
+	t.Description = adapter.Str(d, "merchantCategory")
+	return t, nil
+}
+
+// amounts reads amount/currency, the original amount when the merchant's currency differs, and the fee. UPay
+// signs amounts by direction; the direction says it, so the values are kept unsigned.
+func amounts(name string, d map[string]any, t *event.Transaction) error {
 	cur := adapter.Str(d, "currency")
 	billed, err := money.Major(d["amount"], cur)
 	if err != nil {
-		return nil, adapter.Malformed("%s: amount: %v", name, err)
+		return adapter.Malformed("%s: amount: %v", name, err)
 	}
 	billed = money.Abs(billed)
 	t.Amount = billed
 	if oc := adapter.Str(d, "originalCurrency"); oc != "" && d["originalAmount"] != nil {
 		orig, err := money.Major(d["originalAmount"], oc)
 		if err != nil {
-			return nil, adapter.Malformed("%s: originalAmount: %v", name, err)
+			return adapter.Malformed("%s: originalAmount: %v", name, err)
 		}
 		t.Amount, t.BillingAmount = money.Abs(orig), billed
 	}
 	if d["fee"] != nil && adapter.Str(d, "fee") != "" {
 		fee, err := money.Major(d["fee"], cur)
 		if err != nil {
-			return nil, adapter.Malformed("%s: fee: %v", name, err)
+			return adapter.Malformed("%s: fee: %v", name, err)
 		}
 		t.Fee = money.Abs(fee)
 	}
-	if n := adapter.Str(d, "merchantName"); n != "" || adapter.Str(d, "merchantMcc") != "" {
-		t.Merchant = &cardsv1alpha1.Merchant{Name: n, MCC: adapter.Str(d, "merchantMcc"), Country: adapter.Str(d, "merchantCountry")}
-	}
-	if t.OccurredAt, err = adapter.OptionalTime(d, "transactionAt", time.UTC); err != nil {
-		return nil, err
-	}
-	t.Description = adapter.Str(d, "merchantCategory")
-	return t, nil
+	return nil
 }
 
 func authorization(d map[string]any, ev *event.Event, res *adapter.Result) error {
@@ -296,8 +437,9 @@ func authorization(d map[string]any, ev *event.Event, res *adapter.Result) error
 	if mcc := adapter.Str(d, "merchantMcc"); mcc != "" {
 		a.Merchant = &cardsv1alpha1.Merchant{MCC: mcc, Name: adapter.Str(d, "merchantName"), Country: adapter.Str(d, "merchantCountry")}
 	}
+	// A request to decide, never spend: the ingester opens a Pending Authorization that only a later
+	// CC_CONSUME with status 1 or 4 completes.
 	ev.Authorization = a
-	ev.Card = numberOnly(d)
 	res.Authorize = func(approved bool) adapter.Answer {
 		if approved {
 			return adapter.Text("approve")
@@ -322,28 +464,9 @@ func challenge(d map[string]any, purpose, method, code string) (*event.Challenge
 	return c, nil
 }
 
-func kyc(d map[string]any) (*event.KYC, error) {
-	k := &event.KYC{Reason: adapter.Str(d, "reason")}
-	switch adapter.Str(d, "status") {
-	case "1":
-		k.State = cardsv1alpha1.KYCApproved
-	case "2":
-		k.State = cardsv1alpha1.KYCRejected
-	case "3":
-		k.State = cardsv1alpha1.KYCPending
-	case "4":
-		k.State = cardsv1alpha1.KYCUnverified
-	default:
-		return nil, adapter.Malformed("KS_KYC: unknown status %q", adapter.Str(d, "status"))
-	}
-	if adapter.Str(d, "customerNo") == "" {
-		return nil, adapter.Malformed("KS_KYC: detail has no customerNo")
-	}
-	return k, nil
-}
-
-// cardPhase maps UPay card status codes to phases; transitional states (locking, unlocking, deactivating,
-// replacing) keep the current phase and only update providerStatus.
+// cardPhase maps UPay card status codes to phases. Transitional states (8 locking, 9 unlocking,
+// 10 deactivating, 15 replacing) keep the current phase and only update providerStatus; values the seed does
+// not list are Unknown.
 func cardPhase(code string) cardsv1alpha1.CardPhase {
 	switch code {
 	case "1":
@@ -360,14 +483,8 @@ func cardPhase(code string) cardsv1alpha1.CardPhase {
 		return cardsv1alpha1.CardRequested
 	case "13":
 		return cardsv1alpha1.CardFailed
-	}
-	return ""
-}
-
-func knownCardStatus(code string) bool {
-	switch code {
 	case "8", "9", "10", "15":
-		return true
+		return ""
 	}
-	return false
+	return cardsv1alpha1.CardUnknown
 }

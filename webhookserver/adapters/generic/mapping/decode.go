@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,6 +172,20 @@ func (f *facts) enum(name string) string {
 	return v
 }
 
+// phase reads a phase field. A value that is not a phase is a provider status the mapping did not foresee: it
+// becomes the neutral phase Unknown, kept verbatim as the provider status when the mapping sets none, instead
+// of a 400 that the provider would retry until it gave up.
+func (f *facts) phase(name, providerStatus string) (string, string) {
+	s := f.str(name)
+	if s == "" {
+		return "", providerStatus
+	}
+	if v, ok := enumValue(s, fields[name].enum); ok {
+		return v, providerStatus
+	}
+	return unknownPhase, cmp.Or(providerStatus, s)
+}
+
 func (f *facts) currency(name string) string {
 	s := f.str(name)
 	if s == "" {
@@ -267,8 +282,10 @@ func (f *facts) build(kind cardsv1alpha1.GenericEventKind, ev *event.Event) erro
 func (f *facts) card(lifecycle bool) *event.Card {
 	c := &event.Card{Type: cardsv1alpha1.CardType(f.enum("cardType"))}
 	if lifecycle {
-		c.Phase = cardsv1alpha1.CardPhase(f.enum("phase"))
 		c.ProviderStatus = f.text("providerStatus")
+		var phase string
+		phase, c.ProviderStatus = f.phase("phase", c.ProviderStatus)
+		c.Phase = cardsv1alpha1.CardPhase(phase)
 		c.Reason = f.text("reason")
 	}
 	c.Number = f.number()
@@ -373,7 +390,6 @@ func (f *facts) transaction() *event.Transaction {
 	t := &event.Transaction{
 		ID:                    f.id("transactionID"),
 		Type:                  cardsv1alpha1.TransactionType(f.enum("transactionType")),
-		Phase:                 cardsv1alpha1.TransactionPhase(f.enum("transactionPhase")),
 		ProviderStatus:        f.text("providerStatus"),
 		Direction:             cardsv1alpha1.Direction(f.enum("direction")),
 		Channel:               f.text("channel"),
@@ -381,6 +397,8 @@ func (f *facts) transaction() *event.Transaction {
 		FailureReason:         f.text("reason"),
 		OriginalTransactionID: f.id("originalTransactionID"),
 	}
+	phase, status := f.phase("transactionPhase", t.ProviderStatus)
+	t.Phase, t.ProviderStatus = cardsv1alpha1.TransactionPhase(phase), status
 	if t.ID == "" {
 		f.fail("transactionID is empty")
 	}

@@ -91,10 +91,13 @@ type fieldSpec struct {
 	kinds []cardsv1alpha1.GenericEventKind // kinds the field is allowed in; nil means every kind but Ignore
 }
 
+// unknownPhase is the card and transaction phase of a status nobody mapped (CardUnknown, TransactionUnknown).
+const unknownPhase = "Unknown"
+
 var (
 	cardPhases = []string{string(cardsv1alpha1.CardRequested), string(cardsv1alpha1.CardPendingActivation),
 		string(cardsv1alpha1.CardActive), string(cardsv1alpha1.CardFrozen), string(cardsv1alpha1.CardLocked),
-		string(cardsv1alpha1.CardClosed), string(cardsv1alpha1.CardFailed)}
+		string(cardsv1alpha1.CardClosed), string(cardsv1alpha1.CardFailed), unknownPhase}
 	cardTypes        = []string{string(cardsv1alpha1.CardVirtual), string(cardsv1alpha1.CardPhysical)}
 	transactionTypes = []string{string(cardsv1alpha1.TransactionAuthorization), string(cardsv1alpha1.TransactionPurchase),
 		string(cardsv1alpha1.TransactionClearing), string(cardsv1alpha1.TransactionRefund), string(cardsv1alpha1.TransactionReversal),
@@ -103,7 +106,8 @@ var (
 		string(cardsv1alpha1.TransactionCryptoOrder), string(cardsv1alpha1.TransactionOther)}
 	transactionPhases = []string{string(cardsv1alpha1.TransactionPending), string(cardsv1alpha1.TransactionCompleted),
 		string(cardsv1alpha1.TransactionDeclined), string(cardsv1alpha1.TransactionReversed), string(cardsv1alpha1.TransactionRefunded),
-		string(cardsv1alpha1.TransactionFailed), string(cardsv1alpha1.TransactionExpired), string(cardsv1alpha1.TransactionCanceled)}
+		string(cardsv1alpha1.TransactionFailed), string(cardsv1alpha1.TransactionExpired), string(cardsv1alpha1.TransactionCanceled),
+		unknownPhase}
 	directions = []string{string(cardsv1alpha1.Debit), string(cardsv1alpha1.Credit)}
 	kycStates  = []string{string(cardsv1alpha1.KYCUnverified), string(cardsv1alpha1.KYCPending),
 		string(cardsv1alpha1.KYCApproved), string(cardsv1alpha1.KYCRejected)}
