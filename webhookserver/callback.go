@@ -359,4 +359,7 @@ func (s *Server) noticeUnknownStatus(c *call, ev *event.Event) {
 	if ev.Transaction != nil && ev.Transaction.Phase == cardsv1alpha1.TransactionUnknown {
 		report("transaction", ev.Transaction.ProviderStatus)
 	}
+	if ev.KYC != nil && ev.KYC.State == cardsv1alpha1.KYCUnknown {
+		report("kyc", ev.KYC.ProviderStatus)
+	}
 }

@@ -104,7 +104,7 @@ type Balance struct {
 }
 
 // KYCState is the verification state of a card holder.
-// +kubebuilder:validation:Enum=Unverified;Pending;Approved;Rejected
+// +kubebuilder:validation:Enum=Unverified;Pending;Approved;Rejected;Unknown
 type KYCState string
 
 // KYC states.
@@ -113,6 +113,8 @@ const (
 	KYCPending    KYCState = "Pending"
 	KYCApproved   KYCState = "Approved"
 	KYCRejected   KYCState = "Rejected"
+	// KYCUnknown is a verification status no adapter knows, kept verbatim in providerStatus.
+	KYCUnknown KYCState = "Unknown"
 )
 
 // KYC is the holder's verification state where the provider reports it.
@@ -126,6 +128,13 @@ type KYC struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:MinLength=1
 	Reason string `json:"reason,omitempty"`
+
+	// providerStatus is the provider's own verification status value, verbatim (set at least when state is
+	// Unknown).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:MinLength=1
+	ProviderStatus string `json:"providerStatus,omitempty"`
 
 	// observedAt is the provider time of the event that reported this state.
 	// +optional

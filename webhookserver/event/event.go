@@ -143,6 +143,8 @@ type Challenge struct {
 type KYC struct {
 	State  cardsv1alpha1.KYCState
 	Reason string
+	// ProviderStatus is the provider's status value, verbatim; required with State KYCUnknown.
+	ProviderStatus string
 }
 
 // Logistics is the delivery state of a physical card.

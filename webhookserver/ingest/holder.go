@@ -62,7 +62,7 @@ func hasHolderFacts(ev *event.Event) bool {
 func applyHolder(st *cardsv1alpha1.CardHolderStatus, ev *event.Event, card string, at, received time.Time) bool {
 	before := st.DeepCopy()
 	if k := ev.KYC; k != nil && (st.KYC == nil || newer(st.KYC.ObservedAt, at)) {
-		st.KYC = &cardsv1alpha1.KYC{State: k.State, Reason: clip(k.Reason, 512), ObservedAt: micro(at)}
+		st.KYC = &cardsv1alpha1.KYC{State: k.State, Reason: clip(k.Reason, 512), ProviderStatus: clip(k.ProviderStatus, 64), ObservedAt: micro(at)}
 	}
 	if r := ev.Risk; r != nil && (st.Risk == nil || newer(st.Risk.ObservedAt, at)) {
 		st.Risk = &cardsv1alpha1.RiskAction{Action: clip(r.Action, 64), Reason: clip(r.Reason, 512), ObservedAt: micro(at)}

@@ -42,7 +42,7 @@ func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.
 		st.Balance = &cardsv1alpha1.Balance{Available: b.Available, ObservedAt: micro(at), Event: clip(ev.Type, 64)}
 	}
 	if k := ev.KYC; k != nil && (st.KYC == nil || newer(st.KYC.ObservedAt, at)) {
-		st.KYC = &cardsv1alpha1.KYC{State: k.State, Reason: k.Reason, ObservedAt: micro(at)}
+		st.KYC = &cardsv1alpha1.KYC{State: k.State, Reason: k.Reason, ProviderStatus: clip(k.ProviderStatus, 64), ObservedAt: micro(at)}
 	}
 	if l := ev.Logistics; l != nil && (st.Logistics == nil || newer(st.Logistics.ObservedAt, at)) {
 		prev := st.Logistics

@@ -625,8 +625,9 @@ func userCreate(d map[string]any, ev *event.Event) error {
 		ev.Failure = &event.Failure{Kind: UserCreateResult, Reason: reason, ProviderStatus: st, Reference: ev.HolderID}
 		return nil
 	}
-	if state, ok := kycStates[strings.ToUpper(st)]; ok {
-		ev.KYC = &event.KYC{State: state, Reason: reason}
+	ev.KYC = &event.KYC{State: kycStates[strings.ToUpper(st)], Reason: reason}
+	if ev.KYC.State == "" {
+		ev.KYC.State, ev.KYC.ProviderStatus = cardsv1alpha1.KYCUnknown, st
 	}
 	return nil
 }

@@ -147,9 +147,10 @@ func TestRegressionUnknownStatusesAreAcknowledged(t *testing.T) {
 	if c := got[0].Card; c.Phase != cardsv1alpha1.CardUnknown || c.ProviderStatus != "apply:Maybe" {
 		t.Errorf("apply = %s", render(got))
 	}
-	// A KYC value no state fits reaches the holder without a KYC state rather than a guessed one.
+	// A KYC value no state fits reaches the holder as Unknown with the value verbatim, never a guessed state.
 	got = decodeOne(t, UserCreateResult, `{"user_id":1,"status":"MANUAL_REVIEW_2"}`)
-	wantEvents(t, "kyc", got, []event.Event{{Type: UserCreateResult, HolderID: "1"}})
+	wantEvents(t, "kyc", got, []event.Event{{Type: UserCreateResult, HolderID: "1",
+		KYC: &event.KYC{State: cardsv1alpha1.KYCUnknown, ProviderStatus: "MANUAL_REVIEW_2"}}})
 }
 
 // A card number in any event is kept as BIN + last 4 only; it used to be read on activation results alone.

@@ -19,19 +19,25 @@
 // case-insensitively in constant time; the timestamp must be within the endpoint's tolerance, and
 // appId + ":" + nonce is the replay key.
 //
-// Events and the facts they carry:
+// Events and the facts they carry (events.go):
 //   - Kyc: KYC of holder userCode. auditState "1" is documented as passed; "0" (pending) and "2" (rejected)
-//     are assumed; other values are judged by auditRemark or refused.
-//   - CardCreate, CardFreeze, CardUnFreeze, CardClose: card phase. CardClose's totalAmount is read as the
-//     balance paid out on closing and recorded as a Redemption transaction keyed by orderNo.
+//     are assumed; other values are judged by auditRemark, and when that does not tell either the callback is
+//     recorded on the holder without a KYC state (never refused: a 400 only makes Tevau retry).
+//   - CardCreate: Active for a virtual card (CIDV… IDs), else PendingActivation: a physical card is made and
+//     shipped first and is activated by its own CardActive. CardFreeze, CardUnFreeze, CardClose: card phase.
+//     CardClose's totalAmount is kept as the card amount "totalAmount" (its meaning is undocumented).
 //   - CardInProduction, CardShipped, CardActive, CardBind: logistics of a physical card (CardActive also makes
-//     the card Active).
+//     the card Active). Each card event's orderNo is kept as the card reference "<event>.orderNo".
 //   - CardTopup: a TopUp transaction of rechargeAmount keyed by orderNo (not a balance increment).
 //   - 3DS: a challenge (authId, amount, merchant, expiry); the masked cardPan gives the last four digits.
 //     An OTP, if Tevau ever adds one, goes only to Challenge.Code.
-//   - Authorization, Clearing: one transaction per orderId (Pending, then Completed); Refund and Reversal: their
-//     own credit transactions keyed by details.subOrderId and linked to orderId.
+//   - Authorization, Clearing: one transaction per orderId (Pending, then Completed), with the fee breakdown
+//     and the channel amounts; Refund and Reversal: their own credit transactions keyed by details.subOrderId
+//     and linked to orderId. A transaction notification of another type (8.5 announces some it does not name)
+//     is its own transaction with phase Unknown.
 //   - BusinessDeposit: a deposit to the business (prefund) account, about no card: acknowledged, no facts.
+//   - Any callback: userCode is the holder; a card number (cardPan, cardNo, cardNumber) is reduced to BIN and
+//     last four, and a balance (none is documented) is the card's available balance, on events about a card.
 //
 // UNKNOWN as well: the card currency. Amounts without a currency (principal, fees, refund, reversal,
 // rechargeAmount, totalAmount) are in the card's currency, which Tevau does not send; Tevau cards are USD cards,
@@ -50,7 +56,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,8 +64,6 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
-	"github.com/cardplane/cardplane/internal/money"
-	"github.com/cardplane/cardplane/internal/pan"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
 	"github.com/cardplane/cardplane/webhookserver/event"
 )
@@ -148,6 +151,7 @@ func (Adapter) Decode(req *adapter.Request) (*adapter.Result, error) {
 	if res.Unknown || name == "BusinessDeposit" {
 		return res, nil
 	}
+	commonFacts(body, &ev)
 	if ev.OccurredAt.IsZero() {
 		// Card and KYC callbacks carry no time of their own; the signed send time is the closest provider time.
 		ev.OccurredAt = sent
@@ -396,419 +400,4 @@ func nonce() string {
 		b[i] = nonceAlphabet[int(b[i])%len(nonceAlphabet)]
 	}
 	return string(b)
-}
-
-func mapEvent(name string, d map[string]any, ev *event.Event, res *adapter.Result) error {
-	switch name {
-	case "Kyc":
-		return kyc(d, ev)
-	case "CardCreate", "CardFreeze", "CardUnFreeze", "CardClose":
-		return cardStatus(name, d, ev)
-	case "CardInProduction", "CardShipped", "CardActive", "CardBind":
-		return logistics(name, d, ev)
-	case "CardTopup":
-		return topUp(d, ev)
-	case "3DS":
-		return challenge(d, ev)
-	case "Authorization", "Clearing", "Refund", "Reversal":
-		return transaction(name, d, ev)
-	case "BusinessDeposit":
-		// A deposit to the business (prefund) account: about no card or holder, so nothing to store.
-		return nil
-	default:
-		res.Unknown = true
-		return nil
-	}
-}
-
-func requireCard(name string, ev *event.Event) error {
-	if ev.CardID == "" {
-		return adapter.Malformed("%s: body has no cardId", name)
-	}
-	return nil
-}
-
-// cardNumber reduces whatever card number a callback carries (cardPan is masked in the docs; the others are
-// guarded in case Tevau ever sends a full number).
-func cardNumber(d map[string]any) *event.Card {
-	for _, k := range []string{"cardPan", "cardNo", "cardNumber"} {
-		if n := pan.Reduce(adapter.Str(d, k)); n != nil {
-			return &event.Card{Number: n}
-		}
-	}
-	return nil
-}
-
-func withCard(ev *event.Event, d map[string]any) *event.Card {
-	if ev.Card == nil {
-		ev.Card = cardNumber(d)
-		if ev.Card == nil {
-			ev.Card = &event.Card{}
-		}
-	}
-	return ev.Card
-}
-
-func kyc(d map[string]any, ev *event.Event) error {
-	ev.HolderID = adapter.Str(d, "userCode")
-	if ev.HolderID == "" {
-		return adapter.Malformed("Kyc: body has no userCode")
-	}
-	st := adapter.Str(d, "auditState")
-	k := &event.KYC{Reason: freeText(d, "auditRemark")}
-	switch st {
-	case "1":
-		k.State = cardsv1alpha1.KYCApproved
-	case "2":
-		k.State = cardsv1alpha1.KYCRejected
-	case "0":
-		k.State = cardsv1alpha1.KYCPending
-	case "":
-		return adapter.Malformed("Kyc: body has no auditState")
-	default:
-		// Only "1" is documented; judge other values by the remark rather than refuse a final result.
-		r := strings.ToLower(k.Reason)
-		switch {
-		case containsAny(r, "fail", "reject", "refus", "not pass", "denied", "declin"):
-			k.State = cardsv1alpha1.KYCRejected
-		case containsAny(r, "review", "pending", "processing", "progress"):
-			k.State = cardsv1alpha1.KYCPending
-		case containsAny(r, "passed", "approved", "success"):
-			k.State = cardsv1alpha1.KYCApproved
-		default:
-			return adapter.Malformed("Kyc: unknown auditState %q", st)
-		}
-	}
-	ev.KYC = k
-	return nil
-}
-
-func cardStatus(name string, d map[string]any, ev *event.Event) error {
-	if err := requireCard(name, ev); err != nil {
-		return err
-	}
-	ev.ID = adapter.Str(d, "orderNo")
-	c := withCard(ev, d)
-	c.ProviderStatus = name
-	switch name {
-	case "CardCreate", "CardUnFreeze":
-		c.Phase = cardsv1alpha1.CardActive
-	case "CardFreeze":
-		c.Phase = cardsv1alpha1.CardFrozen
-	case "CardClose":
-		c.Phase = cardsv1alpha1.CardClosed
-		if s := adapter.Str(d, "totalAmount"); s != "" {
-			amt, err := money.Major(d["totalAmount"], CardCurrency)
-			if err != nil {
-				return adapter.Malformed("CardClose: totalAmount: %v", err)
-			}
-			if amt = money.Abs(amt); !isZero(amt) {
-				if ev.ID == "" {
-					return adapter.Malformed("CardClose: body has totalAmount but no orderNo")
-				}
-				ev.Transaction = &event.Transaction{ID: ev.ID, Type: cardsv1alpha1.TransactionRedemption,
-					Phase: cardsv1alpha1.TransactionCompleted, ProviderStatus: name, Direction: cardsv1alpha1.Debit,
-					Amount: amt, Description: "balance paid out on card close"}
-			}
-		}
-	}
-	return nil
-}
-
-var logisticsStates = map[string]cardsv1alpha1.LogisticsState{
-	"CardInProduction": cardsv1alpha1.LogisticsInProduction,
-	"CardShipped":      cardsv1alpha1.LogisticsShipped,
-	"CardActive":       cardsv1alpha1.LogisticsActivated,
-	"CardBind":         cardsv1alpha1.LogisticsBound,
-}
-
-func logistics(name string, d map[string]any, ev *event.Event) error {
-	if err := requireCard(name, ev); err != nil {
-		return err
-	}
-	ev.ID = adapter.Str(d, "orderNo")
-	// The logistics webhook's body beyond cardId and orderNo is undocumented; carrier and tracking number are
-	// read under their usual names when present.
-	ev.Logistics = &event.Logistics{State: logisticsStates[name],
-		Carrier:        pan.Redact(adapter.First(d, "logisticsCompany", "logisticsCompanyName", "expressCompany", "carrier")),
-		TrackingNumber: adapter.First(d, "trackingNumber", "trackingNo", "logisticsNo", "logisticsOrderNo", "expressNo")}
-	ev.Card = cardNumber(d)
-	if name == "CardActive" {
-		c := withCard(ev, d)
-		c.Phase, c.ProviderStatus = cardsv1alpha1.CardActive, name
-	}
-	return nil
-}
-
-func topUp(d map[string]any, ev *event.Event) error {
-	if err := requireCard("CardTopup", ev); err != nil {
-		return err
-	}
-	ev.ID = adapter.Str(d, "orderNo")
-	if ev.ID == "" {
-		return adapter.Malformed("CardTopup: body has no orderNo")
-	}
-	key := "rechargeAmount"
-	if adapter.Str(d, key) == "" {
-		key = "totalAmount" // the card-status variant of CardTopup may name it like CardClose does
-	}
-	if adapter.Str(d, key) == "" {
-		return adapter.Malformed("CardTopup: body has no rechargeAmount")
-	}
-	amt, err := money.Major(d[key], CardCurrency)
-	if err != nil {
-		return adapter.Malformed("CardTopup: %s: %v", key, err)
-	}
-	ev.Transaction = &event.Transaction{ID: ev.ID, Type: cardsv1alpha1.TransactionTopUp,
-		Phase: cardsv1alpha1.TransactionCompleted, ProviderStatus: "CardTopup", Direction: cardsv1alpha1.Credit,
-		Amount: money.Abs(amt)}
-	ev.Card = cardNumber(d)
-	return nil
-}
-
-// otpFields are where a one-time code would be; Tevau's 3DS callback documents none today.
-var otpFields = []string{"otp", "otpCode", "code", "verifyCode", "verificationCode", "passcode"}
-
-func challenge(d map[string]any, ev *event.Event) error {
-	if err := requireCard("3DS", ev); err != nil {
-		return err
-	}
-	c := &event.Challenge{ID: adapter.Str(d, "authId"), Purpose: "3ds", Method: "OOB"}
-	if c.ID == "" {
-		return adapter.Malformed("3DS: body has no authId")
-	}
-	ev.ID = c.ID
-	if code := adapter.First(d, otpFields...); code != "" {
-		c.Method, c.Code = "OTP", code
-	}
-	if cur := adapter.Str(d, "txnCurrency"); cur != "" || adapter.Str(d, "txnAmount") != "" {
-		amt, err := money.Major(d["txnAmount"], cur)
-		if err != nil {
-			return adapter.Malformed("3DS: txnAmount/txnCurrency: %v", err)
-		}
-		c.Amount = money.Abs(amt)
-	}
-	if m := freeText(d, "cardAcceptorLocationName"); m != "" {
-		c.Merchant = &cardsv1alpha1.Merchant{Name: m}
-	}
-	var err error
-	if c.ExpiresAt, err = firstTime("3DS: ", d, "expireTimeStamp"); err != nil {
-		return err
-	}
-	// The example carries several creation times (created, createdStamp, createTimeStamp, createdTime) that
-	// disagree; the millisecond creation stamp comes first.
-	if ev.OccurredAt, err = firstTime("3DS: ", d, "createdStamp", "created", "createTimeStamp", "createdTime"); err != nil {
-		return err
-	}
-	ev.Challenge = c
-	ev.Card = cardNumber(d)
-	return nil
-}
-
-var failedRemark = []string{"declin", "fail", "reject", "refus", "insufficient", "denied"}
-
-func transaction(name string, d map[string]any, ev *event.Event) error {
-	if err := requireCard(name, ev); err != nil {
-		return err
-	}
-	orderID := adapter.Str(d, "orderId")
-	if orderID == "" {
-		return adapter.Malformed("%s: body has no orderId", name)
-	}
-	det := adapter.Obj(d, "details")
-	if det == nil {
-		det = map[string]any{}
-	}
-	sub := adapter.Str(det, "subOrderId")
-	t := &event.Transaction{Channel: freeText(d, "channel"), Description: freeText(det, "remark"),
-		ProviderStatus: providerStatus(d, det), Merchant: merchant(adapter.Obj(d, "merchantData"))}
-	var err error
-	if t.OccurredAt, err = firstTime(name+": details.", det, "createTimeStamp", "createTime"); err != nil {
-		return err
-	}
-	ev.OccurredAt = t.OccurredAt
-	// subOrderId is unique per push; without it, orderId and the event type are the best key Tevau gives.
-	ev.ID = sub
-	if ev.ID == "" {
-		ev.ID = orderID + ":" + name
-	}
-
-	switch name {
-	case "Authorization", "Clearing":
-		err = purchase(name, d, det, orderID, t)
-	case "Refund", "Reversal":
-		err = amendment(name, det, orderID, ev.ID, t)
-	}
-	if err != nil {
-		return err
-	}
-	if r := strings.ToLower(t.Description); containsAny(r, failedRemark...) {
-		t.Phase, t.FailureReason = cardsv1alpha1.TransactionFailed, t.Description
-		if name == "Authorization" {
-			t.Phase = cardsv1alpha1.TransactionDeclined
-		}
-	}
-	ev.Transaction = t
-	ev.Card = cardNumber(d)
-	return nil
-}
-
-// purchase reads an authorization or its clearing: orderId is the purchase, and its clearing (and later
-// refunds) carry the same orderId.
-func purchase(name string, d, det map[string]any, orderID string, t *event.Transaction) error {
-	t.ID, t.Direction = orderID, cardsv1alpha1.Debit
-	t.Type, t.Phase = cardsv1alpha1.TransactionAuthorization, cardsv1alpha1.TransactionPending
-	if name == "Clearing" {
-		t.Type, t.Phase = cardsv1alpha1.TransactionClearing, cardsv1alpha1.TransactionCompleted
-	}
-	cur := adapter.Str(d, "transCurrency")
-	if cur == "" || adapter.Str(d, "transAmount") == "" {
-		return adapter.Malformed("%s: body has no transAmount and transCurrency", name)
-	}
-	amt, err := money.Major(d["transAmount"], cur)
-	if err != nil {
-		return adapter.Malformed("%s: transAmount: %v", name, err)
-	}
-	t.Amount = money.Abs(amt)
-	if t.BillingAmount, err = cardAmount(name, det, "principal"); err != nil {
-		return err
-	}
-	t.Fee, err = fees(name, det)
-	return err
-}
-
-// amendment reads a refund or reversal: its own credit, linked to the purchase it amends. Its transAmount and
-// principal repeat the original's; the amount returned is details.refund.refund / details.reversal.reversal.
-func amendment(name string, det map[string]any, orderID, id string, t *event.Transaction) error {
-	t.ID, t.OriginalTransactionID, t.Direction = id, orderID, cardsv1alpha1.Credit
-	t.Type, t.Phase = cardsv1alpha1.TransactionRefund, cardsv1alpha1.TransactionCompleted
-	part := "refund"
-	if name == "Reversal" {
-		t.Type, part = cardsv1alpha1.TransactionReversal, "reversal"
-	}
-	var err error
-	inner := adapter.Obj(det, part)
-	if inner != nil && adapter.Str(inner, part) != "" {
-		t.Amount, err = cardAmount(name, inner, part)
-	} else {
-		t.Amount, err = cardAmount(name, det, "principal")
-	}
-	if err != nil {
-		return err
-	}
-	if t.Amount == nil {
-		return adapter.Malformed("%s: details has no %s.%s or principal", name, part, part)
-	}
-	return nil
-}
-
-// cardAmount reads an amount in the card currency; nil when absent.
-func cardAmount(name string, m map[string]any, key string) (*cardsv1alpha1.Money, error) {
-	if adapter.Str(m, key) == "" {
-		return nil, nil
-	}
-	amt, err := money.Major(m[key], CardCurrency)
-	if err != nil {
-		return nil, adapter.Malformed("%s: details.%s: %v", name, key, err)
-	}
-	return money.Abs(amt), nil
-}
-
-// fees sums the holder's fees (fxFee, authorizationFee, atmFee) in the card currency; the channel* amounts are
-// Tevau's own costs. Nil when none is sent.
-func fees(name string, det map[string]any) (*cardsv1alpha1.Money, error) {
-	sum, _ := money.Parse("0")
-	seen := false
-	for _, k := range []string{"fxFee", "authorizationFee", "atmFee"} {
-		if adapter.Str(det, k) == "" {
-			continue
-		}
-		v, err := money.Parse(det[k])
-		if err != nil {
-			return nil, adapter.Malformed("%s: details.%s: %v", name, k, err)
-		}
-		sum, seen = sum.Add(v.Abs()), true
-	}
-	if !seen {
-		return nil, nil
-	}
-	return money.Major(sum.String(), CardCurrency)
-}
-
-var (
-	mccPattern     = regexp.MustCompile(`^[0-9]{4}$`)
-	countryPattern = regexp.MustCompile(`^[A-Z]{2,3}$`)
-)
-
-func merchant(m map[string]any) *cardsv1alpha1.Merchant {
-	if m == nil {
-		return nil
-	}
-	out := &cardsv1alpha1.Merchant{Name: freeText(m, "merchantName"), ID: adapter.Str(m, "merchantId")}
-	// Values the API would refuse are dropped rather than failing the whole transaction.
-	if mcc := adapter.Str(m, "mccCode"); mccPattern.MatchString(mcc) {
-		out.MCC = mcc
-	}
-	if c := strings.ToUpper(adapter.Str(m, "merchantCountry")); countryPattern.MatchString(c) {
-		out.Country = c
-	}
-	if len(out.ID) > 64 {
-		out.ID = ""
-	}
-	if *out == (cardsv1alpha1.Merchant{}) {
-		return nil
-	}
-	return out
-}
-
-func providerStatus(d, det map[string]any) string {
-	var parts []string
-	for _, f := range []struct {
-		m   map[string]any
-		key string
-	}{{d, "status"}, {det, "subStatus"}, {det, "subType"}} {
-		if v := adapter.Str(f.m, f.key); v != "" {
-			parts = append(parts, f.key+"="+v)
-		}
-	}
-	s := strings.Join(parts, " ")
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return s
-}
-
-// firstTime is the first of keys present in m as a time (zero when none is); prefix names the event.
-func firstTime(prefix string, m map[string]any, keys ...string) (time.Time, error) {
-	for _, k := range keys {
-		t, err := adapter.OptionalTime(m, k, time.UTC)
-		if err != nil {
-			if r, ok := adapter.AsRejection(err); ok {
-				return time.Time{}, adapter.Malformed("%s%s", prefix, r.Message)
-			}
-			return time.Time{}, err
-		}
-		if !t.IsZero() {
-			return t, nil
-		}
-	}
-	return time.Time{}, nil
-}
-
-// freeText is a free-text field (remark, merchant name, ...): a card number typed into it is removed here, at
-// the adapter boundary, so no full PAN reaches the event even by accident. Identifiers are never rewritten.
-func freeText(m map[string]any, key string) string { return pan.Redact(adapter.Str(m, key)) }
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func isZero(m *cardsv1alpha1.Money) bool {
-	d, err := money.Parse(string(m.Value))
-	return err == nil && d.IsZero()
 }

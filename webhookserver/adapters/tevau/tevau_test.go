@@ -132,50 +132,58 @@ func TestDecodeEvents(t *testing.T) {
 		name: "CardCreate",
 		body: `{"eventType":"CardCreate","cardId":"CIDV1","orderNo":"CC1"}`,
 		want: event.Event{Type: "CardCreate", ID: "CC1", CardID: "CIDV1", OccurredAt: now,
-			Card: &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "CardCreate"}},
+			Card: &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "CardCreate", Type: cardsv1alpha1.CardVirtual,
+				References: map[string]string{"CardCreate.orderNo": "CC1"}}},
 	}, {
 		name: "CardFreeze",
 		body: `{"eventType":"CardFreeze","cardId":"CIDV1","orderNo":"CF1"}`,
 		want: event.Event{Type: "CardFreeze", ID: "CF1", CardID: "CIDV1", OccurredAt: now,
-			Card: &event.Card{Phase: cardsv1alpha1.CardFrozen, ProviderStatus: "CardFreeze"}},
+			Card: &event.Card{Phase: cardsv1alpha1.CardFrozen, ProviderStatus: "CardFreeze",
+				References: map[string]string{"CardFreeze.orderNo": "CF1"}}},
 	}, {
 		name: "CardUnFreeze",
 		body: `{"eventType":"CardUnFreeze","cardId":"CIDV1","orderNo":"CU1"}`,
 		want: event.Event{Type: "CardUnFreeze", ID: "CU1", CardID: "CIDV1", OccurredAt: now,
-			Card: &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "CardUnFreeze"}},
+			Card: &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "CardUnFreeze",
+				References: map[string]string{"CardUnFreeze.orderNo": "CU1"}}},
 	}, {
 		name: "CardClose sample",
 		body: string(sample(t, "tevau-card-close.json")),
 		want: event.Event{Type: "CardClose", ID: "CA2507250308114804", CardID: "CIDV012566246286", OccurredAt: now,
-			Card: &event.Card{Phase: cardsv1alpha1.CardClosed, ProviderStatus: "CardClose"},
-			Transaction: &event.Transaction{ID: "CA2507250308114804", Type: cardsv1alpha1.TransactionRedemption,
-				Phase: cardsv1alpha1.TransactionCompleted, ProviderStatus: "CardClose", Direction: cardsv1alpha1.Debit,
-				Amount: amt("1.00", "USD"), Description: "balance paid out on card close"}},
+			Card: &event.Card{Phase: cardsv1alpha1.CardClosed, ProviderStatus: "CardClose",
+				References: map[string]string{"CardClose.orderNo": "CA2507250308114804"},
+				Amounts:    map[string]cardsv1alpha1.Money{"totalAmount": *amt("1.00", "USD")}}},
 	}, {
 		name: "CardClose with nothing left",
 		body: `{"eventType":"CardClose","cardId":"CIDV1","orderNo":"CA1","totalAmount":"0"}`,
 		want: event.Event{Type: "CardClose", ID: "CA1", CardID: "CIDV1", OccurredAt: now,
-			Card: &event.Card{Phase: cardsv1alpha1.CardClosed, ProviderStatus: "CardClose"}},
+			Card: &event.Card{Phase: cardsv1alpha1.CardClosed, ProviderStatus: "CardClose",
+				References: map[string]string{"CardClose.orderNo": "CA1"},
+				Amounts:    map[string]cardsv1alpha1.Money{"totalAmount": *amt("0.00", "USD")}}},
 	}, {
 		name: "CardInProduction",
 		body: `{"eventType":"CardInProduction","cardId":"CIDP1","orderNo":"L1"}`,
 		want: event.Event{Type: "CardInProduction", ID: "L1", CardID: "CIDP1", OccurredAt: now,
+			Card:      physical("CardInProduction", "L1"),
 			Logistics: &event.Logistics{State: cardsv1alpha1.LogisticsInProduction}},
 	}, {
 		name: "CardShipped",
 		body: `{"eventType":"CardShipped","cardId":"CIDP1","orderNo":"L2","logisticsCompany":"DHL","trackingNumber":"JD0123"}`,
 		want: event.Event{Type: "CardShipped", ID: "L2", CardID: "CIDP1", OccurredAt: now,
+			Card:      physical("CardShipped", "L2"),
 			Logistics: &event.Logistics{State: cardsv1alpha1.LogisticsShipped, Carrier: "DHL", TrackingNumber: "JD0123"}},
 	}, {
 		name: "CardActive",
 		body: `{"eventType":"CardActive","cardId":"CIDP1","orderNo":"L3"}`,
 		want: event.Event{Type: "CardActive", ID: "L3", CardID: "CIDP1", OccurredAt: now,
-			Card:      &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "CardActive"},
+			Card: &event.Card{Phase: cardsv1alpha1.CardActive, ProviderStatus: "CardActive", Type: cardsv1alpha1.CardPhysical,
+				References: map[string]string{"CardActive.orderNo": "L3"}},
 			Logistics: &event.Logistics{State: cardsv1alpha1.LogisticsActivated}},
 	}, {
 		name: "CardBind",
 		body: `{"eventType":"CardBind","cardId":"CIDP1","orderNo":"L4"}`,
 		want: event.Event{Type: "CardBind", ID: "L4", CardID: "CIDP1", OccurredAt: now,
+			Card:      physical("CardBind", "L4"),
 			Logistics: &event.Logistics{State: cardsv1alpha1.LogisticsBound}},
 	}, {
 		name: "CardTopup",
@@ -210,7 +218,9 @@ func TestDecodeEvents(t *testing.T) {
 				Phase: cardsv1alpha1.TransactionPending, ProviderStatus: "status=1 subStatus=5 subType=1",
 				Direction: cardsv1alpha1.Debit, Amount: amt("20.00", "CNY"), BillingAmount: amt("10.00", "USD"),
 				Fee: amt("0.40", "USD"), Merchant: merchant, Channel: "ECOMMERCE",
-				Description: "Transaction Authorization", OccurredAt: ms(1749888799163)}},
+				Description: "Transaction Authorization", OccurredAt: ms(1749888799163),
+				Fees: fees3("0.30", "0.10", "0.00"), References: map[string]string{"Authorization.subOrderId": "S2506140813104249",
+					"channelPrincipal": "10", "channelAtmFee": "0", "channelAuthorizationFee": "0.2", "channelFxFee": "0.6"}}},
 	}, {
 		name: "Authorization declined",
 		body: declined,
@@ -221,7 +231,8 @@ func TestDecodeEvents(t *testing.T) {
 				Direction: cardsv1alpha1.Debit, Amount: amt("99.99", "USD"), BillingAmount: amt("99.99", "USD"),
 				Merchant: &cardsv1alpha1.Merchant{Name: "Grocer", MCC: "5411", Country: "US"}, Channel: "POS",
 				Description:   "Transaction Declined: insufficient balance",
-				FailureReason: "Transaction Declined: insufficient balance", OccurredAt: ms(1751331661000)}},
+				FailureReason: "Transaction Declined: insufficient balance", OccurredAt: ms(1751331661000),
+				References: map[string]string{"Authorization.subOrderId": "S2507010101000002"}}},
 	}, {
 		name: "Clearing",
 		body: clearing,
@@ -231,7 +242,9 @@ func TestDecodeEvents(t *testing.T) {
 				Phase: cardsv1alpha1.TransactionCompleted, ProviderStatus: "status=1 subStatus=1 subType=16",
 				Direction: cardsv1alpha1.Debit, Amount: amt("10.00", "CNY"), BillingAmount: amt("5.00", "USD"),
 				Fee: amt("0.20", "USD"), Merchant: merchant, Channel: "ECOMMERCE", Description: "Clearing Standard",
-				OccurredAt: ms(1749888281726)}},
+				OccurredAt: ms(1749888281726), Fees: fees3("0.15", "0.05", "0.00"),
+				References: map[string]string{"Clearing.subOrderId": "S2506140804104243", "channelPrincipal": "5",
+					"channelAtmFee": "0", "channelAuthorizationFee": "0.1", "channelFxFee": "0.3"}}},
 	}, {
 		name: "Refund",
 		body: refund,
@@ -241,7 +254,8 @@ func TestDecodeEvents(t *testing.T) {
 				Phase: cardsv1alpha1.TransactionCompleted, ProviderStatus: "status=2 subStatus=1 subType=9",
 				Direction: cardsv1alpha1.Credit, Amount: amt("5.00", "USD"), Merchant: merchant, Channel: "ECOMMERCE",
 				Description: "Refund Standard", OriginalTransactionID: "CT2506140802104234",
-				OccurredAt: ms(1749888597830)}},
+				OccurredAt: ms(1749888597830),
+				References: map[string]string{"refundFee": "0.2", "channelRefund": "5", "channelRefundFee": "0.4"}}},
 	}, {
 		name: "Reversal",
 		body: reversal,
@@ -251,7 +265,8 @@ func TestDecodeEvents(t *testing.T) {
 				Phase: cardsv1alpha1.TransactionCompleted, ProviderStatus: "status=1 subStatus=3 subType=6",
 				Direction: cardsv1alpha1.Credit, Amount: amt("4.00", "USD"), Merchant: merchant, Channel: "ECOMMERCE",
 				Description: "Reversal Partially Cancelled", OriginalTransactionID: "CT2506140649104189",
-				OccurredAt: ms(1749884164148)}},
+				OccurredAt: ms(1749884164148),
+				References: map[string]string{"reversalFee": "0.16", "channelReversal": "4", "channelReversalFee": "0.32"}}},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,6 +289,17 @@ func TestDecodeEvents(t *testing.T) {
 	}
 }
 
+// physical is the card fact of a logistics callback.
+func physical(name, orderNo string) *event.Card {
+	return &event.Card{Type: cardsv1alpha1.CardPhysical, References: map[string]string{name + ".orderNo": orderNo}}
+}
+
+// fees3 is Tevau's fee breakdown (fxFee, authorizationFee, atmFee) in USD.
+func fees3(fx, auth, atm string) []cardsv1alpha1.FeeComponent {
+	return []cardsv1alpha1.FeeComponent{{Name: "fxFee", Amount: *amt(fx, "USD")},
+		{Name: "authorizationFee", Amount: *amt(auth, "USD")}, {Name: "atmFee", Amount: *amt(atm, "USD")}}
+}
+
 // dump renders an event and all its facts (%+v alone prints only pointers).
 func dump(e event.Event) string {
 	var b strings.Builder
@@ -286,11 +312,17 @@ func dump(e event.Event) string {
 		if c.Expiry != nil {
 			fmt.Fprintf(&b, " Expiry%+v", *c.Expiry)
 		}
+		if c.References != nil || c.Amounts != nil {
+			fmt.Fprintf(&b, " refs=%v amounts=%v", c.References, c.Amounts)
+		}
 	}
 	if t := e.Transaction; t != nil {
 		fmt.Fprintf(&b, " Transaction{id=%s type=%s phase=%s status=%q dir=%s amount=%v billing=%v fee=%v merchant=%v channel=%s desc=%q fail=%q orig=%s at=%s}",
 			t.ID, t.Type, t.Phase, t.ProviderStatus, t.Direction, deref(t.Amount), deref(t.BillingAmount), deref(t.Fee),
 			derefM(t.Merchant), t.Channel, t.Description, t.FailureReason, t.OriginalTransactionID, t.OccurredAt.UTC().Format(time.RFC3339Nano))
+		if t.Fees != nil || t.References != nil || t.ExchangeRate != "" {
+			fmt.Fprintf(&b, " fees=%v refs=%v rate=%s", t.Fees, t.References, t.ExchangeRate)
+		}
 	}
 	if c := e.Challenge; c != nil {
 		fmt.Fprintf(&b, " Challenge{id=%s purpose=%s method=%s status=%s amount=%v merchant=%v expires=%s}",
@@ -302,8 +334,11 @@ func dump(e event.Event) string {
 	if l := e.Logistics; l != nil {
 		fmt.Fprintf(&b, " Logistics%+v", *l)
 	}
-	if e.Balance != nil || e.Authorization != nil {
-		b.WriteString(" unexpected balance/authorization")
+	if e.Balance != nil {
+		fmt.Fprintf(&b, " Balance{%s %s}", e.Balance.Available.Value, e.Balance.Available.Currency)
+	}
+	if e.Authorization != nil {
+		b.WriteString(" unexpected authorization")
 	}
 	return b.String()
 }
@@ -349,8 +384,6 @@ func TestMalformed(t *testing.T) {
 	for name, body := range map[string]string{
 		"no eventType":            `{"cardId":"CIDV1"}`,
 		"Kyc without userCode":    `{"eventType":"Kyc","auditState":"1"}`,
-		"Kyc without auditState":  `{"eventType":"Kyc","userCode":"U1"}`,
-		"Kyc unknown state":       `{"eventType":"Kyc","userCode":"U1","auditState":"9","auditRemark":"?"}`,
 		"card event without card": `{"eventType":"CardFreeze","orderNo":"X"}`,
 		"topup without amount":    `{"eventType":"CardTopup","cardId":"C","orderNo":"O"}`,
 		"topup without orderNo":   `{"eventType":"CardTopup","cardId":"C","rechargeAmount":"1"}`,
@@ -647,6 +680,9 @@ func scrubIDs(ev event.Event, out string) string {
 // payloads are the samples and the table bodies, also the fuzz seeds.
 func payloads(t testing.TB) [][]byte {
 	out := [][]byte{sample(t, "tevau-3ds.json"), sample(t, "tevau-card-close.json")}
+	for _, fc := range fidelityCases {
+		out = append(out, sample(t, fc.file))
+	}
 	for _, s := range []string{authorization, clearing, refund, reversal, declined, kycPassed, kycRejected, topUpBody, threeDSOTP,
 		`{"eventType":"CardCreate","cardId":"CIDV1","orderNo":"CC1"}`,
 		`{"eventType":"CardFreeze","cardId":"CIDV1","orderNo":"CF1"}`,

@@ -136,8 +136,8 @@ func TestUnknownStatusesAreNeutral(t *testing.T) {
 		t.Errorf("transaction without status: %s", deep(noStatus.Transaction))
 	}
 	kyc := decodeOne(t, push("KS_KYC", "ON-X-K", 0, `{"customerNo":"CUST91","status":"9"}`))
-	if kyc.HolderID != "CUST91" || kyc.KYC != nil {
-		t.Errorf("KYC status 9: %s, want the holder's event without a KYC state", deep(kyc))
+	if kyc.HolderID != "CUST91" || kyc.KYC == nil || kyc.KYC.State != cardsv1alpha1.KYCUnknown || kyc.KYC.ProviderStatus != "9" {
+		t.Errorf("KYC status 9: %s, want the holder's KYC Unknown with status 9 verbatim", deep(kyc))
 	}
 }
 

@@ -241,13 +241,15 @@ func mapVerification(in *input) error {
 	return nil
 }
 
-// mapKYC maps the holder's KYC result. A status UPay does not document sets no KYC state (there is no Unknown
-// one); the event still names the holder, so it is acknowledged, not refused.
+// mapKYC maps the holder's KYC result. A status UPay does not document is the state Unknown with the value
+// verbatim: acknowledged, not refused, and never read as an approval.
 func mapKYC(in *input) error {
 	states := map[string]cardsv1alpha1.KYCState{"1": cardsv1alpha1.KYCApproved, "2": cardsv1alpha1.KYCRejected,
 		"3": cardsv1alpha1.KYCPending, "4": cardsv1alpha1.KYCUnverified}
-	if st, ok := states[adapter.Str(in.d, "status")]; ok {
-		in.ev.KYC = &event.KYC{State: st, Reason: adapter.Str(in.d, "reason")}
+	raw := adapter.Str(in.d, "status")
+	in.ev.KYC = &event.KYC{State: states[raw], Reason: adapter.Str(in.d, "reason")}
+	if in.ev.KYC.State == "" {
+		in.ev.KYC.State, in.ev.KYC.ProviderStatus = cardsv1alpha1.KYCUnknown, raw
 	}
 	return nil
 }
