@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/decisionlog"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/rules"
 	"github.com/cardplane/cardplane/webhookserver/event"
@@ -62,8 +63,34 @@ func (s *Server) serveAuthorization(c *call, ev *event.Event) *refusal {
 	d := s.decide(ctx, card, err, ev.Authorization)
 	d.LatencyMicroseconds = s.Now().Sub(c.received).Microseconds()
 	s.acknowledge(c, OutcomeAuthorized, c.res.Authorize(d.Outcome == cardsv1alpha1.DecisionApproved))
+	s.logDecision(decisionlog.SourceCallback, c.ep, card, ev.CardID, ev.Authorization, d)
 	s.afterAnswer(func() { s.recordDecision(c.ctx(), c.cfg, c.key, ev, d, c.received) })
 	return nil
+}
+
+// logDecision writes an answered decision to the decision log (never blocking; see decisionlog).
+func (s *Server) logDecision(source string, ep *cardsv1alpha1.WebhookEndpoint, card *cardsv1alpha1.Card, providerCardID string,
+	req *event.AuthorizationRequest, d cardsv1alpha1.AuthorizationDecision) {
+	if s.Decisions == nil {
+		return
+	}
+	r := decisionlog.Record{Time: s.Now(), Source: source, RuleResult: d.RuleResult, Shadow: d.Shadow,
+		RuleSetVersion: d.RuleSetVersion, RuleSetRevision: d.RuleSetRevision, LatencyMicroseconds: d.LatencyMicroseconds,
+		Input: decisionlog.Input{TransactionID: req.TransactionID, AuthorizationID: req.AuthorizationID,
+			Amount: req.Amount.Value, Currency: req.Amount.Currency, Channel: req.Channel}}
+	if m := req.Merchant; m != nil {
+		r.Input.MCC, r.Input.MerchantName, r.Input.MerchantCountry = m.MCC, m.Name, m.Country
+	}
+	if ep != nil {
+		r.Endpoint, r.Provider = ep.Namespace+"/"+ep.Name, string(ep.Spec.Provider)
+	}
+	if card != nil {
+		r.Card = &decisionlog.Card{Namespace: card.Namespace, Name: card.Name, ProviderCardID: card.Spec.ProviderCardID,
+			Labels: card.Labels, Phase: card.Status.Phase}
+	} else if providerCardID != "" {
+		r.Card = &decisionlog.Card{ProviderCardID: providerCardID}
+	}
+	s.Decisions.Log(r)
 }
 
 // afterAnswer runs work once the answer has left, off the request: a provider reuses its connection, and the

@@ -31,7 +31,7 @@ func putRules(t *testing.T, ns, yaml string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs.Name, rs.Version = ns+"/card-rules", ns+"/card-rules@1"
+	rs.Name, rs.Version, rs.Revision = ns+"/card-rules", ns+"/card-rules@1", "9f2c1e7"
 	ruleSets.Set(ns, "card-rules", rs)
 	t.Cleanup(func() { ruleSets.Delete(ns, "card-rules") })
 }

@@ -2,14 +2,17 @@ package webhookserver_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/webhookserver/adapters"
 	"github.com/cardplane/cardplane/webhookserver/event"
 	"github.com/cardplane/cardplane/webhookserver/ingest"
 )
@@ -163,3 +166,38 @@ func TestReferencesFeesAndUnknownStatusesAreStored(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A Prepaidify KYC rejection names only its request (requestNo), never a holder or card: it used to be
+// refused or lost. Through the real receiver it is acknowledged and recorded as a Warning Event on the
+// endpoint with the provider's status and reference.
+func TestAFailureWithoutHolderIsAnEndpointEvent(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ep := applySampleEndpoints(t, ns)[cardsv1alpha1.ProviderPrepaidify]
+	cfg, err := endpointconfig.Resolve(ctx, k8s, ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := adapters.Encoders()[cardsv1alpha1.ProviderPrepaidify](cfg, []byte(`{"kycStatus":"rejected","requestNo":"REQ-4711"}`), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/webhooks/" + ns + "/" + ep.Name
+	if cfg.URLToken != "" {
+		path += "/" + cfg.URLToken
+	}
+	if r := post(t, path, h, body); r.status != 200 {
+		t.Fatalf("answered %d %s, want 200", r.status, r.body)
+	}
+	waitFor(t, "a FailureWithoutHolder Event naming REQ-4711", func() bool {
+		list := &corev1.EventList{}
+		_ = k8s.List(ctx, list, client.InNamespace(ns))
+		for _, e := range list.Items {
+			if e.Reason == cardsv1alpha1.EventFailureWithoutHolder && e.InvolvedObject.Name == ep.Name &&
+				strings.Contains(e.Message, "REQ-4711") && strings.Contains(e.Message, "rejected") {
+				return true
+			}
+		}
+		return false
+	})
+}

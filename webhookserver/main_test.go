@@ -19,6 +19,7 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/authz"
+	"github.com/cardplane/cardplane/internal/decisionlog"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/testenv"
 	"github.com/cardplane/cardplane/webhookserver"
@@ -59,6 +60,9 @@ func TestMain(m *testing.M) {
 // logs captures everything logged through controller-runtime, for the leak scan.
 var logs testenv.LogBuffer
 
+// decisionOut is the receiver's decision log.
+var decisionOut testenv.LogBuffer
+
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(&logs), zap.UseDevMode(true)))
 	k8s = env.Client
@@ -88,6 +92,8 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	mgrCtx = ctx
+	receiver.Decisions = decisionlog.New(&decisionOut, 1000)
+	go func() { _ = receiver.Decisions.Start(ctx) }()
 	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

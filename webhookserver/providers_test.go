@@ -183,13 +183,17 @@ func TestEveryExampleCallbackIsStoredWithoutCardSecrets(t *testing.T) {
 	txns := &cardsv1alpha1.CardTransactionList{}
 	eps := &cardsv1alpha1.WebhookEndpointList{}
 	evs := &corev1.EventList{}
-	for _, l := range []client.ObjectList{cards, txns, eps, evs} {
+	holders := &cardsv1alpha1.CardHolderList{}
+	for _, l := range []client.ObjectList{cards, txns, eps, evs, holders} {
 		if err := k8s.List(ctx, l, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(cards.Items) == 0 || len(txns.Items) == 0 {
-		t.Fatalf("the callbacks stored %d cards and %d transactions", len(cards.Items), len(txns.Items))
+	if len(cards.Items) == 0 || len(txns.Items) == 0 || len(holders.Items) == 0 {
+		t.Fatalf("the callbacks stored %d cards, %d transactions and %d holders", len(cards.Items), len(txns.Items), len(holders.Items))
+	}
+	for _, h := range holders.Items {
+		writeJSON(&dump, h.Labels, h.Annotations, h.Spec, h.Status)
 	}
 	for _, c := range cards.Items {
 		writeJSON(&dump, c.Labels, c.Annotations, c.Spec, c.Status)
@@ -204,6 +208,7 @@ func TestEveryExampleCallbackIsStoredWithoutCardSecrets(t *testing.T) {
 		writeJSON(&dump, e.Reason, e.Message)
 	}
 	dump.WriteString(logs.String())
+	dump.WriteString(decisionOut.String())
 	for _, leak := range findLeaks(dump.String(), secrets) {
 		t.Errorf("found in the API server or logs: %s", leak)
 	}
@@ -217,8 +222,8 @@ func TestEveryExampleCallbackIsStoredWithoutCardSecrets(t *testing.T) {
 			t.Errorf("field %s found in stored objects", key)
 		}
 	}
-	t.Logf("scanned %d cards, %d transactions, %d endpoints, %d events and %d bytes of logs",
-		len(cards.Items), len(txns.Items), len(eps.Items), len(evs.Items), logs.Len())
+	t.Logf("scanned %d cards, %d transactions, %d holders, %d endpoints, %d events and %d bytes of logs",
+		len(cards.Items), len(txns.Items), len(holders.Items), len(eps.Items), len(evs.Items), logs.Len())
 }
 
 // findLeaks reports each secret found in text: card numbers also when written with spaces or dashes, other

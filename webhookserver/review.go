@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/decisionlog"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/money"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
@@ -252,6 +254,11 @@ func (rs *ReviewServer) decide(ctx context.Context, c *call, req *ReviewRequest,
 	c.result = strings.ToLower(string(d.Outcome))
 	out, _ := json.Marshal(&AuthorizationReview{APIVersion: reviewAPIVersion, Kind: "AuthorizationReview", Response: resp})
 	write(c.w, adapter.Answer{Status: http.StatusOK, ContentType: "application/json", Body: out})
+	logged := card
+	if logged == nil && req.Card != nil { // an unknown card: logged as the caller named it
+		logged = &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: req.Card.Namespace, Name: req.Card.Name}}
+	}
+	s.logDecision(decisionlog.SourceReview, ep, logged, req.ProviderCardID, ar, d)
 	if card != nil && req.TransactionID != "" {
 		ev := &event.Event{Type: "AuthorizationReview", ID: ar.AuthorizationID, CardID: card.Spec.ProviderCardID, Authorization: ar}
 		if ingest.Fit(ev) == nil {

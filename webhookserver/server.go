@@ -28,6 +28,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/decisionlog"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/rules"
 	"github.com/cardplane/cardplane/webhookserver/adapter"
@@ -95,7 +96,9 @@ type Server struct {
 	Counters   *Counters
 	// Spool, when set, keeps verified events the API server cannot take so the provider can be answered.
 	Spool *spool.Spool
-	Now   func() time.Time
+	// Decisions, when set, is the decision log every answered authorization is written to.
+	Decisions *decisionlog.Logger
+	Now       func() time.Time
 
 	initOnce sync.Once
 	limiters *limiterSet // endpoint UID/generation -> its rate limit

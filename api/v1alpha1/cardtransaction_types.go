@@ -188,6 +188,13 @@ type AuthorizationDecision struct {
 	// +kubebuilder:validation:MinLength=1
 	RuleSetVersion string `json:"ruleSetVersion,omitempty"`
 
+	// ruleSetRevision is the source revision (e.g. the Git commit) of the deciding rule set, from its ConfigMap's
+	// cards.cardplane.io/revision annotation; empty when the ConfigMap carries none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:MinLength=1
+	RuleSetRevision string `json:"ruleSetRevision,omitempty"`
+
 	// latencyMicroseconds is how long the decision took, from request to answer.
 	// +optional
 	// +kubebuilder:validation:Minimum=0

@@ -16,6 +16,10 @@ const (
 	LabelHolder = "cards.cardplane.io/holder"
 	// LabelRuleSet (value "true") marks a ConfigMap as an authorization rule set holding RuleSetKey.
 	LabelRuleSet = "cards.cardplane.io/rule-set"
+	// AnnotationRevision on a rule-set ConfigMap names its source revision (a Git commit), which every decision
+	// of the set records (status.authorization.ruleSetRevision, the decision log). GitOps tools set it, e.g. Argo
+	// CD's kustomize commonAnnotations with ${ARGOCD_APP_REVISION}.
+	AnnotationRevision = "cards.cardplane.io/revision"
 	// LabelCredentials (value "true") marks a Secret an endpoint may name (credentialsRef, a destination's
 	// secretRef). cardplane reads no other Secret: naming a Secret in an endpoint does not make its key sign
 	// anything unless whoever owns the Secret labelled it.

@@ -90,6 +90,9 @@ func (o *devOptions) localDefaults(fs *pflag.FlagSet) {
 	if !fs.Changed("spool-dir") {
 		opts.spoolDir = filepath.Join(filepath.Dir(o.kubeconfig), "spool")
 	}
+	if !fs.Changed("decision-log") { // stdout carries the banner
+		opts.decisionLog = filepath.Join(filepath.Dir(o.kubeconfig), "decisions.jsonl")
+	}
 	if !fs.Changed("review-bind-address") {
 		opts.review.Addr = "127.0.0.1:18444"
 	}
@@ -212,10 +215,11 @@ The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>; send 
 The demo destination verifies and logs every delivery (also in %s).
 AuthorizationReviews: POST http://%s/v1alpha1/authorizationreviews with a ServiceAccount token allowed to
 "authorize" cards in the namespace, or (this demo only) the shared token in %s.
+Every decision is written to the decision log %s.
 
 Press Ctrl-C to stop; nothing keeps running afterwards.
 
-`, o.kubeconfig, kubectl, o.namespace, addr, o.namespace, o.namespace, destLog, o.manager.review.Addr, o.manager.reviewTokenFile)
+`, o.kubeconfig, kubectl, o.namespace, addr, o.namespace, o.namespace, destLog, o.manager.review.Addr, o.manager.reviewTokenFile, o.manager.decisionLog)
 }
 
 // waitForManager returns when the manager fails, or when Ctrl-C has stopped it (or 30 s after).

@@ -74,6 +74,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	checkHolderBeforeCard(t, kubectl, kubeconfig)
 	checkSimulatedCallback(t, bin, kubectl, kubeconfig, receiverAddr)
 	checkGovernedFromFirstSight(t, bin, kubeconfig, receiverAddr, reviewAddr, filepath.Join(dir, "review-token"))
+	checkDecisionLog(t, filepath.Join(dir, "decisions.jsonl"))
 	if destination != "" {
 		checkDemoDestination(t, filepath.Join(dir, "destination.log"))
 	}
@@ -130,6 +131,23 @@ func checkHolderBeforeCard(t *testing.T, kubectl, kubeconfig string) {
 			t.Fatalf("kubectl get cardholders does not show holder 61207 Approved with 1 card: %v\n%s", err, out)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// checkDecisionLog: the demo writes every decision to decisions.jsonl beside the kubeconfig; the review of
+// checkGovernedFromFirstSight is there.
+func checkDecisionLog(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(data), `"source":"review"`) && strings.Contains(string(data), `"decisionID"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the decision log %s holds no review decision: %v\n%s", path, err, data)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/controllers"
 	"github.com/cardplane/cardplane/internal/authz"
+	"github.com/cardplane/cardplane/internal/decisionlog"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/projection"
 	"github.com/cardplane/cardplane/internal/scheme"
@@ -64,6 +65,10 @@ type managerOptions struct {
 	ungoverned    string
 	spoolDir      string
 	spoolMaxBytes int64
+	// decisionLog is where every authorization decision is written as a JSON line: "-" stdout, a file path
+	// (appended to), or "off".
+	decisionLog       string
+	decisionLogBuffer int
 	// shutdownDelay is how long a stopping replica stays up, not ready, still receiving (see shutdownContext).
 	shutdownDelay time.Duration
 	// draining is set when shutdown begins; /readyz fails from then on.
@@ -83,6 +88,8 @@ func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "opt-in, for demos: a file holding a bearer token that may decide on cards of every namespace")
 	fs.Float64Var(&o.reviewRate, "review-rate-limit", 100, "AuthorizationReviews per second per caller (burst twice that)")
 	fs.StringVar(&o.ungoverned, "ungoverned-card-decision", "decline", "decision for a card no rule set governs: decline (reason NO_RULE_SET), or approve only where every card must work without rules")
+	fs.StringVar(&o.decisionLog, "decision-log", "-", "where every authorization decision is written, one JSON line each: - (stdout; the manager's own logs go to stderr), a file path (appended to), or off")
+	fs.IntVar(&o.decisionLogBuffer, "decision-log-buffer", decisionlog.DefaultBuffer, "decisions that may wait for a slow decision-log output; past it, decisions are dropped from the log (never delayed) and counted in cardplane_decision_log_dropped_total")
 	fs.StringVar(&o.spoolDir, "spool-dir", "/var/lib/cardplane/spool", "directory of the receiver's write-ahead spool for events the API server cannot take (empty disables it: the provider then gets 5xx during an outage)")
 	fs.Int64Var(&o.spoolMaxBytes, "spool-max-bytes", 256<<20, "size bound of the spool; when full, callbacks are answered 5xx")
 	fs.BoolVar(&o.allowLoopback, "allow-loopback-destinations", false, "deliver to destinations on loopback addresses (for local development; private ranges other than loopback are opened per endpoint by spec.destinationPolicy.allowedCIDRs)")
@@ -282,6 +289,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookser
 // setupReceiver adds the receiver and its helpers (spool replay, counter flushes) to the manager; sp may be nil.
 func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserver.SecretReader, sender *projection.Sender,
 	store *authz.Store, sp *spool.Spool) (*webhookserver.Server, error) {
+	var err error
 	counters := &webhookserver.Counters{}
 	receiver := &webhookserver.Server{
 		Options:  opts.webhook,
@@ -296,6 +304,15 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		Challenges: &projection.ChallengeForwarder{Reader: secrets, Sender: sender},
 	}
 	receiver.Spool = sp
+	if receiver.Decisions, err = decisionLog(opts); err != nil {
+		return nil, err
+	}
+	if receiver.Decisions != nil {
+		receiver.Decisions.WaitFor = append(receiver.Decisions.WaitFor, receiver)
+		if err := mgr.Add(receiver.Decisions); err != nil {
+			return nil, err
+		}
+	}
 	if err := mgr.Add(receiver); err != nil {
 		return nil, err
 	}
@@ -309,6 +326,21 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		return nil, err
 	}
 	return receiver, nil
+}
+
+// decisionLog opens the decision log --decision-log names; nil when it is off.
+func decisionLog(opts *managerOptions) (*decisionlog.Logger, error) {
+	switch opts.decisionLog {
+	case "off", "":
+		return nil, nil
+	case "-":
+		return decisionlog.New(os.Stdout, opts.decisionLogBuffer), nil
+	}
+	f, err := os.OpenFile(opts.decisionLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--decision-log: %w", err)
+	}
+	return decisionlog.New(f, opts.decisionLogBuffer), nil
 }
 
 // setupReview adds the AuthorizationReview API on its own port: callers authenticated with TokenReview and

@@ -20,6 +20,7 @@ import (
 // backtestOptions are the flags of `cardplane rules backtest`.
 type backtestOptions struct {
 	transactions string
+	decisionLog  string
 	cards        string
 	failOnChange bool
 }
@@ -27,17 +28,24 @@ type backtestOptions struct {
 func newRulesBacktestCommand() *cobra.Command {
 	o := &backtestOptions{}
 	cmd := &cobra.Command{
-		Use:   "backtest FILE --transactions EXPORT.json [--cards CARDS.json] [--fail-on-change]",
+		Use:   "backtest FILE (--transactions EXPORT.json [--cards CARDS.json] | --decision-log DECISIONS.jsonl) [--fail-on-change]",
 		Short: "Replay recorded decisions against a rule set",
-		Long: `Replay the recorded decisions of CardTransactions against a candidate rule set, in the order they occurred
-and with each card's spend ledger rebuilt from the candidate's own approvals, and print the decisions that
-would change, a summary, what was skipped, and how often each shadow rule would decline.`,
+		Long: `Replay recorded decisions against a candidate rule set, in the order they occurred and with each card's
+spend ledger rebuilt from the candidate's own approvals, and print the decisions that would change, a summary,
+what was skipped, and how often each shadow rule would decline. The decisions come from CardTransactions
+(--transactions, kept until retention deletes them) or from the decision log (--decision-log, every decision,
+reviews without a transaction ID included; its records carry the card's labels and phase, so no --cards).`,
 		Example: `  kubectl get cardtransactions -n default -o json > transactions.json
   kubectl get cards -n default -o json > cards.json
-  cardplane rules backtest card-rules.yaml --transactions transactions.json --cards cards.json --fail-on-change`,
+  cardplane rules backtest card-rules.yaml --transactions transactions.json --cards cards.json --fail-on-change
+  kubectl logs -n cardplane-system deploy/cardplane > decisions.jsonl
+  cardplane rules backtest card-rules.yaml --decision-log decisions.jsonl`,
 		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) != 1 || o.transactions == "" {
-				return fmt.Errorf("rules backtest: name one FILE and --transactions")
+			if len(args) != 1 || (o.transactions == "") == (o.decisionLog == "") {
+				return fmt.Errorf("rules backtest: name one FILE and one of --transactions or --decision-log")
+			}
+			if o.decisionLog != "" && o.cards != "" {
+				return fmt.Errorf("rules backtest: --cards goes with --transactions; decision-log records carry their cards")
 			}
 			return nil
 		},
@@ -47,6 +55,7 @@ would change, a summary, what was skipped, and how often each shadow rule would 
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.transactions, "transactions", "", "the recorded decisions to replay: `EXPORT.json`, the output of kubectl get cardtransactions -o json (required)")
+	fs.StringVar(&o.decisionLog, "decision-log", "", "the recorded decisions to replay: `DECISIONS.jsonl`, cardplane's decision log (lines that are not decision records, such as other log lines, are skipped)")
 	fs.StringVar(&o.cards, "cards", "", "card labels, phase and balance: `CARDS.json`, the output of kubectl get cards -o json")
 	fs.BoolVar(&o.failOnChange, "fail-on-change", false, "exit 1 when any decision would change")
 	return cmd
@@ -125,12 +134,14 @@ func rulesBacktest(file string, o *backtestOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	txns, err := readExport[cardsv1alpha1.CardTransaction](o.transactions, "CardTransaction")
-	if err != nil {
-		return err
-	}
 	b := &backtest{rs: rs, namespace: f.namespace, shadow: map[string]int{}}
-	if b.cards, err = readBacktestCards(o.cards, rs, stderr); err != nil {
+	var txns []cardsv1alpha1.CardTransaction
+	if o.decisionLog != "" {
+		txns, b.cards, err = readDecisionLog(o.decisionLog)
+	} else if txns, err = readExport[cardsv1alpha1.CardTransaction](o.transactions, "CardTransaction"); err == nil {
+		b.cards, err = readBacktestCards(o.cards, rs, stderr)
+	}
+	if err != nil {
 		return err
 	}
 	b.selectRows(txns)

@@ -46,6 +46,9 @@ func TestRulesCommandGolden(t *testing.T) {
 		{"backtest-bare-without-cards", []string{"backtest", testdata + "bare.yaml", "--transactions", samples + "transactions.json", "--fail-on-change"}},
 		{"backtest-unknown-flag", []string{"backtest", samples + "card-rules.yaml", "--transaction", samples + "transactions.json"}},
 		{"backtest-wrong-export", []string{"backtest", testdata + "bare.yaml", "--transactions", samples + "cards.json"}},
+		{"backtest-decision-log", []string{"backtest", samples + "card-rules.yaml", "--decision-log", testdata + "decisions.jsonl"}},
+		{"backtest-decision-log-and-cards", []string{"backtest", samples + "card-rules.yaml", "--decision-log", testdata + "decisions.jsonl",
+			"--cards", samples + "cards.json"}},
 	}
 	t.Chdir("../..")
 	for _, c := range cases {

@@ -20,7 +20,7 @@ import (
 // the caller picks the set (Matches). now is the decision time; card.Spend is read as of now.
 func (rs *RuleSet) Evaluate(tx Transaction, card Card, now time.Time) Decision {
 	var d Decision
-	d.RuleSetVersion = rs.Version
+	d.RuleSetVersion, d.RuleSetRevision = rs.Version, rs.Revision
 	d.CountsToward = slices.Clone(rs.countsToward)
 	amount, currency, ok := txAmount(tx)
 	if !ok {

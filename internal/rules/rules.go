@@ -52,9 +52,10 @@ type Outcome = cardsv1alpha1.DecisionOutcome
 
 // RuleSet is a parsed, validated and compiled rule set. It is immutable and safe for concurrent use.
 type RuleSet struct {
-	// Name is "namespace/name" of the ConfigMap; Version is "namespace/name@resourceVersion". Both are set by
-	// the caller after Parse; Version is copied into every Decision.
-	Name, Version string
+	// Name is "namespace/name" of the ConfigMap; Version is "namespace/name@resourceVersion"; Revision is the
+	// source revision the ConfigMap names (AnnotationRevision), if any. All are set by the caller after Parse;
+	// Version and Revision are copied into every Decision.
+	Name, Version, Revision string
 	// Default is the outcome when no enforce rule declines; StandIn the outcome when the deadline passes.
 	Default, StandIn Outcome
 	// TimeZone is where daily, weekly (Monday) and monthly windows start at midnight.
