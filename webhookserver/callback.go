@@ -229,7 +229,7 @@ func (s *Server) apply(c *call) *refusal {
 		if err != nil {
 			return s.keep(c, c.res.Events[i:], err)
 		}
-		applied = applied || out.Changed
+		applied = applied || out.Changed || out.Orphan != nil // an orphan failure is recorded (Event), not a duplicate
 		s.afterApply(c, ev, out)
 	}
 	outcome := OutcomeApplied

@@ -101,6 +101,13 @@ func TestHolderFactsAreKeptBeforeAnyCard(t *testing.T) {
 		t.Errorf("holder lastEvent = %+v; a card event without holder facts must not move it", h.Status.LastEvent)
 	}
 
+	// A holder-level failure after the card exists concerns the holder only: the card's lastEvent stays its own.
+	f.apply(event.Event{Type: "CARD_APPLY_RESULT", ID: "e3b", OccurredAt: t0.Add(150 * time.Second), HolderID: "U-77",
+		Failure: &event.Failure{ProviderStatus: "FAILED", Reason: "second card refused", Reference: "REQ-2"}})
+	if got := getCard(t, f.ep.TargetNamespace, card.Name); got.Status.LastEvent == nil || got.Status.LastEvent.ID != "e3" {
+		t.Errorf("card lastEvent after a holder failure = %+v, want e3", got.Status.LastEvent)
+	}
+
 	// An account-wide freeze names no card: every card of the holder is frozen, and the holder keeps the action.
 	f.apply(event.Event{Type: "RISK_CONTROL", ID: "e4", OccurredAt: t0.Add(3 * time.Minute), HolderID: "U-77",
 		Risk: &event.RiskAction{Action: "FREEZE_ACCOUNT", Reason: "chargeback ratio"},
@@ -132,7 +139,9 @@ func TestAFailureWithoutHolderIsHandedBack(t *testing.T) {
 func TestReferencesFeesAndUnknownStatusesAreStored(t *testing.T) {
 	f := newHolderFixture(t)
 	at := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
-	usd := func(v string) cardsv1alpha1.Money { return cardsv1alpha1.Money{Value: cardsv1alpha1.Decimal(v), Currency: "USD"} }
+	usd := func(v string) cardsv1alpha1.Money {
+		return cardsv1alpha1.Money{Value: cardsv1alpha1.Decimal(v), Currency: "USD"}
+	}
 	fee := usd("1.30")
 	res := f.apply(event.Event{Type: "consume", ID: "o-1", OccurredAt: at, CardID: "C-2",
 		Card:    &event.Card{Phase: cardsv1alpha1.CardUnknown, ProviderStatus: "HIBERNATING", References: map[string]string{"dispatchTime": "2026-11-29 08:00:00"}, Amounts: map[string]cardsv1alpha1.Money{"closeRefund": usd("4.20")}},

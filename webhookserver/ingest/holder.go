@@ -160,6 +160,9 @@ func (in *Ingester) applyToHolder(ctx context.Context, ep *endpointconfig.Resolv
 		return err
 	}
 	res.Holder, res.Changed = h, changed
+	if ev.Card == nil && ev.KYC == nil {
+		return nil // nothing for the cards (a failure, a risk note): their lastEvent stays theirs
+	}
 	list := &cardsv1alpha1.CardList{}
 	if err := in.Client.List(ctx, list, client.InNamespace(ep.TargetNamespace), client.MatchingLabels{
 		cardsv1alpha1.LabelHolder: HolderLabel(ev.HolderID),

@@ -35,7 +35,7 @@
 //   - Status vocabularies are only partly documented (SUCCESS/FAILED, PENDING, APPROVED, LOCKED/ACTIVE,
 //     ACCEPTED/DECLINED, "etc."). Common synonyms are mapped; any other value is the Unknown phase (card or
 //     transaction) with the value verbatim, acknowledged: a 400 would make BananaTech retry a callback that can
-//     never succeed. A USER_CREATE_RESULT status no KYC state fits reaches the holder without a state.
+//     never succeed. A USER_CREATE_RESULT status no KYC state fits is the holder's KYC Unknown, verbatim.
 //   - CARD_CLOSE_RESULT sends refund_amount without a currency. The refund is a fact about the card, not
 //     spending (no transaction is made of it): Card.Amounts["refund_amount"] when a currency field is present,
 //     else the exact decimal verbatim in Card.References["refund_amount"]; a currency is never guessed.

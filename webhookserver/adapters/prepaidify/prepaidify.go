@@ -53,8 +53,9 @@
 //   - Undocumented status values are kept verbatim with a neutral phase (CardUnknown, TransactionUnknown)
 //     instead of being refused: a refusal makes the provider retry and loses the event. Only ACTIVE is
 //     documented for CREATE_CARD; self-explaining values (FROZEN, CLOSED, DELETED, FAILED) map to their
-//     phase. An unknown tradeType is an Other transaction. KYC has no neutral state, so an unknown audit or
-//     KYC status is acknowledged as an unknown event.
+//     phase. An unknown tradeType is an Other transaction. An unknown auditStatus is the holder's KYC
+//     state Unknown (value verbatim); an unknown kycStatus, which names no holder, is acknowledged as an
+//     unknown event.
 //   - A DELETE_CARD_SUCCESS settles the card's balance with the main account (refundAmount), so the card's
 //     balance after it is zero.
 package prepaidify

@@ -21,8 +21,8 @@
 //
 // Events and the facts they carry (events.go):
 //   - Kyc: KYC of holder userCode. auditState "1" is documented as passed; "0" (pending) and "2" (rejected)
-//     are assumed; other values are judged by auditRemark, and when that does not tell either the callback is
-//     recorded on the holder without a KYC state (never refused: a 400 only makes Tevau retry).
+//     are assumed; other values are judged by auditRemark, and when that does not tell either the holder's KYC
+//     state is Unknown with auditState verbatim (never refused: a 400 only makes Tevau retry).
 //   - CardCreate: Active for a virtual card (CIDV… IDs), else PendingActivation: a physical card is made and
 //     shipped first and is activated by its own CardActive. CardFreeze, CardUnFreeze, CardClose: card phase.
 //     CardClose's totalAmount is kept as the card amount "totalAmount" (its meaning is undocumented).

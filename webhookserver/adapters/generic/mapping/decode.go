@@ -172,8 +172,8 @@ func (f *facts) enum(name string) string {
 	return v
 }
 
-// phase reads a phase field. A value that is not a phase is a provider status the mapping did not foresee: it
-// becomes the neutral phase Unknown, kept verbatim as the provider status when the mapping sets none, instead
+// phase reads a phase or KYC state field. A value that is not one is a provider status the mapping did not
+// foresee: it becomes the neutral Unknown, kept verbatim as the provider status when the mapping sets none, instead
 // of a 400 that the provider would retry until it gave up.
 func (f *facts) phase(name, providerStatus string) (string, string) {
 	s := f.str(name)
@@ -258,7 +258,13 @@ func (f *facts) build(kind cardsv1alpha1.GenericEventKind, ev *event.Event) erro
 		ev.Transaction = f.transaction()
 	case KindKYC:
 		ev.Card = card
-		ev.KYC = &event.KYC{State: cardsv1alpha1.KYCState(f.enum("kycState")), Reason: f.text("reason")}
+		ev.KYC = &event.KYC{Reason: f.text("reason")}
+		var state string
+		state, ev.KYC.ProviderStatus = f.phase("kycState", "")
+		ev.KYC.State = cardsv1alpha1.KYCState(state)
+		if ev.KYC.State != cardsv1alpha1.KYCUnknown {
+			ev.KYC.ProviderStatus = ""
+		}
 		if ev.KYC.State == "" {
 			f.fail("kycState is empty")
 		}

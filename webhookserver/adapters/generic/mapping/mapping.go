@@ -110,7 +110,7 @@ var (
 		unknownPhase}
 	directions = []string{string(cardsv1alpha1.Debit), string(cardsv1alpha1.Credit)}
 	kycStates  = []string{string(cardsv1alpha1.KYCUnverified), string(cardsv1alpha1.KYCPending),
-		string(cardsv1alpha1.KYCApproved), string(cardsv1alpha1.KYCRejected)}
+		string(cardsv1alpha1.KYCApproved), string(cardsv1alpha1.KYCRejected), unknownPhase}
 	logisticsStates = []string{string(cardsv1alpha1.LogisticsInProduction), string(cardsv1alpha1.LogisticsShipped),
 		string(cardsv1alpha1.LogisticsDelivered), string(cardsv1alpha1.LogisticsActivated), string(cardsv1alpha1.LogisticsBound)}
 )
