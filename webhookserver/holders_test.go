@@ -79,7 +79,7 @@ func TestHolderFactsAreKeptBeforeAnyCard(t *testing.T) {
 		t.Error("a duplicate failure changed the holder")
 	}
 	h = f.holder(res.Holder.Name)
-	if len(h.Status.Failures) != 1 || h.Status.Failures[0].Reason != "card bin sold out" || h.Status.Failures[0].Reference != "REQ-1" {
+	if len(h.Status.Failures) != 1 || h.Status.Failures[0].Reason != "card bin sold out" || h.Status.Failures[0].RequestID != "REQ-1" {
 		t.Fatalf("failures: %+v", h.Status.Failures)
 	}
 
@@ -154,8 +154,9 @@ func TestReferencesFeesAndUnknownStatusesAreStored(t *testing.T) {
 	if card.Status.Phase != cardsv1alpha1.CardUnknown || card.Status.ProviderStatus != "HIBERNATING" {
 		t.Errorf("card phase %s (%s), want Unknown (HIBERNATING)", card.Status.Phase, card.Status.ProviderStatus)
 	}
-	if card.Status.ProviderReferences["dispatchTime"] != "2026-11-29 08:00:00" || card.Status.ProviderAmounts["closeRefund"] != usd("4.20") {
-		t.Errorf("card references %v amounts %v", card.Status.ProviderReferences, card.Status.ProviderAmounts)
+	if card.Status.ProviderFields["dispatchTime"] != "2026-11-29 08:00:00" || len(card.Status.ProviderAmounts) != 1 ||
+		card.Status.ProviderAmounts[0] != (cardsv1alpha1.NamedAmount{Name: "closeRefund", Amount: usd("4.20")}) {
+		t.Errorf("card fields %v amounts %v", card.Status.ProviderFields, card.Status.ProviderAmounts)
 	}
 	if b := card.Status.Balance; b == nil || b.Available != usd("95.70") || b.Event != "consume" || !b.ObservedAt.Time.Equal(at) {
 		t.Errorf("balance = %+v, want 95.70 USD as of consume at %s", b, at)
@@ -166,7 +167,7 @@ func TestReferencesFeesAndUnknownStatusesAreStored(t *testing.T) {
 	}
 	st := txn.Status
 	if st.Phase != cardsv1alpha1.TransactionUnknown || st.ExchangeRate != "1.107011070110701107" || len(st.Fees) != 2 || st.Fees[1].Name != "fxFee" ||
-		st.ProviderReferences["thirdOrderNo"] != "TP-9" || st.ProviderReferences["trace"] != "000123" {
+		st.ProviderFields["thirdOrderNo"] != "TP-9" || st.ProviderFields["trace"] != "000123" {
 		t.Errorf("transaction status = %+v", st)
 	}
 	if st.CountedAt != nil || card.Status.Totals != nil {

@@ -55,6 +55,19 @@ type CardSpec struct {
 	ProviderCardID string `json:"providerCardID,omitempty"`
 }
 
+// NamedAmount is an amount under the provider's name for it.
+type NamedAmount struct {
+	// name is the provider's field name, verbatim (e.g. refund_amount).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	Name string `json:"name,omitempty"`
+
+	// amount reported.
+	// +required
+	Amount Money `json:"amount,omitzero"`
+}
+
 // MaskedNumber is all this operator ever keeps of a card number: the BIN and the last four digits.
 // There is deliberately no field that could hold a full PAN or a CVC.
 type MaskedNumber struct {
@@ -322,19 +335,20 @@ type CardStatus struct {
 	// +optional
 	Balance *Balance `json:"balance,omitempty"`
 
-	// providerReferences are provider IDs and values about the card kept verbatim for reconciliation (e.g.
-	// UPay dispatchTime), keyed by the provider's field name.
+	// providerFields are provider IDs and values about the card kept verbatim for reconciliation (e.g. UPay
+	// dispatchTime), keyed by the provider's field name.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
-	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && self[k].size() <= 256)",message="providerReferences keys are at most 64 and values at most 256 characters"
-	ProviderReferences map[string]string `json:"providerReferences,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && self[k].size() <= 256)",message="providerFields keys are at most 64 and values at most 256 characters"
+	ProviderFields map[string]string `json:"providerFields,omitempty"`
 
 	// providerAmounts are amounts the provider reported about the card that are not transactions of it (e.g.
-	// the fee paid for applying, the balance refunded on closing), keyed by the provider's field name.
+	// the fee paid for applying, the balance refunded on closing), by the provider's field name.
 	// +optional
-	// +kubebuilder:validation:MaxProperties=16
-	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64)",message="providerAmounts keys are at most 64 characters"
-	ProviderAmounts map[string]Money `json:"providerAmounts,omitempty"`
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	ProviderAmounts []NamedAmount `json:"providerAmounts,omitempty"`
 
 	// totals are running sums over the card's transactions.
 	// +optional

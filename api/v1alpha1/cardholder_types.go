@@ -42,11 +42,11 @@ type HolderFailure struct {
 	// +kubebuilder:validation:MaxLength=64
 	ProviderStatus string `json:"providerStatus,omitempty"`
 
-	// reference is the provider's ID of the failed request (request number, order number, card ID), verbatim.
+	// requestID is the provider's ID of the failed request (request number, order number, card ID), verbatim.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
-	Reference string `json:"reference,omitempty"`
+	RequestID string `json:"requestID,omitempty"`
 
 	// observedAt is the provider time of the event that reported the failure.
 	// +optional

@@ -261,12 +261,12 @@ type CardTransactionStatus struct {
 	// +kubebuilder:validation:MinLength=1
 	ExchangeRate Decimal `json:"exchangeRate,omitempty"`
 
-	// providerReferences are provider IDs of the transaction besides providerTransactionID, kept verbatim for
-	// reconciliation (e.g. UPay thirdOrderNo and trace, Prepaidify orderNo), keyed by the provider's field name.
+	// providerFields are provider IDs and values of the transaction besides providerTransactionID, kept verbatim
+	// for reconciliation (e.g. UPay thirdOrderNo and trace, Prepaidify orderNo), keyed by the provider's field name.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
-	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && self[k].size() <= 256)",message="providerReferences keys are at most 64 and values at most 256 characters"
-	ProviderReferences map[string]string `json:"providerReferences,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 64 && self[k].size() <= 256)",message="providerFields keys are at most 64 and values at most 256 characters"
+	ProviderFields map[string]string `json:"providerFields,omitempty"`
 
 	// merchant where the card was used.
 	// +optional

@@ -146,5 +146,5 @@ const (
 	EventFailureWithoutHolder = "FailureWithoutHolder"
 	// EventUnknownProviderStatus is a status value no adapter knows, stored verbatim with the phase Unknown.
 	EventUnknownProviderStatus = "UnknownProviderStatus"
-	EventDeadLettered     = "DeadLettered"
+	EventDeadLettered          = "DeadLettered"
 )

@@ -69,7 +69,7 @@ type Card struct {
 	// Number is the masked number: adapters reduce any PAN with pan.Reduce before setting it.
 	Number *cardsv1alpha1.MaskedNumber
 	Expiry *cardsv1alpha1.Expiry
-	// References are provider values about the card kept verbatim (status.providerReferences), keyed by the
+	// References are provider values about the card kept verbatim (status.providerFields), keyed by the
 	// provider's field name.
 	References map[string]string
 	// Amounts are provider amounts about the card that are not its transactions (status.providerAmounts),
@@ -105,7 +105,7 @@ type Transaction struct {
 	Fees []cardsv1alpha1.FeeComponent
 	// ExchangeRate between Amount and BillingAmount, exact, as the provider sent it.
 	ExchangeRate cardsv1alpha1.Decimal
-	// References are provider IDs besides ID kept verbatim (status.providerReferences), keyed by the
+	// References are provider IDs besides ID kept verbatim (status.providerFields), keyed by the
 	// provider's field name (thirdOrderNo, trace, orderNo).
 	References map[string]string
 	// OccurredAt is when the transaction happened (not when this update was sent).

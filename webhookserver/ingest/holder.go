@@ -69,7 +69,7 @@ func applyHolder(st *cardsv1alpha1.CardHolderStatus, ev *event.Event, card strin
 	}
 	if f := ev.Failure; f != nil {
 		addFailure(st, cardsv1alpha1.HolderFailure{Kind: clip(f.Kind, 64), Reason: clip(f.Reason, 512),
-			ProviderStatus: clip(f.ProviderStatus, 64), Reference: clip(f.Reference, 128), ObservedAt: micro(at)})
+			ProviderStatus: clip(f.ProviderStatus, 64), RequestID: clip(f.Reference, 128), ObservedAt: micro(at)})
 	}
 	if card != "" && !slices.Contains(st.Cards, card) && len(st.Cards) < maxHolderCards {
 		st.Cards = append(st.Cards, card)
@@ -86,7 +86,7 @@ func applyHolder(st *cardsv1alpha1.CardHolderStatus, ev *event.Event, card strin
 // addFailure appends a failure once (a duplicate callback adds nothing), keeping the latest maxHolderFailures.
 func addFailure(st *cardsv1alpha1.CardHolderStatus, f cardsv1alpha1.HolderFailure) {
 	for _, have := range st.Failures {
-		if have.Kind == f.Kind && have.Reference == f.Reference && have.ProviderStatus == f.ProviderStatus &&
+		if have.Kind == f.Kind && have.RequestID == f.RequestID && have.ProviderStatus == f.ProviderStatus &&
 			have.Reason == f.Reason && have.ObservedAt.Equal(f.ObservedAt) {
 			return
 		}

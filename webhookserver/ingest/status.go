@@ -3,6 +3,7 @@ package ingest
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -32,7 +33,7 @@ func applyCard(st *cardsv1alpha1.CardStatus, ev *event.Event, at, received time.
 		applyCardFacts(st, c, at)
 		// References and amounts of an event older than the card's last one only fill keys still missing.
 		latest := st.LastEvent == nil || st.LastEvent.Time == nil || !at.Before(st.LastEvent.Time.Time)
-		st.ProviderReferences = mergeReferences(st.ProviderReferences, c.References, latest)
+		st.ProviderFields = mergeReferences(st.ProviderFields, c.References, latest)
 		st.ProviderAmounts = mergeAmounts(st.ProviderAmounts, c.Amounts, latest)
 	}
 	if ev.HolderID != "" {
@@ -83,23 +84,23 @@ func applyCardFacts(st *cardsv1alpha1.CardStatus, c *event.Card, at time.Time) {
 	}
 }
 
-// maxReferences bounds providerReferences and providerAmounts below the CRD's limits (32 and 16): a provider
+// maxReferences bounds providerFields and providerAmounts below the CRD's limits (32 and 16): a provider
 // that adds fields cannot make a write fail validation; references past the bound are not kept.
 const maxReferences = 16
 
-// mergeAmounts is mergeReferences for amounts.
-func mergeAmounts(have, amounts map[string]cardsv1alpha1.Money, replace bool) map[string]cardsv1alpha1.Money {
+// mergeAmounts is mergeReferences for amounts, kept sorted by name.
+func mergeAmounts(have []cardsv1alpha1.NamedAmount, amounts map[string]cardsv1alpha1.Money, replace bool) []cardsv1alpha1.NamedAmount {
 	for k, v := range amounts {
 		k = text.Clip(k, 64)
-		old, ok := have[k]
-		if (ok && !replace) || old == v || (!ok && len(have) >= maxReferences) {
-			continue
+		i := slices.IndexFunc(have, func(a cardsv1alpha1.NamedAmount) bool { return a.Name == k })
+		switch {
+		case i >= 0 && replace:
+			have[i].Amount = v
+		case i < 0 && len(have) < maxReferences:
+			have = append(have, cardsv1alpha1.NamedAmount{Name: k, Amount: v})
 		}
-		if have == nil {
-			have = map[string]cardsv1alpha1.Money{}
-		}
-		have[k] = v
 	}
+	slices.SortFunc(have, func(a, b cardsv1alpha1.NamedAmount) int { return strings.Compare(a.Name, b.Name) })
 	return have
 }
 
@@ -121,6 +122,18 @@ func mergeReferences(have, refs map[string]string, replace bool) map[string]stri
 		have[k] = v
 	}
 	return have
+}
+
+// applyReconciliation merges what reconciliation needs besides the amounts: the fee breakdown, the exchange
+// rate and the provider's fields.
+func applyReconciliation(st *cardsv1alpha1.CardTransactionStatus, tx *event.Transaction, replace bool) {
+	if len(tx.Fees) > 0 && (replace || st.Fees == nil) {
+		st.Fees = slices.Clone(tx.Fees)
+	}
+	if tx.ExchangeRate != "" && (replace || st.ExchangeRate == "") {
+		st.ExchangeRate = tx.ExchangeRate
+	}
+	st.ProviderFields = mergeReferences(st.ProviderFields, tx.References, replace)
 }
 
 // recordLastEvent notes the event as the object's last one unless an event with a later time is recorded.
@@ -180,11 +193,7 @@ func applyTransaction(st *cardsv1alpha1.CardTransactionStatus, ev *event.Event, 
 	str(&st.FailureReason, clip(tx.FailureReason, 512))
 	str(&st.OriginalTransactionID, tx.OriginalTransactionID)
 	str(&st.AuthorizationID, tx.AuthorizationID)
-	if len(tx.Fees) > 0 && (replace || st.Fees == nil) {
-		st.Fees = slices.Clone(tx.Fees)
-	}
-	str((*string)(&st.ExchangeRate), string(tx.ExchangeRate))
-	st.ProviderReferences = mergeReferences(st.ProviderReferences, tx.References, replace)
+	applyReconciliation(st, tx, replace)
 	if tx.Crypto != nil && (replace || st.Crypto == nil) {
 		st.Crypto = tx.Crypto.DeepCopy()
 	}
