@@ -119,6 +119,8 @@ type AuthorizationRequest struct {
 	Amount          cardsv1alpha1.Money
 	Merchant        *cardsv1alpha1.Merchant
 	Channel         string
+	// References are provider values kept verbatim on the transaction the request opens (providerFields).
+	References map[string]string
 }
 
 // Challenge is a 3-D Secure or verification challenge.

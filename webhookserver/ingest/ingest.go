@@ -139,7 +139,7 @@ func fromAuthorization(a *event.AuthorizationRequest) *event.Transaction {
 	amt := a.Amount
 	return &event.Transaction{ID: a.TransactionID, Type: cardsv1alpha1.TransactionAuthorization,
 		Phase: cardsv1alpha1.TransactionPending, Direction: cardsv1alpha1.Debit, Amount: &amt,
-		Merchant: a.Merchant, Channel: a.Channel, AuthorizationID: a.AuthorizationID}
+		Merchant: a.Merchant, Channel: a.Channel, AuthorizationID: a.AuthorizationID, References: a.References}
 }
 
 // get reads from the cache and, when the cache has not seen the object yet, from the API server.

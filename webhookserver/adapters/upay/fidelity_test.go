@@ -56,7 +56,6 @@ const (
 	whyDetail   = "not stored itself, because it is the object that holds the event's fields, each listed on its own"
 	whyTrace    = "not stored, because it links the pushes of one transaction and this event is not a transaction"
 	whyTxnTime  = "not stored, because the challenge is delivered in memory only and has no time field; the event time is the push timestamp"
-	whyAuthLink = "not stored, because the authorization request has no references field yet (the CardTransaction it opens gets trace from the CC_CONSUME that clears it)"
 )
 
 // notStored are the documented fields kept nowhere, per table, with the reason.
@@ -75,7 +74,7 @@ var notStored = map[string]map[string]string{
 		"logisticsImage":   "not stored, because it is a photo of the parcel and its label (personal data)"},
 	"CS_APPROVED":      {"env.detail": whyDetail, "env.trace": whyTrace},
 	"CE_EVENT":         {"env.detail": whyDetail, "env.trace": whyTrace},
-	"CC_AUTHORIZATION": {"env.detail": whyDetail, "env.trace": whyAuthLink},
+	"CC_AUTHORIZATION": {"env.detail": whyDetail},
 }
 
 // asserter compares event fields by value and records which documented fields it asserted.
@@ -257,6 +256,7 @@ var seedExamples = []seedExample{
 		a.is(au.TransactionID, "TX202511220117", "transactionId")
 		a.is(au.AuthorizationID, "AU202511220117", "authorizationId")
 		a.is(au.Channel, "ECOMMERCE", "transactionChannel")
+		a.is(au.References["trace"], "TR202511220117", "env.trace")
 		a.is(ev.Transaction, (*event.Transaction)(nil)) // never spend: the ingester opens a Pending Authorization
 	}},
 }

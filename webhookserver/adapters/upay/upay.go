@@ -213,7 +213,13 @@ func mapTransaction(in *input) error {
 	return nil
 }
 
-func mapAuthorization(in *input) error { return authorization(in.d, in.ev, in.res) }
+func mapAuthorization(in *input) error {
+	if err := authorization(in.d, in.ev, in.res); err != nil {
+		return err
+	}
+	in.ev.Authorization.References = references(nil, in.env, "", "trace")
+	return nil
+}
 
 func map3DSOTP(in *input) error {
 	var err error

@@ -387,7 +387,8 @@ func cases(t testing.TB) []decodeCase {
 			body: string(sample(t, "upay-authorization.json")),
 			want: event.Event{Type: "CC_AUTHORIZATION", ID: "ON202611220002", OccurredAt: at(60_000), CardID: "UC10001",
 				Authorization: &event.AuthorizationRequest{TransactionID: "TX-77-1", AuthorizationID: "AU-77-1",
-					Amount: *amt("42.10", "USD"), Merchant: &cardsv1alpha1.Merchant{MCC: "5814"}, Channel: "ECOMMERCE"},
+					Amount: *amt("42.10", "USD"), Merchant: &cardsv1alpha1.Merchant{MCC: "5814"}, Channel: "ECOMMERCE",
+					References: map[string]string{"trace": "tr_9001"}},
 				Card: &event.Card{Number: masked("", "1234")}},
 		},
 		{
@@ -396,7 +397,7 @@ func cases(t testing.TB) []decodeCase {
 "currency":"EUR","transactionId":"TX-1501","authorizationId":"AU-1501","transactionChannel":"POS"}`),
 			want: event.Event{Type: "CC_AUTHORIZATION", ID: "ON-A-1501", OccurredAt: at(25_000), CardID: "UC30003",
 				Authorization: &event.AuthorizationRequest{TransactionID: "TX-1501", AuthorizationID: "AU-1501",
-					Amount: *amt("120.00", "EUR"), Channel: "POS"},
+					Amount: *amt("120.00", "EUR"), Channel: "POS", References: map[string]string{"trace": "tr-ON-A-1501"}},
 				Card: &event.Card{Number: masked("522981", "7894")}},
 		},
 		{
