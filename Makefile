@@ -8,6 +8,13 @@ BIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(BIN)/controller-gen
 HELM ?= $(BIN)/helm
 CHART ?= charts/cardplane
+# Where `make chart-package` writes the chart archive (dist/ is git-ignored), its version (Chart.yaml's unless
+# set) and the OCI registry `make chart-push` pushes it to (CHART_PUSH_FLAGS=--plain-http for a local one).
+CHART_DIST ?= $(CURDIR)/dist
+CHART_NAME = $(shell sed -n 's/^name: *//p' $(CHART)/Chart.yaml)
+CHART_VERSION ?= $(shell sed -n 's/^version: *//p' $(CHART)/Chart.yaml)
+CHART_REGISTRY ?=
+CHART_PUSH_FLAGS ?=
 GO_TEST_FLAGS ?= -count=1 -timeout=25m
 OCIIMAGE ?= $(BIN)/ociimage
 GOLANGCI_LINT ?= $(BIN)/golangci-lint
@@ -96,9 +103,11 @@ fuzz: ## Run every fuzz target for FUZZTIME each (CI runs them briefly; crashers
 chart: chart-crds chart-rbac chart-docs ## Regenerate the generated parts of charts/cardplane (make verify checks them).
 
 .PHONY: chart-crds
-chart-crds: manifests ## Copy the generated CRDs into charts/cardplane/crds.
-	rm -f $(CHART)/crds/*.yaml
-	cp config/crd/bases/*.yaml $(CHART)/crds/
+chart-crds: manifests ## Copy the generated CRDs into charts/cardplane/files/crds (templates/crds.yaml installs and upgrades them).
+	@# crds/ is removed too: Helm would install CRDs found there once and never upgrade them.
+	rm -rf $(CHART)/crds $(CHART)/files/crds
+	mkdir -p $(CHART)/files/crds
+	cp config/crd/bases/*.yaml $(CHART)/files/crds/
 
 .PHONY: chart-rbac
 chart-rbac: manifests ## Copy config/rbac/role.yaml into the chart; its ClusterRole takes the rules from there.
@@ -111,6 +120,16 @@ chart-docs: ## Write the values table of charts/cardplane/README.md from the com
 .PHONY: chart-lint
 chart-lint: $(HELM) ## Lint charts/cardplane with helm.
 	$(HELM) lint --strict $(CHART)
+
+.PHONY: chart-package
+chart-package: $(HELM) ## Lint and package charts/cardplane into $(CHART_DIST)/cardplane-$(CHART_VERSION).tgz.
+	$(HELM) lint --strict $(CHART)
+	$(HELM) package $(CHART) --destination $(CHART_DIST) --version $(CHART_VERSION)
+
+.PHONY: chart-push
+chart-push: chart-package ## Push the packaged chart as an OCI artifact: make chart-push CHART_REGISTRY=oci://registry.example.com/charts
+	@if [ -z "$(CHART_REGISTRY)" ]; then echo "set CHART_REGISTRY, e.g. make chart-push CHART_REGISTRY=oci://registry.example.com/charts"; exit 1; fi
+	$(HELM) push $(CHART_DIST)/$(CHART_NAME)-$(CHART_VERSION).tgz $(CHART_REGISTRY) $(CHART_PUSH_FLAGS)
 
 ##@ Run
 

@@ -1,6 +1,8 @@
 // Package charts_test checks charts/cardplane: helm lint, helm template with defaults and with every option
 // on, a server-side dry run of the result against a real kube-apiserver (envtest), the restricted Pod
-// Security Standard, and that the generated parts (CRDs, ClusterRole rules) match config/.
+// Security Standard, that the generated parts (CRDs, ClusterRole rules) match config/, the values schema,
+// that `helm upgrade` upgrades the CRDs (crds_test.go), and packaging and pushing the chart to an OCI registry
+// (package_test.go). hack/tools/alerts checks the PromQL of files/alerts.yaml and files/dashboard.json.
 //
 // The helm binary comes from the HELM environment variable: `make test` builds bin/helm from hack/tools and
 // sets it. By hand:
@@ -18,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -84,18 +85,24 @@ func TestMain(m *testing.M) {
 // runHelm runs helm with its cache, config and data directories in a temporary directory.
 func runHelm(t *testing.T, args ...string) []byte {
 	t.Helper()
+	out, stderr, err := tryHelm(args...)
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return out
+}
+
+// tryHelm runs helm as runHelm does, for commands that are meant to fail.
+func tryHelm(args ...string) (stdout, stderr []byte, err error) {
 	cmd := exec.Command(helm, args...)
 	cmd.Env = append(os.Environ(),
 		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
 		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
-	}
-	return out
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	stdout, err = cmd.Output()
+	return stdout, errBuf.Bytes(), err
 }
 
 // render runs helm template for release cardplane in namespace ns with extra helm arguments.
@@ -184,7 +191,8 @@ func TestDefaults(t *testing.T) {
 	objs := objects(t, render(t, "cardplane-system"))
 	got := kinds(objs)
 	slices.Sort(got)
-	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "Service", "Service", "ServiceAccount"}
+	want := []string{"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
+		"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "Service", "Service", "ServiceAccount"}
 	if !slices.Equal(got, want) {
 		t.Errorf("default kinds = %v, want %v (optional features must be off by default)", got, want)
 	}
@@ -373,68 +381,37 @@ func TestPrometheusRuleCarriesTheAlertsFile(t *testing.T) {
 	if rule.GetLabels()["release"] != "prom" {
 		t.Errorf("labels %v lack release=prom", rule.GetLabels())
 	}
-	if !strings.Contains(string(raw), "{{ $labels.endpoint }}") {
+	if !strings.Contains(string(raw), "{{ $labels.webhook_endpoint }}") {
 		t.Error("files/alerts.yaml has no {{ $labels }} template: this test no longer shows they survive helm")
 	}
 }
 
-// TestAlertsUseWhatTheCodeExports: every cardplane metric an alert reads is one the code declares, and every
-// result label value it matches is one the receiver writes (hack/tools/alerts evaluates the expressions; this
-// keeps them pointed at real series).
-func TestAlertsUseWhatTheCodeExports(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(chartDir, "files", "alerts.yaml"))
+// TestDashboardConfigMapCarriesTheDashboard: with metrics.dashboard.enabled the chart renders a ConfigMap whose
+// cardplane.json is files/dashboard.json byte for byte (its {{label}} legends must reach Grafana, not be
+// rendered by helm), labelled for the Grafana sidecar, in the namespace asked for; the API server takes it.
+func TestDashboardConfigMapCarriesTheDashboard(t *testing.T) {
+	const grafanaNS = "grafana"
+	createNamespace(t, grafanaNS, nil)
+	manifest := render(t, "cardplane-system", "--set", "metrics.dashboard.enabled=true", "--set", "metrics.dashboard.namespace="+grafanaNS,
+		"--set", "metrics.dashboard.annotations.grafana_folder=Payments", "--show-only", "templates/dashboard.yaml")
+	var cm corev1.ConfigMap
+	find(t, objects(t, manifest), "ConfigMap", &cm)
+	raw, err := os.ReadFile(filepath.Join(chartDir, "files", "dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var file struct {
-		Groups []struct {
-			Rules []struct {
-				Alert string `json:"alert"`
-				Expr  string `json:"expr"`
-			} `json:"rules"`
-		} `json:"groups"`
+	if cm.Data["cardplane.json"] != strings.TrimRight(string(raw), "\n") {
+		t.Errorf("the ConfigMap's cardplane.json differs from files/dashboard.json")
 	}
-	if err := yaml.Unmarshal(raw, &file); err != nil {
-		t.Fatal(err)
+	if !strings.Contains(string(raw), "{{webhook_endpoint}}") {
+		t.Error("files/dashboard.json has no {{label}} legend: this test no longer shows they survive helm")
 	}
-	var code strings.Builder
-	for _, dir := range []string{"api", "webhookserver", "internal", "controllers"} {
-		err := filepath.WalkDir(filepath.Join(testenv.RepoRoot(), dir), func(path string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
-				b, err := os.ReadFile(path)
-				code.Write(b)
-				return err
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+	if cm.Namespace != grafanaNS || cm.Labels["grafana_dashboard"] != "1" || cm.Annotations["grafana_folder"] != "Payments" {
+		t.Errorf("namespace %q, labels %v, annotations %v", cm.Namespace, cm.Labels, cm.Annotations)
 	}
-	metric := regexp.MustCompile(`\bcardplane_[a-z_]+`)
-	result := regexp.MustCompile(`result=~?"([^"]+)"`)
-	checked := 0
-	for _, g := range file.Groups {
-		for _, r := range g.Rules {
-			for _, m := range metric.FindAllString(r.Expr, -1) {
-				name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
-				if !regexp.MustCompile(`Name:\s+"` + name + `"`).MatchString(code.String()) {
-					t.Errorf("alert %s reads %s, which the code does not declare", r.Alert, name)
-				}
-				checked++
-			}
-			for _, m := range result.FindAllStringSubmatch(r.Expr, -1) {
-				for _, v := range strings.Split(m[1], "|") {
-					if !strings.Contains(code.String(), `"`+v+`"`) {
-						t.Errorf("alert %s matches result %q, which the code never writes", r.Alert, v)
-					}
-					checked++
-				}
-			}
-		}
-	}
-	if checked < 20 {
-		t.Errorf("only %d metric names and result values checked: the patterns no longer match alerts.yaml", checked)
+	dryRun(t, manifest)
+	if slices.Contains(kinds(objects(t, render(t, "cardplane-system"))), "ConfigMap") {
+		t.Error("the dashboard is rendered by default")
 	}
 }
 
@@ -444,7 +421,7 @@ func TestAllFeaturesPassDryRun(t *testing.T) {
 	createNamespace(t, ns, map[string]string{"pod-security.kubernetes.io/warn": "restricted"})
 	manifest := render(t, ns, "-f", filepath.Join(testdata, "all-features.yaml"))
 	objs := objects(t, manifest)
-	for _, k := range []string{"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "Certificate", "PodDisruptionBudget"} {
+	for _, k := range []string{"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "Certificate", "PodDisruptionBudget"} {
 		if !slices.Contains(kinds(objs), k) {
 			t.Errorf("every feature on renders no %s (kinds: %v)", k, kinds(objs))
 		}
@@ -506,19 +483,23 @@ func TestClusterRoleMatchesConfig(t *testing.T) {
 	}
 }
 
-// TestCRDsMatchConfig checks that charts/cardplane/crds is a copy of config/crd/bases (`make chart-crds`).
+// TestCRDsMatchConfig checks that charts/cardplane/files/crds is a copy of config/crd/bases (`make chart-crds`),
+// and that no crds/ directory is left, whose CRDs Helm would install beside the templates' (and never upgrade).
 func TestCRDsMatchConfig(t *testing.T) {
 	bases := filepath.Join(testenv.RepoRoot(), "config", "crd", "bases")
 	want, _ := filepath.Glob(filepath.Join(bases, "*.yaml"))
-	got, _ := filepath.Glob(filepath.Join(chartDir, "crds", "*.yaml"))
+	got, _ := filepath.Glob(filepath.Join(chartDir, "files", "crds", "*.yaml"))
 	if len(want) == 0 || len(got) != len(want) {
 		t.Fatalf("chart has %d CRDs, config/crd/bases %d (run `make chart-crds`)", len(got), len(want))
 	}
 	for _, w := range want {
 		a, _ := os.ReadFile(w)
-		b, err := os.ReadFile(filepath.Join(chartDir, "crds", filepath.Base(w)))
+		b, err := os.ReadFile(filepath.Join(chartDir, "files", "crds", filepath.Base(w)))
 		if err != nil || !bytes.Equal(a, b) {
-			t.Errorf("charts/cardplane/crds/%s differs from config/crd/bases (run `make chart-crds`): %v", filepath.Base(w), err)
+			t.Errorf("charts/cardplane/files/crds/%s differs from config/crd/bases (run `make chart-crds`): %v", filepath.Base(w), err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(chartDir, "crds")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("charts/cardplane/crds exists (%v): Helm would install those CRDs once and never upgrade them; `make chart-crds` removes it", err)
 	}
 }

@@ -19,21 +19,22 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/authz"
 	"github.com/cardplane/cardplane/internal/rules"
+	"github.com/cardplane/cardplane/internal/text"
 )
 
 var (
 	ruleSetValid = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cardplane_rule_set_valid",
 		Help: "1 when the rule set's current ConfigMap compiled and is in force, 0 when it does not compile (the last good version stays in force, or, without one, the cards it governs are declined).",
-	}, []string{"namespace", "name"})
+	}, []string{"rule_set_namespace", "rule_set"})
 	ruleSetErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_rule_set_errors_total",
 		Help: "Rule set versions that failed to compile.",
-	}, []string{"namespace", "name"})
+	}, []string{"rule_set_namespace", "rule_set"})
 	ruleSetsRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_rule_sets_removed_total",
 		Help: "Rule sets taken out of force because their ConfigMap was deleted or lost its label.",
-	}, []string{"namespace", "name"})
+	}, []string{"rule_set_namespace", "rule_set"})
 )
 
 func init() { metrics.Registry.MustRegister(ruleSetValid, ruleSetErrors, ruleSetsRemoved) }
@@ -88,6 +89,7 @@ func (r *RuleSetReconciler) load(ctx context.Context, cm *corev1.ConfigMap) {
 		return
 	}
 	rs.Name, rs.Version = cm.Namespace+"/"+cm.Name, version
+	rs.Revision = text.Clip(cm.Annotations[cardsv1alpha1.AnnotationRevision], 128)
 	r.Store.Set(cm.Namespace, cm.Name, rs)
 	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(1)
 	r.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, cardsv1alpha1.EventRuleSetLoaded, "Compile", "%s is in force", version)

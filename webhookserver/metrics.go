@@ -9,7 +9,7 @@ var (
 	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_webhook_requests_total",
 		Help: "Provider callbacks by endpoint, provider, event type and result (applied, duplicate, unknown, authorized, or the rejection reason).",
-	}, []string{"endpoint", "provider", "event", "result"})
+	}, []string{"webhook_endpoint", "provider", "event", "result"})
 	requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "cardplane_webhook_request_duration_seconds",
 		Help:    "Time from reading a provider callback to answering it.",
@@ -18,15 +18,15 @@ var (
 	challengesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_challenges_undelivered_total",
 		Help: "One-time codes received while no destination path was available to hand them to.",
-	}, []string{"endpoint"})
+	}, []string{"webhook_endpoint"})
 	failuresWithoutHolder = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_failures_without_holder_total",
 		Help: "Failures a provider reported that name neither a card nor a holder (recorded as endpoint Events), by kind.",
-	}, []string{"endpoint", "kind"})
+	}, []string{"webhook_endpoint", "kind"})
 	unknownStatuses = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_unknown_provider_status_total",
 		Help: "Card or transaction status values no adapter knows, stored verbatim with the phase Unknown.",
-	}, []string{"endpoint", "kind"})
+	}, []string{"webhook_endpoint", "kind"})
 )
 
 func init() {

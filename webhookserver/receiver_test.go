@@ -426,7 +426,7 @@ func TestMetrics(t *testing.T) {
 			}
 			switch f.GetName() {
 			case "cardplane_webhook_requests_total":
-				if labels["endpoint"] == ep.Namespace+"/"+ep.Name {
+				if labels["webhook_endpoint"] == ep.Namespace+"/"+ep.Name {
 					counts[labels["provider"]+"/"+labels["event"]+"/"+labels["result"]] += m.GetCounter().GetValue()
 				}
 			case "cardplane_webhook_request_duration_seconds":

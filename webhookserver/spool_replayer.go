@@ -35,7 +35,7 @@ var (
 	deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_dead_letters_total",
 		Help: "Verified events the API server refuses for good (or for longer than the spool retries), kept as dead letters on disk (cardplane spool list).",
-	}, []string{"endpoint"})
+	}, []string{"webhook_endpoint"})
 	deadLetters = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "cardplane_spool_dead_letters", Help: "Dead letters held in this replica's spool directory."})
 	spoolCorrupt = prometheus.NewGauge(prometheus.GaugeOpts{

@@ -22,7 +22,7 @@ import (
 var challengeDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "cardplane_challenge_deliveries_total",
 	Help: "One-time code deliveries to destinations, by result (delivered, failed, insecure: refused for a plain http:// destination).",
-}, []string{"endpoint", "destination", "result"})
+}, []string{"webhook_endpoint", "destination", "result"})
 
 func init() { metrics.Registry.MustRegister(challengeDeliveries) }
 

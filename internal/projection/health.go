@@ -22,24 +22,24 @@ var (
 	deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cardplane_destination_deliveries_total",
 		Help: "Deliveries of Card and CardTransaction states to destinations, by result (delivered, failed, gave_up).",
-	}, []string{"endpoint", "destination", "result"})
+	}, []string{"webhook_endpoint", "destination", "result"})
 	deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "cardplane_destination_delivery_duration_seconds",
 		Help:    "Duration of one delivery request to a destination, successful or not.",
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-	}, []string{"endpoint", "destination"})
+	}, []string{"webhook_endpoint", "destination"})
 	pendingGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cardplane_destination_pending",
 		Help: "Objects whose latest state waits to be delivered to a destination.",
-	}, []string{"endpoint", "destination"})
+	}, []string{"webhook_endpoint", "destination"})
 	lagGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cardplane_destination_lag_seconds",
 		Help: "Age of the oldest state waiting to be delivered to a destination (0 when none waits).",
-	}, []string{"endpoint", "destination"})
+	}, []string{"webhook_endpoint", "destination"})
 	circuitGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cardplane_destination_circuit_open",
 		Help: "1 while a destination's circuit breaker holds its deliveries back.",
-	}, []string{"endpoint", "destination"})
+	}, []string{"webhook_endpoint", "destination"})
 )
 
 func init() {
@@ -56,7 +56,7 @@ func observeDelivery(endpoint types.NamespacedName, destination string, err erro
 }
 
 func forgetMetrics(endpoint types.NamespacedName, destination string) {
-	labels := prometheus.Labels{"endpoint": endpoint.String(), "destination": destination}
+	labels := prometheus.Labels{"webhook_endpoint": endpoint.String(), "destination": destination}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{deliveries, deliveryDuration, pendingGauge, lagGauge, circuitGauge} {
 		v.DeletePartialMatch(labels)
 	}

@@ -61,3 +61,13 @@ app.kubernetes.io/component: manager
 {{- define "cardplane.reviewServiceName" -}}
 {{- printf "%s-review" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* Labels of objects that are not the manager's: the CRDs (cluster-wide, one set for every release) and the
+dashboard. Without the selector labels, so nothing that selects the manager's pods selects them. */}}
+{{- define "cardplane.baseLabels" -}}
+helm.sh/chart: {{ include "cardplane.chart" . }}
+app.kubernetes.io/name: {{ include "cardplane.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
