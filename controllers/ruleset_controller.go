@@ -3,11 +3,14 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -48,9 +51,14 @@ type RuleSetReconciler struct {
 	client.Client
 	Store    *authz.Store
 	Recorder events.EventRecorder
+
+	// compiled remembers, per ConfigMap, what was last compiled (its rules.yaml and revision): a write that
+	// changes neither (the state annotations this reconciler writes, a label) recompiles nothing, reports
+	// nothing again and leaves the version in force as it was.
+	compiled sync.Map // types.NamespacedName -> string
 }
 
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch
 
 // Reconcile compiles one rule set.
 func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -73,10 +81,13 @@ func (r *RuleSetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 func (r *RuleSetReconciler) load(ctx context.Context, cm *corev1.ConfigMap) {
 	version := fmt.Sprintf("%s/%s@%s", cm.Namespace, cm.Name, cm.ResourceVersion)
 	r.Store.SetUID(cm.Namespace, cm.Name, cm.UID)
-	if cur := r.Store.Get(cm.Namespace, cm.Name); cur != nil && cur.Version == version {
+	data, ok := cm.Data[cardsv1alpha1.RuleSetKey]
+	source := fmt.Sprintf("%t\x00%s\x00%s", ok, cm.Annotations[cardsv1alpha1.AnnotationRevision], data)
+	key := client.ObjectKeyFromObject(cm)
+	if seen, _ := r.compiled.Load(key); seen == source {
 		return
 	}
-	data, ok := cm.Data[cardsv1alpha1.RuleSetKey]
+	r.compiled.Store(key, source)
 	var rs *rules.RuleSet
 	var err error
 	if !ok {
@@ -91,6 +102,7 @@ func (r *RuleSetReconciler) load(ctx context.Context, cm *corev1.ConfigMap) {
 	rs.Name, rs.Version = cm.Namespace+"/"+cm.Name, version
 	rs.Revision = text.Clip(cm.Annotations[cardsv1alpha1.AnnotationRevision], 128)
 	r.Store.Set(cm.Namespace, cm.Name, rs)
+	r.annotate(ctx, cm, cardsv1alpha1.RuleSetInForce, "")
 	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(1)
 	r.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, cardsv1alpha1.EventRuleSetLoaded, "Compile", "%s is in force", version)
 }
@@ -106,11 +118,36 @@ func (r *RuleSetReconciler) invalid(ctx context.Context, cm *corev1.ConfigMap, v
 		consequence = kept.Version + " stays in force"
 	}
 	logf.FromContext(ctx).Info("Rule set does not compile", "version", version, "error", err.Error(), "consequence", consequence)
+	r.annotate(ctx, cm, cardsv1alpha1.RuleSetInvalid, text.Clip(fmt.Sprintf("%s: %v; %s", cardsv1alpha1.RuleSetKey, err, consequence), 1024))
 	r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, cardsv1alpha1.EventRuleSetInvalid, "Compile", "%s: %v; %s", cardsv1alpha1.RuleSetKey, err, consequence)
+}
+
+// annotate shows the rule set's state on the ConfigMap itself, where GitOps tools and kubectl look (an Argo CD
+// health check can read it; docs/operations.md has one). It writes only when the state changed, and the values
+// name no resourceVersion, so its own write (which changes the ConfigMap's) settles at once. Best effort: the
+// state is also in Events and metrics.
+func (r *RuleSetReconciler) annotate(ctx context.Context, cm *corev1.ConfigMap, state, message string) {
+	if cm.Annotations[cardsv1alpha1.AnnotationRuleSetState] == state && cm.Annotations[cardsv1alpha1.AnnotationRuleSetError] == message {
+		return
+	}
+	before := cm.DeepCopy()
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[cardsv1alpha1.AnnotationRuleSetState] = state
+	if message == "" {
+		delete(cm.Annotations, cardsv1alpha1.AnnotationRuleSetError)
+	} else {
+		cm.Annotations[cardsv1alpha1.AnnotationRuleSetError] = message
+	}
+	if err := r.Patch(ctx, cm, client.MergeFrom(before), client.FieldOwner("cardplane-rules")); err != nil && !apierrors.IsNotFound(err) {
+		logf.FromContext(ctx).Info("Could not annotate the rule set's state", "state", state, "error", err.Error())
+	}
 }
 
 // remove takes a rule set out of force and says so on the ConfigMap (by reference: it may be gone).
 func (r *RuleSetReconciler) remove(namespace, name string) {
+	r.compiled.Delete(types.NamespacedName{Namespace: namespace, Name: name})
 	ruleSetValid.DeleteLabelValues(namespace, name)
 	held, uid := r.Store.Delete(namespace, name)
 	if !held {

@@ -85,6 +85,16 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	if good != ns+"/card-rules@"+cm.ResourceVersion {
 		t.Errorf("version %q", good)
 	}
+	// The state is on the ConfigMap, where GitOps tools look; writing it changes neither the set nor its version.
+	annotations := func() map[string]string {
+		got := &corev1.ConfigMap{}
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(cm), got)
+		return got.Annotations
+	}
+	waitFor(t, "the rule set annotated InForce", func() bool { return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInForce })
+	if v := store.Get(ns, "card-rules").Version; v != good {
+		t.Errorf("annotating the state changed the version in force: %s, want %s", v, good)
+	}
 
 	before := cm.DeepCopy()
 	cm.Data[cardsv1alpha1.RuleSetKey] = goodRules + "- name: broken\n  reason: X\n  condition: \"transaction.amount >\"\n"
@@ -102,9 +112,16 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	if !strings.Contains(msg, "line 8") || !strings.Contains(msg, "broken") || !strings.Contains(msg, good+" stays in force") {
 		t.Errorf("Event message %q should name the line, the rule and the version kept", msg)
 	}
+	waitFor(t, "the rule set annotated Invalid", func() bool { return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInvalid })
+	if e := annotations()[cardsv1alpha1.AnnotationRuleSetError]; !strings.Contains(e, "line 8") || !strings.Contains(e, good+" stays in force") {
+		t.Errorf("error annotation %q should name the line and the version kept", e)
+	}
 	time.Sleep(200 * time.Millisecond)
 	if rs := store.Get(ns, "card-rules"); rs == nil || rs.Version != good {
 		t.Fatalf("the invalid version replaced the last good one: %+v", rs)
+	}
+	if n := len(events(t, ns, "card-rules", cardsv1alpha1.EventRuleSetInvalid)); n != 1 {
+		t.Errorf("%d RuleSetInvalid Events for one broken version, want 1 (the state annotation must not recompile it)", n)
 	}
 
 	before = cm.DeepCopy()

@@ -20,6 +20,15 @@ const (
 	// of the set records (status.authorization.ruleSetRevision, the decision log). GitOps tools set it, e.g. Argo
 	// CD's kustomize commonAnnotations with ${ARGOCD_APP_REVISION}.
 	AnnotationRevision = "cards.cardplane.io/revision"
+	// AnnotationRuleSetState on a rule-set ConfigMap is written by cardplane: RuleSetInForce or RuleSetInvalid,
+	// so GitOps tools and kubectl show whether the version in Git is the one deciding.
+	AnnotationRuleSetState = "cards.cardplane.io/rule-set-state"
+	// AnnotationRuleSetError holds, while the state is RuleSetInvalid, the compile error (line-numbered) and
+	// what is in force instead.
+	AnnotationRuleSetError = "cards.cardplane.io/rule-set-error"
+	// RuleSetInForce and RuleSetInvalid are the values of AnnotationRuleSetState.
+	RuleSetInForce = "InForce"
+	RuleSetInvalid = "Invalid"
 	// LabelCredentials (value "true") marks a Secret an endpoint may name (credentialsRef, a destination's
 	// secretRef). cardplane reads no other Secret: naming a Secret in an endpoint does not make its key sign
 	// anything unless whoever owns the Secret labelled it.
