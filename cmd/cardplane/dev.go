@@ -93,6 +93,9 @@ func (o *devOptions) localDefaults(fs *pflag.FlagSet) {
 	if !fs.Changed("decision-log") { // stdout carries the banner
 		opts.decisionLog = filepath.Join(filepath.Dir(o.kubeconfig), "decisions.jsonl")
 	}
+	if !fs.Changed("admission-bind-address") {
+		opts.admissionAddr = "0" // no API server calls the admission webhook of a local demo
+	}
 	if !fs.Changed("review-bind-address") {
 		opts.review.Addr = "127.0.0.1:18444"
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/cardplane/cardplane/internal/decisionlog"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/projection"
+	"github.com/cardplane/cardplane/internal/rulesadmission"
 	"github.com/cardplane/cardplane/internal/scheme"
 	"github.com/cardplane/cardplane/webhookserver"
 	"github.com/cardplane/cardplane/webhookserver/adapters"
@@ -57,6 +58,8 @@ type managerOptions struct {
 	review          webhookserver.Listen
 	reviewTokenFile string
 	reviewRate      float64
+	// admissionAddr and admissionCertDir are the rule-set admission webhook's server ("" or "0": off).
+	admissionAddr, admissionCertDir string
 	// trustedProxies are the load balancers whose X-Forwarded-For names a callback's source.
 	trustedProxies []string
 	// watchNamespaces restricts what the manager watches and writes (the chart grants Roles there).
@@ -85,6 +88,8 @@ func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.review.CertFile, "review-tls-cert-file", "", "TLS certificate of the AuthorizationReview API (PEM; default: the receiver's)")
 	fs.StringVar(&o.review.KeyFile, "review-tls-key-file", "", "TLS key of the AuthorizationReview API (PEM; default: the receiver's)")
 	fs.BoolVar(&o.review.PlainHTTP, "review-plain-http", false, "serve the AuthorizationReview API without TLS (only locally; implied by --webhook-plain-http without review certificates)")
+	fs.StringVar(&o.admissionAddr, "admission-bind-address", ":9445", "address of the admission webhook that refuses rule-set ConfigMaps whose rules.yaml does not compile (0 disables it; the API server calls it as the webhook rule-sets.cards.cardplane.io)")
+	fs.StringVar(&o.admissionCertDir, "admission-cert-dir", "/admission-tls", "directory holding the admission webhook's tls.crt and tls.key (reloaded when they change); until they exist the webhook is not served and rule-set writes go unchecked")
 	fs.StringVar(&o.reviewTokenFile, "authorization-review-token-file", "", "opt-in, for demos: a file holding a bearer token that may decide on cards of every namespace")
 	fs.Float64Var(&o.reviewRate, "review-rate-limit", 100, "AuthorizationReviews per second per caller (burst twice that)")
 	fs.StringVar(&o.ungoverned, "ungoverned-card-decision", "decline", "decision for a card no rule set governs: decline (reason NO_RULE_SET), or approve only where every card must work without rules")
@@ -196,6 +201,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		return err
 	}
 	if err := setupReview(mgr, cfg, opts, receiver); err != nil {
+		return err
+	}
+	if err := setupAdmission(mgr, opts); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -370,6 +378,19 @@ func setupReview(mgr ctrl.Manager, cfg *rest.Config, opts *managerOptions, recei
 		rs.SharedToken = strings.TrimSpace(string(token))
 	}
 	return mgr.Add(rs)
+}
+
+// setupAdmission adds the rule-set admission webhook on its own port. It is not a readiness check: the
+// registration fails open, and a replica that answers authorizations must not go unready for it.
+func setupAdmission(mgr ctrl.Manager, opts *managerOptions) error {
+	if opts.admissionAddr == "" || opts.admissionAddr == "0" {
+		return nil
+	}
+	srv, err := rulesadmission.NewServer(opts.admissionAddr, opts.admissionCertDir)
+	if err != nil {
+		return fmt.Errorf("--admission-bind-address, --admission-cert-dir: %w", err)
+	}
+	return mgr.Add(srv)
 }
 
 // rulesLoaded is the readiness check of the rule sets: a replica answers no decision before its first sync.

@@ -113,7 +113,7 @@ func readRuleSetFile(path string) (*ruleSetFile, error) {
 		value = mappingValue(d, cardsv1alpha1.RuleSetKey)
 	}
 	if value == nil {
-		return nil, fmt.Errorf("%s:%d: the ConfigMap has no data key %s", path, root.Line, cardsv1alpha1.RuleSetKey)
+		return nil, fmt.Errorf("%s:%d: %s", path, root.Line, rules.MissingKey)
 	}
 	f.data = []byte(value.Value)
 	f.lineOffset = -1
@@ -148,32 +148,14 @@ func (f *ruleSetFile) version() (name, version string) {
 	return name, name + "@" + rv
 }
 
-// where renders FILE:LINE for a line of rules.yaml.
-func (f *ruleSetFile) where(line int) string {
-	switch {
-	case line <= 0:
-		return f.path
-	case f.lineOffset < 0:
-		return fmt.Sprintf("%s: %s line %d", f.path, cardsv1alpha1.RuleSetKey, line)
-	default:
-		return fmt.Sprintf("%s:%d", f.path, f.lineOffset+line)
-	}
-}
-
-// lint lists everything wrong with the file, as "FILE:LINE: rule NAME: message" lines.
+// lint lists everything wrong with the file, as "FILE:LINE: rule NAME: message" lines (rules.Location: the
+// admission webhook renders the same).
 func (f *ruleSetFile) lint() []string {
 	var out []string
 	for _, p := range f.problems {
 		out = append(out, fmt.Sprintf("%s:%d: %s", f.path, p.line, p.message))
 	}
-	for _, e := range rules.Validate(f.data) {
-		msg := e.Message
-		if e.Rule != "" {
-			msg = "rule " + e.Rule + ": " + msg
-		}
-		out = append(out, f.where(e.Line)+": "+msg)
-	}
-	return out
+	return append(out, rules.Location{File: f.path, Offset: f.lineOffset}.Lint(f.data)...)
 }
 
 // loadRuleSet reads and compiles the rule set of FILE, printing its problems.
