@@ -86,7 +86,7 @@ func (s *system) startManager(ctx context.Context, extra, env []string) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"manager", "--webhook-plain-http", "--webhook-bind-address=" + receiver, "--metrics-bind-address=" + metrics, "--pprof-bind-address=" + pprof,
+	args := append([]string{"manager", "--webhook-plain-http", "--webhook-bind-address=" + receiver, "--metrics-bind-address=" + metrics, "--metrics-secure=false", "--pprof-bind-address=" + pprof,
 		"--health-probe-bind-address=0", "--review-bind-address=0", "--leader-elect=false", "--allow-loopback-destinations",
 		"--spool-dir=" + filepath.Join(s.dir, "spool")}, extra...)
 	s.manager = exec.Command(bin, args...)

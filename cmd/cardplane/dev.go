@@ -80,6 +80,9 @@ func (o *devOptions) localDefaults(fs *pflag.FlagSet) {
 	if !fs.Changed("metrics-bind-address") {
 		opts.metricsAddr = "127.0.0.1:18080"
 	}
+	if !fs.Changed("metrics-secure") {
+		opts.metricsSecure = false // loopback only: curl http://127.0.0.1:18080/metrics
+	}
 	if !fs.Changed("health-probe-bind-address") {
 		opts.probeAddr = "127.0.0.1:18081"
 	}

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -48,7 +49,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	receiverAddr, reviewAddr := freeAddr(t), freeAddr(t)
+	receiverAddr, reviewAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	// The sample endpoint delivers to the demo destination on 127.0.0.1:18090; a `make demo` running on this
 	// machine may hold that port, and then the delivery check below cannot run.
 	destination := "127.0.0.1:18090"
@@ -59,7 +60,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 		l.Close()
 	}
 	cmd := exec.Command(bin, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig, "--demo-destination-address="+destination,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr, "--review-bind-address="+reviewAddr)
+		"--metrics-bind-address="+metricsAddr, "--metrics-secure", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr, "--review-bind-address="+reviewAddr)
 	banner := startDev(t, cmd)
 	if !strings.Contains(banner, "export KUBECONFIG="+kubeconfig) {
 		t.Errorf("banner does not print the kubeconfig path:\n%s", banner)
@@ -75,6 +76,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	checkSimulatedCallback(t, bin, kubectl, kubeconfig, receiverAddr)
 	checkGovernedFromFirstSight(t, bin, kubeconfig, receiverAddr, reviewAddr, filepath.Join(dir, "review-token"))
 	checkDecisionLog(t, filepath.Join(dir, "decisions.jsonl"))
+	checkMetricsAuth(t, kubectl, kubeconfig, metricsAddr)
 	if destination != "" {
 		checkDemoDestination(t, filepath.Join(dir, "destination.log"))
 	}
@@ -131,6 +133,48 @@ func checkHolderBeforeCard(t *testing.T, kubectl, kubeconfig string) {
 			t.Fatalf("kubectl get cardholders does not show holder 61207 Approved with 1 card: %v\n%s", err, out)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// checkMetricsAuth: with --metrics-secure, /metrics is HTTPS and answers only a bearer token the API server
+// authenticates and authorizes for the non-resource URL /metrics: 401 without a token, 403 for a
+// ServiceAccount without the grant, the metrics for one with it.
+func checkMetricsAuth(t *testing.T, kubectl, kubeconfig, addr string) {
+	t.Helper()
+	run := func(args ...string) string {
+		out, err := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("create", "serviceaccount", "scraper", "-n", "default")
+	run("create", "serviceaccount", "stranger", "-n", "default")
+	run("create", "clusterrole", "cardplane-metrics-reader", "--verb=get", "--non-resource-url=/metrics")
+	run("create", "clusterrolebinding", "scraper-metrics", "--clusterrole=cardplane-metrics-reader", "--serviceaccount=default:scraper")
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // the self-signed serving certificate
+	get := func(token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token answered %d, want 401", code)
+	}
+	if code, _ := get(run("create", "token", "stranger", "-n", "default")); code != http.StatusForbidden {
+		t.Errorf("/metrics for a ServiceAccount without the grant answered %d, want 403", code)
+	}
+	if code, body := get(run("create", "token", "scraper", "-n", "default")); code != http.StatusOK || !strings.Contains(body, "cardplane_webhook_requests_total") {
+		t.Errorf("/metrics for the scraper answered %d (%d bytes), want 200 with cardplane's metrics", code, len(body))
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -45,7 +47,11 @@ import (
 
 // managerOptions are the flags of `cardplane manager`; `cardplane dev` sets them itself.
 type managerOptions struct {
-	metricsAddr    string
+	metricsAddr string
+	// metricsSecure serves /metrics over HTTPS to authenticated, authorized callers; metricsCertDir holds its
+	// certificate (empty: self-signed).
+	metricsSecure  bool
+	metricsCertDir string
 	pprofAddr      string
 	probeAddr      string
 	leaderElection bool
@@ -79,7 +85,9 @@ type managerOptions struct {
 }
 
 func (o *managerOptions) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint (0 disables it)")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus /metrics endpoint (0 disables it)")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to callers whose bearer token the API server authenticates (TokenReview) and who may get the non-resource URL /metrics (SubjectAccessReview); false serves plain HTTP to anyone who reaches the port")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "directory holding tls.crt and tls.key of /metrics (reloaded when they change); empty: a self-signed certificate")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "address of Go's /debug/pprof profiles (0 disables them; keep it on loopback, e.g. 127.0.0.1:6060, and port-forward)")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "elect a leader among replicas for the controllers (the receiver runs on every replica)")
@@ -224,10 +232,23 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	return mgr.Start(ctx)
 }
 
+// metricsOptions serve /metrics as kubebuilder v4 scaffolds it: HTTPS, and only to callers the API server
+// authenticates and authorizes (get on the non-resource URL /metrics), unless --metrics-secure=false.
+func metricsOptions(opts *managerOptions) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: opts.metricsAddr}
+	if opts.metricsSecure {
+		m.SecureServing, m.FilterProvider, m.CertDir = true, filters.WithAuthenticationAndAuthorization, opts.metricsCertDir
+		// HTTP/1.1 only: HTTP/2's rapid-reset and stream floods (CVE-2023-44487, CVE-2023-39325) are not worth
+		// it for a scrape.
+		m.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return m
+}
+
 func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
+		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.probeAddr,
 		PprofBindAddress:        opts.pprofAddr,
 		LeaderElection:          opts.leaderElection,
