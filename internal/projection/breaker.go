@@ -76,6 +76,16 @@ func (b *breaker) done(probe, success bool, now time.Time) {
 	}
 }
 
+// probeNow ends the cooldown of an open circuit: the next delivery is the probe. An operator asking for a
+// redelivery says the destination is back; waiting out a cooldown of up to two minutes would only delay it.
+func (b *breaker) probeNow(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failures >= breakerThreshold && !b.probing {
+		b.openUntil = now
+	}
+}
+
 // open reports whether deliveries are held back.
 func (b *breaker) open() bool {
 	b.mu.Lock()

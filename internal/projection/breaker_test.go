@@ -52,3 +52,27 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		t.Errorf("closed: allow = %v, %v", probe, ok)
 	}
 }
+
+// An operator's redelivery request ends the cooldown: the next delivery is the probe, at once. Before, a
+// redeliver during a long cooldown waited it out (up to two minutes).
+func TestARedeliveryRequestProbesAtOnce(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { return now }
+	var b breaker
+	for range breakerThreshold {
+		b.done(false, false, now)
+	}
+	for range 4 { // a long-dead destination: the cooldown has grown
+		b.done(true, false, now)
+	}
+	b.probeNow(now)
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if probe, ok := b.allow(short, clock); !ok || !probe {
+		t.Fatalf("after probeNow allow = %v, %v, want the probe at once", probe, ok)
+	}
+	b.probeNow(now) // a second request while the probe runs changes nothing
+	if _, ok := b.allow(short, clock); ok {
+		t.Error("a second delivery passed while the probe was out")
+	}
+}

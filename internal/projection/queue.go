@@ -129,6 +129,7 @@ func (q *destQueue) enqueue(key objectKey, rv uint64, listed, force bool) {
 	if force {
 		q.delivered.Remove(key)
 		delete(q.attempts, key)
+		q.breaker.probeNow(q.d.Now())
 	}
 	p, ok := q.pending[key]
 	if !ok {
