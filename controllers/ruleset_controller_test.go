@@ -91,7 +91,9 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 		_ = k8s.Get(ctx, client.ObjectKeyFromObject(cm), got)
 		return got.Annotations
 	}
-	waitFor(t, "the rule set annotated InForce", func() bool { return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInForce })
+	waitFor(t, "the rule set annotated InForce", func() bool {
+		return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInForce
+	})
 	if v := store.Get(ns, "card-rules").Version; v != good {
 		t.Errorf("annotating the state changed the version in force: %s, want %s", v, good)
 	}
@@ -112,7 +114,9 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	if !strings.Contains(msg, "line 8") || !strings.Contains(msg, "broken") || !strings.Contains(msg, good+" stays in force") {
 		t.Errorf("Event message %q should name the line, the rule and the version kept", msg)
 	}
-	waitFor(t, "the rule set annotated Invalid", func() bool { return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInvalid })
+	waitFor(t, "the rule set annotated Invalid", func() bool {
+		return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInvalid
+	})
 	if e := annotations()[cardsv1alpha1.AnnotationRuleSetError]; !strings.Contains(e, "line 8") || !strings.Contains(e, good+" stays in force") {
 		t.Errorf("error annotation %q should name the line and the version kept", e)
 	}

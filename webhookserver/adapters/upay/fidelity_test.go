@@ -53,9 +53,9 @@ var documented = map[string][]string{
 }
 
 const (
-	whyDetail   = "not stored itself, because it is the object that holds the event's fields, each listed on its own"
-	whyTrace    = "not stored, because it links the pushes of one transaction and this event is not a transaction"
-	whyTxnTime  = "not stored, because the challenge is delivered in memory only and has no time field; the event time is the push timestamp"
+	whyDetail  = "not stored itself, because it is the object that holds the event's fields, each listed on its own"
+	whyTrace   = "not stored, because it links the pushes of one transaction and this event is not a transaction"
+	whyTxnTime = "not stored, because the challenge is delivered in memory only and has no time field; the event time is the push timestamp"
 )
 
 // notStored are the documented fields kept nowhere, per table, with the reason.
