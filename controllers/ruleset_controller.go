@@ -52,10 +52,11 @@ type RuleSetReconciler struct {
 	Store    *authz.Store
 	Recorder events.EventRecorder
 
-	// compiled remembers, per ConfigMap, what was last compiled (its rules.yaml and revision): a write that
-	// changes neither (the state annotations this reconciler writes, a label) recompiles nothing, reports
-	// nothing again and leaves the version in force as it was.
-	compiled sync.Map // types.NamespacedName -> string
+	// compiled remembers, per ConfigMap, what was last compiled (its rules.yaml and revision) and at which
+	// version: a write that changes neither (the state annotations this reconciler writes, another label) is
+	// adopted quietly, so the version in force stays the ConfigMap's current one without a second report or
+	// another annotation write.
+	compiled sync.Map // types.NamespacedName -> compiledAt
 }
 
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch
@@ -84,10 +85,13 @@ func (r *RuleSetReconciler) load(ctx context.Context, cm *corev1.ConfigMap) {
 	data, ok := cm.Data[cardsv1alpha1.RuleSetKey]
 	source := fmt.Sprintf("%t\x00%s\x00%s", ok, cm.Annotations[cardsv1alpha1.AnnotationRevision], data)
 	key := client.ObjectKeyFromObject(cm)
-	if seen, _ := r.compiled.Load(key); seen == source {
+	seen, _ := r.compiled.Load(key)
+	last, _ := seen.(compiledAt)
+	if last == (compiledAt{source, version}) {
 		return
 	}
-	r.compiled.Store(key, source)
+	quiet := last.source == source
+	r.compiled.Store(key, compiledAt{source, version})
 	var rs *rules.RuleSet
 	var err error
 	if !ok {
@@ -96,23 +100,30 @@ func (r *RuleSetReconciler) load(ctx context.Context, cm *corev1.ConfigMap) {
 		rs, err = rules.Parse([]byte(data))
 	}
 	if err != nil {
-		r.invalid(ctx, cm, version, data, err)
+		r.invalid(ctx, cm, version, data, err, quiet)
 		return
 	}
 	rs.Name, rs.Version = cm.Namespace+"/"+cm.Name, version
 	rs.Revision = text.Clip(cm.Annotations[cardsv1alpha1.AnnotationRevision], 128)
 	r.Store.Set(cm.Namespace, cm.Name, rs)
+	if quiet {
+		return
+	}
 	r.annotate(ctx, cm, cardsv1alpha1.RuleSetInForce, "")
 	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(1)
 	r.Recorder.Eventf(cm, nil, corev1.EventTypeNormal, cardsv1alpha1.EventRuleSetLoaded, "Compile", "%s is in force", version)
 }
 
 // invalid records a version that does not compile: terminal until the ConfigMap changes.
-func (r *RuleSetReconciler) invalid(ctx context.Context, cm *corev1.ConfigMap, version, data string, err error) {
-	ruleSetErrors.WithLabelValues(cm.Namespace, cm.Name).Inc()
-	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(0)
+// quiet is a version whose rules.yaml was reported already: it is only held at its new version.
+func (r *RuleSetReconciler) invalid(ctx context.Context, cm *corev1.ConfigMap, version, data string, err error, quiet bool) {
 	kept := r.Store.SetInvalid(cm.Namespace, cm.Name, &authz.Invalid{Name: cm.Namespace + "/" + cm.Name, Version: version,
 		Selector: rules.SelectorOf([]byte(data)), Message: err.Error()})
+	if quiet {
+		return
+	}
+	ruleSetErrors.WithLabelValues(cm.Namespace, cm.Name).Inc()
+	ruleSetValid.WithLabelValues(cm.Namespace, cm.Name).Set(0)
 	consequence := "no good version is in force: the cards it governs are declined (" + cardsv1alpha1.DecisionRuleSetInvalid + ")"
 	if kept != nil {
 		consequence = kept.Version + " stays in force"
@@ -121,6 +132,9 @@ func (r *RuleSetReconciler) invalid(ctx context.Context, cm *corev1.ConfigMap, v
 	r.annotate(ctx, cm, cardsv1alpha1.RuleSetInvalid, text.Clip(fmt.Sprintf("%s: %v; %s", cardsv1alpha1.RuleSetKey, err, consequence), 1024))
 	r.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, cardsv1alpha1.EventRuleSetInvalid, "Compile", "%s: %v; %s", cardsv1alpha1.RuleSetKey, err, consequence)
 }
+
+// compiledAt is what a rule set was compiled from, and the version it was last held at.
+type compiledAt struct{ source, version string }
 
 // annotate shows the rule set's state on the ConfigMap itself, where GitOps tools and kubectl look (an Argo CD
 // health check can read it; docs/operations.md has one). It writes only when the state changed, and the values

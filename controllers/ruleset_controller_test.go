@@ -94,9 +94,14 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	waitFor(t, "the rule set annotated InForce", func() bool {
 		return annotations()[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInForce
 	})
-	if v := store.Get(ns, "card-rules").Version; v != good {
-		t.Errorf("annotating the state changed the version in force: %s, want %s", v, good)
-	}
+	// The annotation is a write of the ConfigMap: the same rules are then held at its current version.
+	current := &corev1.ConfigMap{}
+	_ = k8s.Get(ctx, client.ObjectKeyFromObject(cm), current)
+	waitFor(t, "the rule set held at the ConfigMap's current version", func() bool {
+		return store.Get(ns, "card-rules").Version == ns+"/card-rules@"+current.ResourceVersion
+	})
+	good = store.Get(ns, "card-rules").Version
+	cm = current
 
 	before := cm.DeepCopy()
 	cm.Data[cardsv1alpha1.RuleSetKey] = goodRules + "- name: broken\n  reason: X\n  condition: \"transaction.amount >\"\n"
