@@ -157,9 +157,17 @@ func TestABrokenRuleSetFailsClosedOnEveryReplica(t *testing.T) {
 	store := startRuleSets(t, ns) // a replica started after the broken version was applied
 	waitFor(t, "the first sync", store.Synced)
 	good, invalid := store.For(ns, map[string]string{"team": "growth"})
-	if len(good) != 0 || len(invalid) != 1 || invalid[0].Version != ns+"/growth-rules@"+cm.ResourceVersion {
+	if len(good) != 0 || len(invalid) != 1 || !strings.HasPrefix(invalid[0].Version, ns+"/growth-rules@") {
 		t.Fatalf("after the first sync: good %d, invalid %+v; want the broken set held as invalid", len(good), invalid)
 	}
+	// The state annotation is a write of the ConfigMap: the broken set is then held at its current version.
+	waitFor(t, "the broken set held at the ConfigMap's current version", func() bool {
+		current := &corev1.ConfigMap{}
+		_ = k8s.Get(ctx, client.ObjectKeyFromObject(cm), current)
+		_, invalid := store.For(ns, map[string]string{"team": "growth"})
+		return current.Annotations[cardsv1alpha1.AnnotationRuleSetState] == cardsv1alpha1.RuleSetInvalid &&
+			len(invalid) == 1 && invalid[0].Version == ns+"/growth-rules@"+current.ResourceVersion
+	})
 	if _, invalid := store.For(ns, map[string]string{"team": "ops"}); len(invalid) != 0 {
 		t.Errorf("the broken set governs cards its selector does not select: %+v", invalid)
 	}
