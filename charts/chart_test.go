@@ -141,14 +141,20 @@ func kinds(objs []*unstructured.Unstructured) []string {
 // find returns the only object of kind, converted to out.
 func find(t *testing.T, objs []*unstructured.Unstructured, kind string, out any) {
 	t.Helper()
+	findNamed(t, objs, kind, "", out)
+}
+
+// findNamed returns the only object of kind named name (any name when name is empty), converted to out.
+func findNamed(t *testing.T, objs []*unstructured.Unstructured, kind, name string, out any) {
+	t.Helper()
 	var found []*unstructured.Unstructured
 	for _, o := range objs {
-		if o.GetKind() == kind {
+		if o.GetKind() == kind && (name == "" || o.GetName() == name) {
 			found = append(found, o)
 		}
 	}
 	if len(found) != 1 {
-		t.Fatalf("want one %s in the rendered chart, got %d (kinds: %v)", kind, len(found), kinds(objs))
+		t.Fatalf("want one %s %q in the rendered chart, got %d (kinds: %v)", kind, name, len(found), kinds(objs))
 	}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(found[0].Object, out); err != nil {
 		t.Fatalf("converting %s: %v", kind, err)
@@ -191,8 +197,11 @@ func TestDefaults(t *testing.T) {
 	objs := objects(t, render(t, "cardplane-system"))
 	got := kinds(objs)
 	slices.Sort(got)
-	want := []string{"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
-		"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "Service", "Service", "ServiceAccount"}
+	// The second ClusterRole is the metrics reader's; the Secret, the fourth Service and the
+	// ValidatingWebhookConfiguration are the rule-set admission webhook's.
+	want := []string{"ClusterRole", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
+		"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "Service", "Service", "Service",
+		"ServiceAccount", "ValidatingWebhookConfiguration"}
 	if !slices.Equal(got, want) {
 		t.Errorf("default kinds = %v, want %v (optional features must be off by default)", got, want)
 	}
@@ -202,11 +211,11 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("replicas = %v, want 2", d.Spec.Replicas)
 	}
 	c := d.Spec.Template.Spec.Containers[0]
-	for _, arg := range []string{"manager", "--leader-elect", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
+	for _, arg := range []string{"manager", "--leader-elect", "--metrics-bind-address=:8443", "--metrics-secure", "--health-probe-bind-address=:8081",
 		"--webhook-bind-address=:9443", "--webhook-max-body-bytes=1048576", "--authorization-budget=1500ms", "--shutdown-delay=5s",
 		"--webhook-tls-cert-file=/tls/tls.crt", "--webhook-tls-key-file=/tls/tls.key",
 		"--spool-dir=/var/lib/cardplane/spool", "--spool-max-bytes=268435456", "--review-bind-address=:9444", "--review-rate-limit=100",
-		"--ungoverned-card-decision=decline"} {
+		"--ungoverned-card-decision=decline", "--admission-bind-address=:9445", "--admission-cert-dir=/admission-tls"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
@@ -226,18 +235,22 @@ func TestDefaults(t *testing.T) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources: %+v", c.Resources)
 	}
-	if len(c.VolumeMounts) != 2 || c.VolumeMounts[0].MountPath != "/tls" || d.Spec.Template.Spec.Volumes[0].Secret.SecretName != "cardplane-receiver-tls" {
-		t.Errorf("TLS Secret cardplane-receiver-tls is not mounted at /tls: %+v %+v", c.VolumeMounts, d.Spec.Template.Spec.Volumes)
+	mounts := mountPaths(d.Spec.Template.Spec)
+	if !reflect.DeepEqual(mounts, map[string]string{"tls": "/tls", "admission-tls": "/admission-tls", "spool": "/var/lib/cardplane/spool"}) {
+		t.Errorf("volume mounts: %v", mounts)
+	}
+	if v := volume(t, d.Spec.Template.Spec, "tls"); v.Secret == nil || v.Secret.SecretName != "cardplane-receiver-tls" {
+		t.Errorf("TLS Secret cardplane-receiver-tls is not mounted at /tls: %+v", v)
 	}
 	// The root filesystem is read-only: the spool needs its own writable volume.
-	if len(c.VolumeMounts) != 2 || c.VolumeMounts[1].MountPath != "/var/lib/cardplane/spool" || d.Spec.Template.Spec.Volumes[1].EmptyDir == nil {
-		t.Errorf("no writable spool volume at /var/lib/cardplane/spool: %+v %+v", c.VolumeMounts, d.Spec.Template.Spec.Volumes)
+	if v := volume(t, d.Spec.Template.Spec, "spool"); v.EmptyDir == nil {
+		t.Errorf("no writable spool volume at /var/lib/cardplane/spool: %+v", v)
 	}
 	ports := map[string]int32{}
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if !reflect.DeepEqual(ports, map[string]int32{"webhook": 9443, "review": 9444, "metrics": 8080, "probes": 8081}) {
+	if !reflect.DeepEqual(ports, map[string]int32{"webhook": 9443, "review": 9444, "admission": 9445, "metrics": 8443, "probes": 8081}) {
 		t.Errorf("container ports = %v", ports)
 	}
 	services := map[string][2]string{}
@@ -252,7 +265,7 @@ func TestDefaults(t *testing.T) {
 		services[s.Name] = [2]string{fmt.Sprint(s.Spec.Ports[0].Port), s.Spec.Ports[0].TargetPort.String()}
 	}
 	if want := map[string][2]string{"cardplane-receiver": {"443", "webhook"}, "cardplane-review": {"443", "review"},
-		"cardplane-metrics": {"8080", "metrics"}}; !reflect.DeepEqual(services, want) {
+		"cardplane-metrics": {"8443", "metrics"}, "cardplane-admission": {"443", "admission"}}; !reflect.DeepEqual(services, want) {
 		t.Errorf("services = %v, want %v", services, want)
 	}
 	var pdb policyv1.PodDisruptionBudget
@@ -270,8 +283,9 @@ func TestSingleReplicaHasNoPDBAndPlainHTTPNoSpool(t *testing.T) {
 	var d appsv1.Deployment
 	find(t, objs, "Deployment", &d)
 	c := d.Spec.Template.Spec.Containers[0]
+	// Only the admission webhook's certificate is left to mount.
 	if !slices.Contains(c.Args, "--webhook-plain-http") || slices.Contains(c.Args, "--webhook-tls-cert-file=/tls/tls.crt") || !slices.Contains(c.Args, "--spool-dir=") ||
-		len(c.VolumeMounts) != 0 || len(d.Spec.Template.Spec.Volumes) != 0 {
+		!reflect.DeepEqual(mountPaths(d.Spec.Template.Spec), map[string]string{"admission-tls": "/admission-tls"}) || len(d.Spec.Template.Spec.Volumes) != 1 {
 		t.Errorf("plainHTTP, no spool: args %v mounts %v volumes %v", c.Args, c.VolumeMounts, d.Spec.Template.Spec.Volumes)
 	}
 }
@@ -421,7 +435,8 @@ func TestAllFeaturesPassDryRun(t *testing.T) {
 	createNamespace(t, ns, map[string]string{"pod-security.kubernetes.io/warn": "restricted"})
 	manifest := render(t, ns, "-f", filepath.Join(testdata, "all-features.yaml"))
 	objs := objects(t, manifest)
-	for _, k := range []string{"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "Certificate", "PodDisruptionBudget"} {
+	for _, k := range []string{"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "Certificate", "Issuer", "PodDisruptionBudget",
+		"ValidatingWebhookConfiguration"} {
 		if !slices.Contains(kinds(objs), k) {
 			t.Errorf("every feature on renders no %s (kinds: %v)", k, kinds(objs))
 		}
@@ -444,8 +459,9 @@ func TestAllFeaturesPassDryRun(t *testing.T) {
 			t.Errorf("args %v lack %s", c.Args, arg)
 		}
 	}
-	if len(spec.Volumes) != 3 || spec.Volumes[0].Secret.SecretName != "cardplane-receiver-tls" ||
-		spec.Volumes[1].Secret.SecretName != "cardplane-review-token" || spec.Volumes[1].Secret.Items[0].Key != "bearer" {
+	if len(spec.Volumes) != 5 || volume(t, spec, "tls").Secret.SecretName != "cardplane-receiver-tls" ||
+		volume(t, spec, "review-token").Secret.SecretName != "cardplane-review-token" || volume(t, spec, "review-token").Secret.Items[0].Key != "bearer" ||
+		volume(t, spec, "admission-tls").Secret.SecretName != "cardplane-admission-tls" || volume(t, spec, "metrics-tls").Secret.SecretName != "cardplane-metrics-tls" {
 		t.Errorf("volumes: %+v", spec.Volumes)
 	}
 	if spec.Affinity == nil || spec.Affinity.PodAntiAffinity == nil || len(spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 1 {
@@ -455,7 +471,7 @@ func TestAllFeaturesPassDryRun(t *testing.T) {
 		t.Errorf("topology spread: %+v", spec.TopologySpreadConstraints)
 	}
 	var cert unstructured.Unstructured
-	find(t, objs, "Certificate", &cert.Object)
+	findNamed(t, objs, "Certificate", "cardplane-receiver", &cert.Object)
 	if s, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName"); s != "cardplane-receiver-tls" {
 		t.Errorf("the Certificate writes %q, not the Secret the Deployment mounts", s)
 	}
@@ -477,7 +493,7 @@ func TestClusterRoleMatchesConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got rbacv1.ClusterRole
-	find(t, objects(t, render(t, "cardplane-system")), "ClusterRole", &got)
+	findNamed(t, objects(t, render(t, "cardplane-system")), "ClusterRole", "cardplane-manager", &got)
 	if len(want.Rules) == 0 || !reflect.DeepEqual(got.Rules, want.Rules) {
 		t.Errorf("chart ClusterRole rules differ from config/rbac/role.yaml (run `make chart-rbac`):\nchart:  %+v\nconfig: %+v", got.Rules, want.Rules)
 	}
@@ -502,4 +518,25 @@ func TestCRDsMatchConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(chartDir, "crds")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("charts/cardplane/crds exists (%v): Helm would install those CRDs once and never upgrade them; `make chart-crds` removes it", err)
 	}
+}
+
+// mountPaths maps the manager container's volume mounts to their paths.
+func mountPaths(spec corev1.PodSpec) map[string]string {
+	m := map[string]string{}
+	for _, vm := range spec.Containers[0].VolumeMounts {
+		m[vm.Name] = vm.MountPath
+	}
+	return m
+}
+
+// volume returns the pod volume named name.
+func volume(t *testing.T, spec corev1.PodSpec, name string) corev1.Volume {
+	t.Helper()
+	for _, v := range spec.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("no volume %s in %+v", name, spec.Volumes)
+	return corev1.Volume{}
 }

@@ -103,6 +103,13 @@ func TestSchemaRefusesWrongValues(t *testing.T) {
 		{[]string{"--set", "crds.install=yes please"}, "/crds/install"},
 		{[]string{"--set", "metrics.dashboard.labels.grafana_dashboard=1"}, "/metrics/dashboard/labels/grafana_dashboard"},
 		{[]string{"--set", "webhook.certManager.enabled=true"}, "/webhook/certManager/issuerRef/name"},
+		{[]string{"--set", "admission.failurePolicy=Open"}, "/admission/failurePolicy"},
+		{[]string{"--set", "admission.timeoutSeconds=31"}, "/admission/timeoutSeconds"},
+		{[]string{"--set", "metrics.reader.subjects[0].kind=ServiceAccount", "--set", "metrics.reader.subjects[0].name=prometheus"},
+			"/metrics/reader/subjects/0"},
+		{[]string{"--set", "metrics.serviceMonitor.authorizationSecret.key="}, "/metrics/serviceMonitor/authorizationSecret/key"},
+		{[]string{"--set", "metrics.serviceMonitor.tlsConfig.ca.secrets.name=ca"}, "/metrics/serviceMonitor/tlsConfig/ca"},
+		{[]string{"--set", "metrics.secure=yes"}, "/metrics/secure"},
 		{[]string{"--set", "replicas=3"}, "additional properties 'replicas'"},
 		{[]string{"--set", "spool.persistance.enabled=true"}, "additional properties 'persistance'"},
 	} {

@@ -60,7 +60,13 @@ func (n *standinNode) volumes(ctx context.Context, pod *corev1.Pod, podDir strin
 		switch {
 		case v.Secret != nil:
 			s := &corev1.Secret{}
-			if err := n.c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.Secret.SecretName}, s); err != nil {
+			err := n.c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.Secret.SecretName}, s)
+			optional := v.Secret.Optional != nil && *v.Secret.Optional
+			switch {
+			case err != nil && optional && apierrors.IsNotFound(err):
+				// As the kubelet: an optional Secret that does not exist is an empty volume, and the pod starts.
+				// (The kubelet would fill it in once the Secret appears; the stand-in does not.)
+			case err != nil:
 				return nil, waiting(fmt.Errorf("secret volume %s: %w", v.Name, err))
 			}
 			if v.Secret.DefaultMode != nil {

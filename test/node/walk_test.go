@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -98,7 +99,9 @@ func walkBlocks(t *testing.T, guide string) []string {
 
 // cluster is a control plane as a cluster's (the ServiceAccount admission plugin on, which envtest turns
 // off, so admitted pods get their projected token volume; no CRDs until the install adds them), a registry,
-// the cluster's controller manager and scheduler, and the stand-in node.
+// the cluster's controller manager and scheduler, and the stand-in node. The API server reaches admission
+// webhook Services through their endpoints (--enable-aggregator-routing): there is no kube-proxy to route a
+// ClusterIP from the host, while the pods' IPs on the stand-in node's bridge are.
 type cluster struct {
 	c          client.Client
 	kubeconfig string
@@ -116,7 +119,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Skipf("the node tests need %s; .ci/run installs them and sets CARDPLANE_NODE_TEST=required", missing)
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: os.Getenv("KUBEBUILDER_ASSETS")}
-	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins").Set("enable-aggregator-routing", "true")
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -259,15 +262,19 @@ func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
 	holder := leaseHolder(t, c)
 	t.Logf("controllers' leader: %s", holder)
 
-	// Every replica runs the receiver: callbacks through the balancer reach both, and each counts its own.
+	// Every replica runs the receiver: callbacks through the balancer reach both, and each counts its own,
+	// read over HTTPS as Prometheus would, with a token bound to the chart's metrics-reader ClusterRole.
+	token := metricsReaderToken(t, root, kubeconfig)
+	checkMetricsAuthorization(t, root, kubeconfig, pods[0].Status.PodIP)
 	for _, example := range []string{"upay-cc-recharge", "upay-card-status", "upay-consume", "upay-cc-refund"} {
 		simulate(t, kubeconfig, receiver, filepath.Join(root, ".cache", "tls", "tls.crt"), "payments/upay-main", example)
 	}
 	for _, p := range pods {
 		eventually(t, 10*time.Second, "pod "+p.Name+" counts callbacks (the balancer sends each replica some)", func() bool {
-			return metricSum(t, p.Status.PodIP, "cardplane_webhook_requests_total") >= 1
+			return metricSum(t, p.Status.PodIP, token, "cardplane_webhook_requests_total") >= 1
 		})
 	}
+	checkRuleSetAdmission(t, cl, pods, token)
 
 	// High availability: the leader's pod is deleted (SIGTERM, as by a drain); the other replica takes the
 	// controllers over and a new pod replaces the old one.
@@ -503,23 +510,78 @@ func simulate(t *testing.T, kubeconfig, receiver, cacert, endpoint, example stri
 
 func mustRun(t *testing.T, dir, kubeconfig, name string, args ...string) {
 	t.Helper()
+	mustOutput(t, dir, kubeconfig, name, args...)
+}
+
+// mustOutput runs a command as mustRun does and returns its standard output.
+func mustOutput(t *testing.T, dir, kubeconfig, name string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+os.Getenv("KUBEBUILDER_ASSETS")+":"+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return string(out)
+}
+
+// metricsReaderToken makes a ServiceAccount, binds it to the chart's cardplane-metrics-reader ClusterRole and
+// returns a token of it, as docs/operations.md shows for scraping by hand.
+func metricsReaderToken(t *testing.T, root, kubeconfig string) string {
+	t.Helper()
+	mustRun(t, root, kubeconfig, "kubectl", "-n", namespace, "create", "serviceaccount", "metrics-scraper")
+	mustRun(t, root, kubeconfig, "kubectl", "create", "clusterrolebinding", "metrics-scraper", "--clusterrole=cardplane-metrics-reader",
+		"--serviceaccount="+namespace+":metrics-scraper")
+	return strings.TrimSpace(mustOutput(t, root, kubeconfig, "kubectl", "-n", namespace, "create", "token", "metrics-scraper"))
+}
+
+// checkMetricsAuthorization: /metrics answers 401 without a token and 403 to a ServiceAccount that is not bound to
+// the metrics reader (the manager asks the API server: TokenReview, then SubjectAccessReview).
+func checkMetricsAuthorization(t *testing.T, root, kubeconfig, podIP string) {
+	t.Helper()
+	stranger := strings.TrimSpace(mustOutput(t, root, kubeconfig, "kubectl", "-n", namespace, "create", "token", "default"))
+	for token, want := range map[string]int{"": http.StatusUnauthorized, stranger: http.StatusForbidden} {
+		resp := scrape(t, podIP, token)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("/metrics with token %.8q… answered %d, want %d", token, resp.StatusCode, want)
+		}
 	}
 }
 
-// metricSum adds up the samples of a counter on a pod's metrics port.
-func metricSum(t *testing.T, podIP, name string) float64 {
+// metricsClient scrapes the pods over HTTPS without verifying their certificate: the chart sets no
+// metrics.tls.secretName, so each manager serves one it signed itself, as the ServiceMonitor's default assumes.
+var metricsClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // the manager's self-signed certificate
+
+// scrape GETs a pod's /metrics on the chart's port 8443, presenting token when it is not empty.
+func scrape(t *testing.T, podIP, token string) *http.Response {
 	t.Helper()
-	resp, err := http.Get("http://" + net.JoinHostPort(podIP, "8080") + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, "https://"+net.JoinHostPort(podIP, "8443")+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// metricSum adds up the samples of a metric (every label set) on a pod's metrics port, read with token.
+func metricSum(t *testing.T, podIP, token, name string) float64 {
+	t.Helper()
+	resp := scrape(t, podIP, token)
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics of %s answered %s", podIP, resp.Status)
+	}
 	var sum float64
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

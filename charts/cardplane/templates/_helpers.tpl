@@ -71,3 +71,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
+
+{{/* The rule-set admission webhook's Service, which the ValidatingWebhookConfiguration names. */}}
+{{- define "cardplane.admissionServiceName" -}}
+{{- printf "%s-admission" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The admission webhook's TLS Secret (tls.crt, tls.key, ca.crt), mounted at /admission-tls. */}}
+{{- define "cardplane.admissionSecretName" -}}
+{{- printf "%s-admission-tls" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The names the API server verifies the admission webhook's certificate for: the Service's. */}}
+{{- define "cardplane.admissionDNSNames" -}}
+{{- $svc := include "cardplane.admissionServiceName" . }}
+{{- list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) | toJson }}
+{{- end }}
+
+{{/* The ClusterRole whose holders may read /metrics (config/rbac/metrics_reader_role.yaml for release cardplane). */}}
+{{- define "cardplane.metricsReaderName" -}}
+{{- printf "%s-metrics-reader" (include "cardplane.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
