@@ -91,6 +91,10 @@ type Dispatcher struct {
 
 	retryRoute workqueue.TypedRateLimitingInterface[objectKey]
 	redeliver  workqueue.TypedRateLimitingInterface[objectKey]
+	// forced holds, under mu, the redeliver annotation value each object was last redelivered for: the
+	// updates that follow (the ProjectionFailed condition cleared while the annotation is still on) are not
+	// new requests and must not send the same state again.
+	forced map[objectKey]string
 }
 
 // endpointQueues are the destination queues of one endpoint.
@@ -355,7 +359,7 @@ func (d *Dispatcher) routeTransaction(txn *cardsv1alpha1.CardTransaction, added,
 // checkpoint taken once it is visible already sees the change pending.
 func (d *Dispatcher) route(key objectKey, obj client.Object, endpoint types.NamespacedName, added, changed bool) {
 	rv := resourceVersion(obj)
-	_, force := obj.GetAnnotations()[cardsv1alpha1.AnnotationRedeliver]
+	force := d.redeliverRequested(key, obj)
 	if changed || force {
 		for _, q := range d.queuesFor(endpoint, obj.GetNamespace(), key.kind) {
 			q.enqueue(key, rv, added, force)
@@ -364,6 +368,27 @@ func (d *Dispatcher) route(key objectKey, obj client.Object, endpoint types.Name
 	if force {
 		d.redeliver.Add(key)
 	}
+}
+
+// redeliverRequested reports whether obj carries a redeliver request not yet acted on: the annotation, with a
+// value other than the one last acted on. Its removal forgets the value, so the same value asks again later.
+func (d *Dispatcher) redeliverRequested(key objectKey, obj client.Object) bool {
+	val, annotated := obj.GetAnnotations()[cardsv1alpha1.AnnotationRedeliver]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last, acted := d.forced[key]
+	switch {
+	case !annotated:
+		delete(d.forced, key)
+		return false
+	case acted && last == val:
+		return false
+	}
+	if d.forced == nil {
+		d.forced = map[objectKey]string{}
+	}
+	d.forced[key] = val
+	return true
 }
 
 func (d *Dispatcher) onDelete(k kind, o any) {
@@ -378,6 +403,7 @@ func (d *Dispatcher) onDelete(k kind, o any) {
 		delete(d.cards, key.NamespacedName)
 	}
 	delete(d.unresolved, key)
+	delete(d.forced, key)
 	for _, e := range d.endpoints {
 		for _, q := range e.queues {
 			q.forget(key)
