@@ -26,7 +26,7 @@ func TestARedeliverAnnotationIsActedOnOnce(t *testing.T) {
 		{card(asked), true},  // the request
 		{card(asked), false}, // a status update while the annotation is still on
 		{card(map[string]string{cardsv1alpha1.AnnotationRedeliver: "2"}), true}, // a new value is a new request
-		{card(nil), false}, // the annotation removed
+		{card(nil), false},  // the annotation removed
 		{card(asked), true}, // the same value again, after removal, asks again
 	}
 	for i, s := range steps {
