@@ -7,20 +7,18 @@ package projection
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/cardplane/cardplane/internal/sink"
 )
 
 // Envelope is the body of every delivery: {"type": "card.updated", "timestamp": ..., "data": {...}}.
@@ -85,14 +83,8 @@ var (
 
 // Sign returns the Standard Webhooks headers for body.
 func Sign(id string, ts time.Time, body, secret []byte) http.Header {
-	t := strconv.FormatInt(ts.Unix(), 10)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(id + "." + t + "."))
-	mac.Write(body)
 	h := http.Header{}
-	h.Set("webhook-id", id)
-	h.Set("webhook-timestamp", t)
-	h.Set("webhook-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	sink.SignStandardWebhooks(h, id, ts, body, secret)
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "cardplane")
 	return h
@@ -136,22 +128,9 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 	}
 	e := &Error{Status: resp.StatusCode}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now())
+		e.RetryAfter = sink.ParseRetryAfter(resp.Header.Get("Retry-After"), now())
 	}
 	return e
-}
-
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // client returns the client of g's policy. It checks every address it connects to, after DNS resolution, so a

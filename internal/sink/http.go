@@ -150,7 +150,7 @@ func statusError(resp *http.Response, now time.Time) error {
 	e := &Error{Status: s}
 	switch {
 	case s == http.StatusTooManyRequests || s == http.StatusServiceUnavailable:
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
+		e.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 	case s == http.StatusRequestTimeout || s == http.StatusTooEarly || s >= 500:
 	default:
 		e.Permanent = true
@@ -158,7 +158,8 @@ func statusError(resp *http.Response, now time.Time) error {
 	return e
 }
 
-func retryAfter(v string, now time.Time) time.Duration {
+// ParseRetryAfter reads a Retry-After header, in seconds or as an HTTP date; 0 when absent, unreadable or past.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}

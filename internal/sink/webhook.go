@@ -93,9 +93,8 @@ func (w *Webhook) Close() error {
 }
 
 // SignStandardWebhooks sets the Standard Webhooks headers of body on h: webhook-id, webhook-timestamp (Unix
-// seconds) and webhook-signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>". It is the same
-// signature as projection.Sign, kept here so that the projection can import this package (a test checks
-// they agree).
+// seconds) and webhook-signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>". projection.Sign uses it
+// too.
 func SignStandardWebhooks(h http.Header, id string, ts time.Time, body, secret []byte) {
 	t := strconv.FormatInt(ts.Unix(), 10)
 	mac := hmac.New(sha256.New, secret)
