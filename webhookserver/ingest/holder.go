@@ -8,7 +8,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
@@ -113,26 +112,9 @@ func linkHolder(st *cardsv1alpha1.CardStatus, h *cardsv1alpha1.CardHolder) bool 
 	return changed
 }
 
-// updateHolder writes mutate's changes to the holder's status, re-reading and re-applying on conflict.
+// updateHolder writes mutate's changes to the holder's status (patchStatus).
 func (in *Ingester) updateHolder(ctx context.Context, h *cardsv1alpha1.CardHolder, mutate func(*cardsv1alpha1.CardHolderStatus) bool) (bool, error) {
-	changed, first := false, true
-	err := retry.RetryOnConflict(conflictBackoff, func() error {
-		if !first {
-			if err := in.fresh(ctx, h); err != nil {
-				return err
-			}
-		}
-		first = false
-		before := h.DeepCopy()
-		if changed = mutate(&h.Status); !changed {
-			return nil
-		}
-		return in.Client.Status().Patch(ctx, h, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
-	})
-	if err != nil {
-		return false, fmt.Errorf("writing status of card holder %s/%s: %w", h.Namespace, h.Name, err)
-	}
-	return changed, nil
+	return in.patchStatus(ctx, "card holder", h, func() bool { return mutate(&h.Status) })
 }
 
 // holderFor records the event's holder facts, and the card among the holder's cards, on the event's holder;

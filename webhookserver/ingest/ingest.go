@@ -294,26 +294,37 @@ func (in *Ingester) ensureLabels(ctx context.Context, card *cardsv1alpha1.Card, 
 // writers apart; the caller's deadline (the receiver's StoreTimeout) still bounds the whole.
 var conflictBackoff = wait.Backoff{Steps: 12, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 400 * time.Millisecond}
 
-// updateCard applies mutate to the card's status and writes it with a resourceVersion precondition,
-// re-reading and re-applying on conflict. mutate reports whether it changed anything.
+// updateCard applies mutate to the card's status and writes it (patchStatus); a change moves stateSequence.
 func (in *Ingester) updateCard(ctx context.Context, card *cardsv1alpha1.Card, mutate func(*cardsv1alpha1.CardStatus) bool) (bool, error) {
+	return in.patchStatus(ctx, "card", card, func() bool {
+		if !mutate(&card.Status) {
+			return false
+		}
+		card.Status.StateSequence++
+		return true
+	})
+}
+
+// patchStatus runs mutate on obj (it changes obj's status and reports whether it did) and writes the change
+// with a resourceVersion precondition, re-reading obj and running mutate again on conflict.
+// what names the kind in errors.
+func (in *Ingester) patchStatus(ctx context.Context, what string, obj client.Object, mutate func() bool) (bool, error) {
 	changed, first := false, true
 	err := retry.RetryOnConflict(conflictBackoff, func() error {
 		if !first {
-			if err := in.fresh(ctx, card); err != nil {
+			if err := in.fresh(ctx, obj); err != nil {
 				return err
 			}
 		}
 		first = false
-		before := card.DeepCopy()
-		if changed = mutate(&card.Status); !changed {
+		before := obj.DeepCopyObject().(client.Object)
+		if changed = mutate(); !changed {
 			return nil
 		}
-		card.Status.StateSequence++
-		return in.Client.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
+		return in.Client.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
 	})
 	if err != nil {
-		return false, fmt.Errorf("writing status of card %s/%s: %w", card.Namespace, card.Name, err)
+		return false, fmt.Errorf("writing status of %s %s/%s: %w", what, obj.GetNamespace(), obj.GetName(), err)
 	}
 	return changed, nil
 }
@@ -351,25 +362,13 @@ func (in *Ingester) ensureTransaction(ctx context.Context, ep *endpointconfig.Re
 }
 
 func (in *Ingester) updateTransaction(ctx context.Context, txn *cardsv1alpha1.CardTransaction, mutate func(*cardsv1alpha1.CardTransactionStatus) bool) (bool, error) {
-	changed, first := false, true
-	err := retry.RetryOnConflict(conflictBackoff, func() error {
-		if !first {
-			if err := in.fresh(ctx, txn); err != nil {
-				return err
-			}
-		}
-		first = false
-		before := txn.DeepCopy()
-		if changed = mutate(&txn.Status); !changed {
-			return nil
+	return in.patchStatus(ctx, "transaction", txn, func() bool {
+		if !mutate(&txn.Status) {
+			return false
 		}
 		txn.Status.StateSequence++
-		return in.Client.Status().Patch(ctx, txn, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), FieldOwner)
+		return true
 	})
-	if err != nil {
-		return false, fmt.Errorf("writing status of transaction %s/%s: %w", txn.Namespace, txn.Name, err)
-	}
-	return changed, nil
 }
 
 // RecordDecision writes an authorization decision to its transaction.
