@@ -1,8 +1,7 @@
 package charts_test
 
 import (
-	"bufio"
-	"io"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,43 +12,11 @@ import (
 	"github.com/cardplane/cardplane/internal/testenv"
 )
 
-// startRegistry runs `ociimage registry` (an in-memory OCI registry, hack/tools/ociimage) on a loopback port
-// and returns its host:port.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	ociimage := os.Getenv("OCIIMAGE")
-	if ociimage == "" {
-		t.Fatal("OCIIMAGE is not set: run the chart tests with `make test`, or `make ociimage` and OCIIMAGE=$PWD/bin/ociimage")
-	}
-	if !filepath.IsAbs(ociimage) {
-		ociimage = filepath.Join(testenv.RepoRoot(), ociimage)
-	}
-	cmd := exec.Command(ociimage, "registry", "--addr", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("registry: %v", err)
-	}
-	m := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("registry said %q", line)
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	return m[1]
-}
-
 // TestChartPackagePushAndPull runs `make chart-package chart-push` against an in-memory OCI registry, then
 // pulls the chart back with helm as a user would and renders it: the archive carries the CRDs and the
 // values schema.
 func TestChartPackagePushAndPull(t *testing.T) {
-	registry := "oci://" + startRegistry(t) + "/charts"
+	registry := "oci://" + testenv.StartRegistry(t, context.Background()) + "/charts"
 	dist := t.TempDir()
 	// -o: never rebuild helm from here, whatever the timestamps of hack/tools/go.mod say.
 	mk := exec.Command("make", "-o", helm, "chart-package", "chart-push", "HELM="+helm, "CHART_DIST="+dist,

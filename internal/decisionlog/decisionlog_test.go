@@ -3,35 +3,17 @@ package decisionlog
 import (
 	"bytes"
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/testenv"
 )
 
-// lockedBuffer is an output the test can read while the writer writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestEveryRecordIsOneLineAndReadsBack(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &testenv.LogBuffer{}
 	l := New(out, 16)
 	ctx, stop := context.WithCancel(context.Background())
 	go func() { _ = l.Start(ctx) }()

@@ -14,14 +14,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,7 +145,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &cluster{c: c, kubeconfig: kubeconfig, registry: startRegistry(t, ctx), ctx: ctx,
+	cl := &cluster{c: c, kubeconfig: kubeconfig, registry: testenv.StartRegistry(t, ctx), ctx: ctx,
 		node: newStandinNode(t, c, apiURL.Host, cfg.CAData, absPath(os.Getenv("OCIIMAGE")))}
 	startControllers(t, ctx, kubeconfig, cfg.CAData)
 	cl.node.Start()
@@ -388,30 +386,6 @@ kubectl -n payments wait --for=condition=Ready webhookendpoint/upay-second --tim
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// startRegistry runs `ociimage registry` on a loopback port and returns its host:port.
-func startRegistry(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, absPath(os.Getenv("OCIIMAGE")), "registry", "--addr", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("registry: %v", err)
-	}
-	m := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("registry said %q", line)
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	return m[1]
 }
 
 func absPath(p string) string {
