@@ -2,49 +2,23 @@ package webhookserver
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cardplane/cardplane/internal/testenv"
 )
 
-// writeCert writes a self-signed certificate for 127.0.0.1 with serial into dir/tls.crt and dir/tls.key.
+// writeCert writes a certificate for 127.0.0.1 with serial into dir/tls.crt and dir/tls.key, renamed in as the
+// kubelet updates a mounted Secret.
 func writeCert(t *testing.T, dir string, serial int64) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "cardplane-receiver"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Written aside and renamed in, as the kubelet updates a mounted Secret.
-	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		tmp := filepath.Join(dir, "."+name)
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	certPEM, keyPEM := testenv.NewCA(t).Issue(t, serial, "cardplane-receiver", x509.ExtKeyUsageServerAuth)
+	testenv.WriteKeyPair(t, dir, certPEM, keyPEM)
 }
 
 // servedSerial is the serial of the certificate a TLS handshake with addr presents.

@@ -2,16 +2,10 @@ package sink_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"strconv"
 	"sync"
@@ -20,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cardplane/cardplane/internal/sink"
+	"github.com/cardplane/cardplane/internal/testenv"
 )
 
 // loopback lets the tests' sinks reach their in-process servers; the default policy refuses loopback.
@@ -46,45 +41,13 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	ca := testenv.NewCA(t)
+	p := &pki{caPEM: ca.PEM, pool: ca.Pool}
+	var err error
+	if p.serverCert, err = tls.X509KeyPair(ca.Issue(t, 2, "server", x509.ExtKeyUsageServerAuth)); err != nil {
 		t.Fatal(err)
 	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cardplane test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &pki{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	issue := func(serial int64, usage x509.ExtKeyUsage, cn string) ([]byte, []byte) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	}
-	certPEM, keyPEM := issue(2, x509.ExtKeyUsageServerAuth, "server")
-	if p.serverCert, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	p.clientCert, p.clientKey = issue(3, x509.ExtKeyUsageClientAuth, "cardplane")
+	p.clientCert, p.clientKey = ca.Issue(t, 3, "cardplane", x509.ExtKeyUsageClientAuth)
 	if p.clientPair, err = tls.X509KeyPair(p.clientCert, p.clientKey); err != nil {
 		t.Fatal(err)
 	}

@@ -3,16 +3,10 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +25,8 @@ import (
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/webhookserver/adapters/upay"
+
+	"github.com/cardplane/cardplane/internal/testenv"
 )
 
 // The adversarial census: the real manager binary, serving TLS, is attacked the ways a reading of the code
@@ -280,61 +276,16 @@ func (r *recorder) of(cardID string) int {
 }
 
 // testPKI is a CA and the serving certificates it issues for 127.0.0.1.
-type testPKI struct {
-	ca   *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
+type testPKI struct{ *testenv.CA }
 
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1000), Subject: pkix.Name{CommonName: "census CA"}, IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &testPKI{ca: ca, key: key, pool: pool}
-}
+func newTestPKI(t *testing.T) *testPKI { return &testPKI{testenv.NewCA(t)} }
 
 // issue writes a serving certificate with the serial into dir (tls.crt, tls.key), each file replaced in one
 // rename, as the kubelet updates a mounted Secret.
 func (p *testPKI) issue(t *testing.T, dir string, serial int64) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "cardplane-receiver"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}, "tls.crt": {Type: "CERTIFICATE", Bytes: der}} {
-		tmp := filepath.Join(dir, "."+name)
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	certPEM, keyPEM := p.Issue(t, serial, "cardplane-receiver", x509.ExtKeyUsageServerAuth)
+	testenv.WriteKeyPair(t, dir, certPEM, keyPEM)
 }
 
 // client trusts the CA and, when from is set, connects from that loopback address.
@@ -344,12 +295,12 @@ func (p *testPKI) client(from string) *http.Client {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64,
-		TLSClientConfig: &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}}}
+		TLSClientConfig: &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12}}}
 }
 
 // served is the serial of the certificate a TLS server presents (verified against the CA).
 func (p *testPKI) served(addr string) (int64, error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12})
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		return 0, err
 	}
