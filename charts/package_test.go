@@ -16,7 +16,7 @@ import (
 // pulls the chart back with helm as a user would and renders it: the archive carries the CRDs and the
 // values schema.
 func TestChartPackagePushAndPull(t *testing.T) {
-	registry := "oci://" + testenv.StartRegistry(t, context.Background()) + "/charts"
+	registry := "oci://" + testenv.StartRegistry(context.Background(), t) + "/charts"
 	dist := t.TempDir()
 	// -o: never rebuild helm from here, whatever the timestamps of hack/tools/go.mod say.
 	mk := exec.Command("make", "-o", helm, "chart-package", "chart-push", "HELM="+helm, "CHART_DIST="+dist,

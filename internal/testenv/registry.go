@@ -13,7 +13,7 @@ import (
 
 // StartRegistry runs `ociimage registry` (an in-memory OCI registry, hack/tools/ociimage, named by $OCIIMAGE)
 // on a loopback port until the test ends or ctx is done, and returns its host:port.
-func StartRegistry(t testing.TB, ctx context.Context) string {
+func StartRegistry(ctx context.Context, t testing.TB) string {
 	t.Helper()
 	ociimage := os.Getenv("OCIIMAGE")
 	if ociimage == "" {

@@ -145,7 +145,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &cluster{c: c, kubeconfig: kubeconfig, registry: testenv.StartRegistry(t, ctx), ctx: ctx,
+	cl := &cluster{c: c, kubeconfig: kubeconfig, registry: testenv.StartRegistry(ctx, t), ctx: ctx,
 		node: newStandinNode(t, c, apiURL.Host, cfg.CAData, absPath(os.Getenv("OCIIMAGE")))}
 	startControllers(t, ctx, kubeconfig, cfg.CAData)
 	cl.node.Start()
