@@ -39,6 +39,12 @@ const (
 const (
 	// AnnotationRedeliver asks the reconcilers to deliver an object's current state again to every destination.
 	AnnotationRedeliver = "cards.cardplane.io/redeliver"
+	// AnnotationReplayFrom on a CardEventSink (an RFC 3339 time) queues again, for that sink only, the current
+	// state of every matching object whose last event was received at or after it. It is removed once queued.
+	AnnotationReplayFrom = "cards.cardplane.io/replay-from"
+	// AnnotationResendDeadLetters on a CardEventSink (any value) queues its status.deadLetters again and
+	// clears the list. It is removed once queued.
+	AnnotationResendDeadLetters = "cards.cardplane.io/resend-dead-letters"
 	// AnnotationCounted marks a CardTransaction whose amounts are in its card's running totals; only counted
 	// transactions are deleted by retention, so the totals never lose one.
 	AnnotationCounted = "cards.cardplane.io/counted"

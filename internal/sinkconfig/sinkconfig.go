@@ -1,0 +1,209 @@
+// Package sinkconfig turns a CardEventSink's sink (a SinkSpec) and the Secrets of its namespace that it names
+// into a sink.Sink. It is the one place that knows which Secret key feeds which transport option, so the
+// dispatcher that sends and the reconciler that reports readiness agree on what is usable.
+//
+// Secrets are read from the sink's own namespace only, and only when labelled
+// cards.cardplane.io/credentials=true, like every Secret cardplane reads: the manager's cache holds no other.
+// A rotated Secret is picked up by building a new sink and swapping it in with sink.Rotating: Fingerprint
+// says when that is due and SecretNames which sinks a changed Secret concerns.
+package sinkconfig
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/sink"
+)
+
+// Options are the caller's policies, applied to every sink built.
+type Options struct {
+	// Dial is the address policy of every connection (nil: sink.PublicOnly()).
+	Dial sink.DialControl
+	// RootCAs are the default roots when no caSecretRef is set (nil: the system's).
+	RootCAs *x509.CertPool
+	// Timeout bounds one attempt (0: the sink's default).
+	Timeout time.Duration
+}
+
+// ReasonInvalidTLS is the condition reason of a CA bundle or client certificate that does not parse. The
+// other reasons a ConfigError carries are the API's: ReasonSecretNotFound, ReasonSecretNotLabelled,
+// ReasonSecretKeyMissing and ReasonInvalidConfig.
+const ReasonInvalidTLS = "InvalidTLS"
+
+// ConfigError is a sink that cannot be built as configured: the spec or a Secret must change. Its message is
+// meant for a status condition and never holds a Secret's value.
+type ConfigError struct {
+	// Reason is a CamelCase condition reason (SecretNotFound, SecretKeyMissing, InvalidTLS, InvalidConfig, ...).
+	Reason string
+	Err    error
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configErr(reason, format string, args ...any) *ConfigError {
+	return &ConfigError{Reason: reason, Err: fmt.Errorf(format, args...)}
+}
+
+// Transport names, as Kind returns them.
+const (
+	KindWebhook     = "webhook"
+	KindCloudEvents = "cloudEvents"
+	KindKafka       = "kafka"
+	KindNATS        = "nats"
+)
+
+// Kind names the transport: "webhook", "cloudEvents", "kafka", "nats" ("" if none is set). With more than one
+// set (which the API refuses), the first in that order.
+func Kind(spec *cardsv1alpha1.SinkSpec) string {
+	kinds := setKinds(spec)
+	if len(kinds) == 0 {
+		return ""
+	}
+	return kinds[0]
+}
+
+func setKinds(spec *cardsv1alpha1.SinkSpec) []string {
+	if spec == nil {
+		return nil
+	}
+	var kinds []string
+	for _, k := range []struct {
+		set  bool
+		name string
+	}{{spec.Webhook != nil, KindWebhook}, {spec.CloudEvents != nil, KindCloudEvents},
+		{spec.Kafka != nil, KindKafka}, {spec.NATS != nil, KindNATS}} {
+		if k.set {
+			kinds = append(kinds, k.name)
+		}
+	}
+	return kinds
+}
+
+// Build reads the Secrets spec names (from namespace only) with r and builds the sink. It does not wait for the
+// destination (a NATS sink starts connecting in the background). A configuration that cannot work is a
+// *ConfigError; any other error (a failed read) is worth retrying.
+func Build(ctx context.Context, r client.Reader, namespace string, spec *cardsv1alpha1.SinkSpec, o Options) (sink.Sink, error) {
+	kinds := setKinds(spec)
+	if len(kinds) != 1 {
+		return nil, configErr(cardsv1alpha1.ReasonInvalidConfig, "set exactly one of webhook, cloudEvents, kafka, nats (%d set)", len(kinds))
+	}
+	if o.Dial == nil {
+		o.Dial = sink.PublicOnly()
+	}
+	b := &builder{secrets: newSecrets(ctx, r, namespace), o: o}
+	switch kinds[0] {
+	case KindWebhook:
+		return b.webhook(spec.Webhook)
+	case KindCloudEvents:
+		return b.cloudEvents(spec.CloudEvents)
+	case KindKafka:
+		return b.kafka(spec.Kafka)
+	default:
+		return b.nats(spec.NATS)
+	}
+}
+
+// SecretNames lists the names of the Secrets spec refers to (deduplicated, sorted), so the caller can map a
+// Secret change to the sinks that use it.
+func SecretNames(spec *cardsv1alpha1.SinkSpec) []string {
+	if spec == nil {
+		return nil
+	}
+	var names []string
+	if w := spec.Webhook; w != nil {
+		names = append(names, w.SecretRef.Name)
+		names = append(names, httpSecretNames(w.HTTP)...)
+	}
+	if c := spec.CloudEvents; c != nil {
+		names = append(names, httpSecretNames(c.HTTP)...)
+	}
+	if k := spec.Kafka; k != nil {
+		names = append(names, tlsSecretNames(k.TLS)...)
+		if k.SASL != nil {
+			names = append(names, k.SASL.SecretRef.Name)
+		}
+	}
+	if n := spec.NATS; n != nil {
+		names = append(names, tlsSecretNames(n.TLS)...)
+		if n.CredentialsSecretRef != nil {
+			names = append(names, n.CredentialsSecretRef.Name)
+		}
+	}
+	names = slices.DeleteFunc(names, func(s string) bool { return s == "" })
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+func httpSecretNames(h *cardsv1alpha1.HTTPSinkOptions) []string {
+	if h == nil {
+		return nil
+	}
+	var names []string
+	for _, hd := range h.Headers {
+		names = append(names, hd.ValueFrom.Name)
+	}
+	if h.BearerTokenSecretRef != nil {
+		names = append(names, h.BearerTokenSecretRef.Name)
+	}
+	return append(names, tlsSecretNames(h.TLS)...)
+}
+
+func tlsSecretNames(t *cardsv1alpha1.SinkTLS) []string {
+	if t == nil {
+		return nil
+	}
+	var names []string
+	if t.CASecretRef != nil {
+		names = append(names, t.CASecretRef.Name)
+	}
+	if t.ClientCertificateSecretRef != nil {
+		names = append(names, t.ClientCertificateSecretRef.Name)
+	}
+	return names
+}
+
+// fingerprinted is what Fingerprint digests: a Secret that is missing or not labelled for cardplane is null,
+// so it differs from one that exists without data, and its appearance changes the digest.
+type fingerprinted struct {
+	Spec    *cardsv1alpha1.SinkSpec      `json:"spec"`
+	Secrets map[string]map[string][]byte `json:"secrets"`
+}
+
+// Fingerprint is a digest (hex sha256) of spec and of the data of every Secret it names (missing Secrets and
+// keys count as absent), so the caller rebuilds a sink only when its configuration or a Secret changed: the
+// Secret rotation path. The caller's Options are not in it. An error is a failed read, not a missing Secret.
+func Fingerprint(ctx context.Context, r client.Reader, namespace string, spec *cardsv1alpha1.SinkSpec) (string, error) {
+	fp := fingerprinted{Spec: spec, Secrets: map[string]map[string][]byte{}}
+	for _, name := range SecretNames(spec) {
+		sec, err := fetch(ctx, r, namespace, name)
+		if err != nil {
+			return "", err
+		}
+		var data map[string][]byte
+		if usable(sec) {
+			data = sec.Data
+			if data == nil {
+				data = map[string][]byte{}
+			}
+		}
+		fp.Secrets[name] = data
+	}
+	// encoding/json sorts map keys: the same configuration always encodes the same.
+	b, err := json.Marshal(fp)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
