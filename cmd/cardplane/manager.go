@@ -68,6 +68,8 @@ type managerOptions struct {
 	admissionAddr, admissionCertDir string
 	// trustedProxies are the load balancers whose X-Forwarded-For names a callback's source.
 	trustedProxies []string
+	// sinkAllowedCIDRs are the private ranges CardEventSinks may reach.
+	sinkAllowedCIDRs []string
 	// watchNamespaces restricts what the manager watches and writes (the chart grants Roles there).
 	watchNamespaces []string
 	// ungoverned is the decision for a card no rule set governs.
@@ -105,6 +107,7 @@ func (o *managerOptions) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&o.decisionLogBuffer, "decision-log-buffer", decisionlog.DefaultBuffer, "decisions that may wait for a slow decision-log output; past it, decisions are dropped from the log (never delayed) and counted in cardplane_decision_log_dropped_total")
 	fs.StringVar(&o.spoolDir, "spool-dir", "/var/lib/cardplane/spool", "directory of the receiver's write-ahead spool for events the API server cannot take (empty disables it: the provider then gets 5xx during an outage)")
 	fs.Int64Var(&o.spoolMaxBytes, "spool-max-bytes", 256<<20, "size bound of the spool; when full, callbacks are answered 5xx")
+	fs.StringSliceVar(&o.sinkAllowedCIDRs, "sink-allowed-cidrs", nil, "private or special-purpose ranges (CIDRs) CardEventSinks may reach, such as the cluster's Kafka and NATS; public addresses are always allowed, loopback only with --allow-loopback-destinations, link-local and metadata addresses never")
 	fs.BoolVar(&o.allowLoopback, "allow-loopback-destinations", false, "deliver to destinations on loopback addresses (for local development; private ranges other than loopback are opened per endpoint by spec.destinationPolicy.allowedCIDRs)")
 	fs.StringVar(&o.webhook.Addr, "webhook-bind-address", ":9443", "address the provider callback receiver listens on")
 	fs.StringVar(&o.webhook.TLSCertFile, "webhook-tls-cert-file", "", "TLS certificate of the receiver (PEM)")
@@ -186,6 +189,14 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		}
 		opts.webhook.TrustedProxies = append(opts.webhook.TrustedProxies, p.Masked())
 	}
+	var sinks projection.SinkPolicy
+	for _, c := range opts.sinkAllowedCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			return fmt.Errorf("--sink-allowed-cidrs: %q is not a CIDR", c)
+		}
+		sinks.AllowedCIDRs = append(sinks.AllowedCIDRs, p.Masked())
+	}
 	setMemoryLimit()
 	mgr, err := newManager(cfg, opts)
 	if err != nil {
@@ -194,7 +205,7 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	secrets := &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: mgr.GetAPIReader()}
 	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
 	store := &authz.Store{}
-	if err := setupControllers(ctx, mgr, secrets, sender, store); err != nil {
+	if err := setupControllers(ctx, mgr, secrets, sender, sinks, store); err != nil {
 		return err
 	}
 	var sp *spool.Spool
@@ -284,7 +295,8 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 }
 
 // setupControllers registers the reconcilers, and the caches and Secret watch the receiver reads from.
-func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookserver.SecretReader, sender *projection.Sender, store *authz.Store) error {
+func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookserver.SecretReader, sender *projection.Sender,
+	sinks projection.SinkPolicy, store *authz.Store) error {
 	if err := (&controllers.WebhookEndpointReconciler{
 		Client:         mgr.GetClient(),
 		Recorder:       mgr.GetEventRecorder("cardplane-controller"),
@@ -302,7 +314,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookser
 		return err
 	}
 	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: secrets, Sender: sender,
-		Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}); err != nil {
+		SinkPolicy: sinks, Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}); err != nil {
 		return err
 	}
 	if err := webhookserver.WarmCache(ctx, mgr.GetCache()); err != nil {

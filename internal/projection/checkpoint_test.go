@@ -13,7 +13,7 @@ import (
 // served, nor a transaction not yet routed, and never falls below the one it started from.
 func TestCheckpointStaysBelowPendingChanges(t *testing.T) {
 	d := &Dispatcher{Now: time.Now}
-	q := &destQueue{d: d, endpoint: types.NamespacedName{Namespace: "ns", Name: "ep"}, name: "ledger",
+	q := &destQueue{d: d, name: "ns/ep/ledger", m: destinationMetrics(types.NamespacedName{Namespace: "ns", Name: "ep"}, "ledger"),
 		start: [kinds]uint64{50, 40}, wq: workqueue.NewTypedDelayingQueue[objectKey](), delivered: cache.NewLRUExpireCache(16), attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	card := objectKey{kindCard, types.NamespacedName{Namespace: "ns", Name: "c"}}
 	txn := objectKey{kindTransaction, types.NamespacedName{Namespace: "ns", Name: "t"}}

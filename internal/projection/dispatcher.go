@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +43,26 @@ func (k kind) newObject() client.Object {
 	return &cardsv1alpha1.CardTransaction{}
 }
 
+// cardInfo is what routing needs of a card.
+type cardInfo struct {
+	endpoint types.NamespacedName
+	uid      types.UID
+	labels   map[string]string
+}
+
+// cardOf is the card of obj: itself, or a transaction's card; false when the card is not known (yet).
+func (d *Dispatcher) cardOf(k kind, obj client.Object) (cardInfo, bool) {
+	if k == kindCard {
+		ref := obj.(*cardsv1alpha1.Card).Spec.EndpointRef
+		return cardInfo{endpoint: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, uid: obj.GetUID(), labels: obj.GetLabels()}, true
+	}
+	txn := obj.(*cardsv1alpha1.CardTransaction)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, ok := d.cards[types.NamespacedName{Namespace: txn.Namespace, Name: txn.Spec.CardRef.Name}]
+	return info, ok
+}
+
 // objectKey names one Card or CardTransaction.
 type objectKey struct {
 	kind kind
@@ -65,18 +84,23 @@ type Dispatcher struct {
 	// annotation's removal.
 	Client client.Client
 	// Secrets reads the destinations' signing secrets.
-	Secrets  client.Reader
-	Sender   *Sender
-	Recorder events.EventRecorder
-	Now      func() time.Time
+	Secrets client.Reader
+	Sender  *Sender
+	// SinkPolicy is how the CardEventSinks' transports are built.
+	SinkPolicy SinkPolicy
+	Recorder   events.EventRecorder
+	Now        func() time.Time
 	// StatusInterval is how often the endpoints' delivery status is written when it changed (default 2 s).
 	StatusInterval time.Duration
 
 	mu        sync.Mutex
 	ctx       context.Context
 	endpoints map[types.NamespacedName]*endpointQueues
-	// cards maps each card to its endpoint, so a transaction is routed without reading its card.
-	cards map[types.NamespacedName]types.NamespacedName
+	// cards maps each card to its endpoint, UID and labels, so a transaction is routed without reading its card.
+	cards map[types.NamespacedName]cardInfo
+	// sinks are the CardEventSinks, by name.
+	sinks      map[types.NamespacedName]*subscription
+	sinkConfig workqueue.TypedDelayingInterface[types.NamespacedName]
 	// unresolved are transactions seen before their card, by the resourceVersion they were seen at: the
 	// checkpoints stay below them until they are routed.
 	unresolved map[objectKey]uint64
@@ -118,13 +142,19 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
 	d.endpoints = map[types.NamespacedName]*endpointQueues{}
-	d.cards = map[types.NamespacedName]types.NamespacedName{}
+	d.cards = map[types.NamespacedName]cardInfo{}
+	d.sinks = map[types.NamespacedName]*subscription{}
+	if d.SinkPolicy.RecheckInterval <= 0 {
+		d.SinkPolicy.RecheckInterval = 10 * time.Second
+	}
 	d.unresolved = map[objectKey]uint64{}
 	d.mu.Unlock()
 	d.retryRoute = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[objectKey](100*time.Millisecond, 5*time.Second))
 	d.redeliver = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[objectKey](time.Second, time.Minute))
 	defer d.retryRoute.ShutDown()
 	defer d.redeliver.ShutDown()
+	d.sinkConfig = workqueue.NewTypedDelayingQueue[types.NamespacedName]()
+	defer d.sinkConfig.ShutDown()
 	defer d.shutDownQueues()
 
 	handlers := []struct {
@@ -135,6 +165,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 			AddFunc:    func(o any) { d.onEndpoint(o, false) },
 			UpdateFunc: func(_, o any) { d.onEndpoint(o, false) },
 			DeleteFunc: func(o any) { d.onEndpoint(o, true) },
+		}},
+		{&cardsv1alpha1.CardEventSink{}, toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { d.onSink(o, false) },
+			UpdateFunc: func(_, o any) { d.onSink(o, false) },
+			DeleteFunc: func(o any) { d.onSink(o, true) },
 		}},
 		{&cardsv1alpha1.Card{}, toolscache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { d.onCard(nil, o) },
@@ -164,6 +199,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	go d.runRetryRoute(ctx)
 	go d.runRedeliver(ctx)
+	go d.runSinkConfig(ctx)
 	d.runStatus(ctx)
 	return nil
 }
@@ -177,6 +213,10 @@ func (d *Dispatcher) shutDownQueues() {
 		for _, q := range e.queues {
 			q.shutDown()
 		}
+	}
+	for _, s := range d.sinks {
+		s.q.shutDown()
+		s.close()
 	}
 }
 
@@ -253,7 +293,7 @@ func (d *Dispatcher) onEndpoint(o any, deleted bool) {
 			q.resize(maxInFlight(dest))
 			continue
 		}
-		q := newDestQueue(d, key, dest.Name, checkpointOf(ep, dest.Name))
+		q := newDestinationQueue(d, key, dest.Name, checkpointOf(ep, dest.Name))
 		e.queues[dest.Name] = q
 		q.resize(maxInFlight(dest))
 		if d.endpointsSynced.Load() {
@@ -314,7 +354,7 @@ func (d *Dispatcher) onCard(oldObj, newObj any) {
 	ref := card.Spec.EndpointRef
 	endpoint := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
 	d.mu.Lock()
-	d.cards[client.ObjectKeyFromObject(card)] = endpoint
+	d.cards[client.ObjectKeyFromObject(card)] = cardInfo{endpoint: endpoint, uid: card.UID, labels: card.Labels}
 	d.mu.Unlock()
 	old, _ := objectOf(oldObj).(*cardsv1alpha1.Card)
 	changed := old == nil || old.UID != card.UID || old.Status.StateSequence != card.Status.StateSequence
@@ -338,7 +378,7 @@ func (d *Dispatcher) onTransaction(oldObj, newObj any) {
 func (d *Dispatcher) routeTransaction(txn *cardsv1alpha1.CardTransaction, added, changed bool) {
 	key := objectKey{kindTransaction, client.ObjectKeyFromObject(txn)}
 	d.mu.Lock()
-	endpoint, known := d.cards[types.NamespacedName{Namespace: txn.Namespace, Name: txn.Spec.CardRef.Name}]
+	card, known := d.cards[types.NamespacedName{Namespace: txn.Namespace, Name: txn.Spec.CardRef.Name}]
 	if !known && changed {
 		if _, waiting := d.unresolved[key]; !waiting {
 			d.unresolved[key] = resourceVersion(txn)
@@ -351,7 +391,7 @@ func (d *Dispatcher) routeTransaction(txn *cardsv1alpha1.CardTransaction, added,
 		}
 		return
 	}
-	d.route(key, txn, endpoint, added, changed)
+	d.route(key, txn, card.endpoint, added, changed)
 }
 
 // route hands a changed object to the queues of its endpoint's destinations. The redeliver annotation makes
@@ -363,6 +403,11 @@ func (d *Dispatcher) route(key objectKey, obj client.Object, endpoint types.Name
 	if changed || force {
 		for _, q := range d.queuesFor(endpoint, obj.GetNamespace(), key.kind) {
 			q.enqueue(key, rv, added, force)
+		}
+		if info, ok := d.cardOf(key.kind, obj); ok {
+			for _, q := range d.sinkQueuesFor(obj.GetNamespace(), key.kind, obj, info.labels) {
+				q.enqueue(key, rv, added, force)
+			}
 		}
 	}
 	if force {
@@ -408,6 +453,9 @@ func (d *Dispatcher) onDelete(k kind, o any) {
 		for _, q := range e.queues {
 			q.forget(key)
 		}
+	}
+	for _, s := range d.sinks {
+		s.q.forget(key)
 	}
 }
 
@@ -523,4 +571,4 @@ func maxInFlight(d *cardsv1alpha1.Destination) int {
 }
 
 // String names a queue in logs.
-func (q *destQueue) String() string { return fmt.Sprintf("%s/%s", q.endpoint, q.name) }
+func (q *destQueue) String() string { return q.name }

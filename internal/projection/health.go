@@ -46,20 +46,38 @@ func init() {
 	metrics.Registry.MustRegister(deliveries, deliveryDuration, pendingGauge, lagGauge, circuitGauge)
 }
 
-func observeDelivery(endpoint types.NamespacedName, destination string, err error, took time.Duration) {
+// queueMetrics are one queue's series.
+type queueMetrics struct {
+	deliveries            *prometheus.CounterVec // by result
+	duration              prometheus.Observer
+	pending, lag, circuit prometheus.Gauge
+	forget                func()
+}
+
+func (m queueMetrics) observe(err error, took time.Duration) {
 	result := "delivered"
 	if err != nil {
 		result = "failed"
 	}
-	deliveries.WithLabelValues(endpoint.String(), destination, result).Inc()
-	deliveryDuration.WithLabelValues(endpoint.String(), destination).Observe(took.Seconds())
+	m.deliveries.WithLabelValues(result).Inc()
+	m.duration.Observe(took.Seconds())
 }
 
-func forgetMetrics(endpoint types.NamespacedName, destination string) {
-	labels := prometheus.Labels{"webhook_endpoint": endpoint.String(), "destination": destination}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{deliveries, deliveryDuration, pendingGauge, lagGauge, circuitGauge} {
-		v.DeletePartialMatch(labels)
-	}
+// newQueueMetrics curries the families with labels; forget deletes the queue's series.
+func newQueueMetrics(labels prometheus.Labels, deliveries *prometheus.CounterVec, duration *prometheus.HistogramVec,
+	pending, lag, circuit *prometheus.GaugeVec) queueMetrics {
+	return queueMetrics{deliveries: deliveries.MustCurryWith(labels), duration: duration.With(labels),
+		pending: pending.With(labels), lag: lag.With(labels), circuit: circuit.With(labels),
+		forget: func() {
+			for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{deliveries, duration, pending, lag, circuit} {
+				v.DeletePartialMatch(labels)
+			}
+		}}
+}
+
+func destinationMetrics(endpoint types.NamespacedName, destination string) queueMetrics {
+	return newQueueMetrics(prometheus.Labels{"webhook_endpoint": endpoint.String(), "destination": destination},
+		deliveries, deliveryDuration, pendingGauge, lagGauge, circuitGauge)
 }
 
 // statusPatch is the part of a WebhookEndpoint's status the dispatcher owns.
@@ -147,6 +165,7 @@ func (d *Dispatcher) writeStatus(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
+	d.writeSinkStatuses(ctx, seen, unresolved)
 	for _, w := range todo {
 		body, err := json.Marshal(map[string]any{"status": w.patch})
 		if err != nil {
@@ -161,12 +180,22 @@ func (d *Dispatcher) writeStatus(ctx context.Context) {
 	}
 }
 
-// status reports the destination's state, backlog and checkpoint, and sets its gauges. unresolved is the lowest
+// progress is what a queue reports of itself: its state, backlog and checkpoint.
+type progress struct {
+	state                     cardsv1alpha1.DestinationState
+	pending                   int64
+	oldest                    time.Time
+	lag                       time.Duration
+	checkpoint                *cardsv1alpha1.DeliveryCheckpoint
+	lastDelivery, lastFailure time.Time
+	lastError                 string
+}
+
+// progress reports the queue's state, backlog and checkpoint, and sets its gauges. unresolved is the lowest
 // resourceVersion of a transaction not yet routed (0: none).
-func (q *destQueue) status(seen [kinds]uint64, unresolved uint64) cardsv1alpha1.DestinationStatus {
+func (q *destQueue) progress(seen [kinds]uint64, unresolved uint64) progress {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	now := q.d.Now()
 	var oldest time.Time
 	var low [kinds]uint64
 	for key, p := range q.pending {
@@ -191,29 +220,37 @@ func (q *destQueue) status(seen [kinds]uint64, unresolved uint64) cardsv1alpha1.
 		}
 	}
 	q.written = cp
-	s := cardsv1alpha1.DestinationStatus{Name: q.name, State: cardsv1alpha1.DestinationHealthy, Pending: int64(len(q.pending)),
-		LastError: q.health.lastError}
+	p := progress{state: cardsv1alpha1.DestinationHealthy, pending: int64(len(q.pending)), oldest: oldest,
+		lastDelivery: q.health.lastDelivery, lastFailure: q.health.lastFailure, lastError: q.health.lastError}
 	if cp[kindCard] != 0 || cp[kindTransaction] != 0 {
-		s.Checkpoint = &cardsv1alpha1.DeliveryCheckpoint{Cards: rvString(cp[kindCard]), Transactions: rvString(cp[kindTransaction])}
+		p.checkpoint = &cardsv1alpha1.DeliveryCheckpoint{Cards: rvString(cp[kindCard]), Transactions: rvString(cp[kindTransaction])}
 	}
-	lag := 0.0
 	if !oldest.IsZero() {
-		s.OldestPendingTime = ptrTime(oldest)
-		lag = now.Sub(oldest).Seconds()
+		p.lag = q.d.Now().Sub(oldest)
 	}
-	s.LastDeliveryTime, s.LastFailureTime = ptrTime(q.health.lastDelivery), ptrTime(q.health.lastFailure)
 	open := 0.0
 	switch {
 	case q.breaker.open():
-		s.State, open = cardsv1alpha1.DestinationUnreachable, 1
+		p.state, open = cardsv1alpha1.DestinationUnreachable, 1
 	case q.health.failing:
-		s.State = cardsv1alpha1.DestinationRetrying
+		p.state = cardsv1alpha1.DestinationRetrying
 	}
-	ep := q.endpoint.String()
-	pendingGauge.WithLabelValues(ep, q.name).Set(float64(len(q.pending)))
-	lagGauge.WithLabelValues(ep, q.name).Set(lag)
-	circuitGauge.WithLabelValues(ep, q.name).Set(open)
-	return s
+	q.m.pending.Set(float64(len(q.pending)))
+	q.m.lag.Set(p.lag.Seconds())
+	q.m.circuit.Set(open)
+	return p
+}
+
+// status is a destination's entry in its endpoint's status.
+func (q *destQueue) status(seen [kinds]uint64, unresolved uint64) cardsv1alpha1.DestinationStatus {
+	p := q.progress(seen, unresolved)
+	name := q.name
+	if t, ok := q.t.(*destTarget); ok {
+		name = t.dest
+	}
+	return cardsv1alpha1.DestinationStatus{Name: name, State: p.state, Pending: p.pending, LastError: p.lastError,
+		Checkpoint: p.checkpoint, OldestPendingTime: ptrTime(p.oldest),
+		LastDeliveryTime: ptrTime(p.lastDelivery), LastFailureTime: ptrTime(p.lastFailure)}
 }
 
 func rvString(rv uint64) string {

@@ -2,15 +2,11 @@ package projection
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -22,7 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/sink"
 	"github.com/cardplane/cardplane/internal/text"
 )
 
@@ -34,15 +30,39 @@ const (
 	maxTimeout     = 30 * time.Second
 )
 
-// destQueue is one destination's queue: the objects whose latest state it has not been sent yet.
+// target is what a queue delivers to: one destination of a WebhookEndpoint (destTarget) or one CardEventSink
+// (sinkTarget). The queue keeps the order, the retries, the breaker and the checkpoint; the target says how
+// hard to try, builds each delivery and hears how each state ended.
+type target interface {
+	// retry is the target's current retry policy; ok is false once the target is gone.
+	retry() (r retryPolicy, ok bool)
+	// prepare builds the delivery of obj's current state; nil (and no error) when the target does not take this
+	// state (a filter left it out). An error is a failed attempt.
+	prepare(ctx context.Context, k kind, obj client.Object) (func(context.Context) error, error)
+	// succeeded and gaveUp hear how a state ended.
+	succeeded(key objectKey, obj client.Object)
+	gaveUp(key objectKey, obj client.Object, at attemptState, err error)
+}
+
+// retryPolicy is how often and how long a state is tried.
+type retryPolicy struct {
+	maxAttempts int32
+	minB, maxB  time.Duration
+	// permanentGivesUp gives a state up at the first error that retrying cannot cure (sink.Permanent).
+	permanentGivesUp bool
+}
+
+// destQueue is one target's queue: the objects whose latest state it has not been sent yet.
 type destQueue struct {
-	d        *Dispatcher
-	endpoint types.NamespacedName
-	name     string
-	wq       workqueue.TypedDelayingInterface[objectKey]
-	ctx      context.Context
-	cancel   context.CancelFunc
-	breaker  breaker
+	d *Dispatcher
+	t target
+	// name is the target in logs: "<endpoint>/<destination>" or "cardeventsink <namespace>/<name>".
+	name    string
+	m       queueMetrics
+	wq      workqueue.TypedDelayingInterface[objectKey]
+	ctx     context.Context
+	cancel  context.CancelFunc
+	breaker breaker
 	// start is the checkpoint the destination had when the queue was made: objects listed at start with a
 	// resourceVersion at or below it were delivered before a restart.
 	start [kinds]uint64
@@ -94,9 +114,9 @@ type health struct {
 	failing                   bool
 }
 
-func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, start [kinds]uint64) *destQueue {
+func newDestQueue(d *Dispatcher, name string, m queueMetrics, start [kinds]uint64) *destQueue {
 	ctx, cancel := context.WithCancel(d.ctx)
-	q := &destQueue{d: d, endpoint: endpoint, name: name, ctx: ctx, cancel: cancel, start: start, written: start,
+	q := &destQueue{d: d, name: name, m: m, ctx: ctx, cancel: cancel, start: start, written: start,
 		wq:        workqueue.NewTypedDelayingQueue[objectKey](),
 		delivered: cache.NewLRUExpireCache(recentlySentMax), attempts: map[objectKey]attemptState{}, pending: map[objectKey]pendingState{}}
 	return q
@@ -105,7 +125,7 @@ func newDestQueue(d *Dispatcher, endpoint types.NamespacedName, name string, sta
 func (q *destQueue) shutDown() {
 	q.cancel()
 	q.wq.ShutDown()
-	forgetMetrics(q.endpoint, q.name)
+	q.m.forget()
 }
 
 // resize sets the number of workers: more are started at once, extra ones stop after their current item.
@@ -201,20 +221,24 @@ func (q *destQueue) process(key objectKey) {
 	}
 	rv, state := resourceVersion(obj), sentState{obj.GetUID(), sequenceOf(obj)}
 	q.mu.Lock()
-	v, ok := q.delivered.Get(key)
+	v, known := q.delivered.Get(key)
 	sent, _ := v.(sentState)
 	at := q.attempts[key]
 	q.mu.Unlock()
 	if at.sentState != state {
 		at = attemptState{sentState: state}
 	}
-	ep, dest := q.d.destination(q.endpoint, q.name)
-	if dest == nil {
+	r, ok := q.t.retry()
+	if !ok {
 		return
 	}
-	maxAttempts, minB, maxB := policy(dest)
-	if state.seq == 0 || (ok && sent.uid == state.uid && sent.seq >= state.seq) || at.n >= maxAttempts {
+	if state.seq == 0 || (known && sent.uid == state.uid && sent.seq >= state.seq) || at.n >= r.maxAttempts {
 		q.settle(key, rv) // nothing observed yet, already delivered, or given up
+		return
+	}
+	send, err := q.t.prepare(q.ctx, key.kind, obj)
+	if err == nil && send == nil {
+		q.skipped(key, state, rv)
 		return
 	}
 	probe, ok := q.breaker.allow(q.ctx, q.d.Now)
@@ -222,17 +246,28 @@ func (q *destQueue) process(key objectKey) {
 		return
 	}
 	began := time.Now()
-	err := q.deliver(ep, dest, key.kind, obj)
+	if err == nil {
+		err = send(q.ctx)
+	}
 	if q.ctx.Err() != nil {
 		return // shut down: its metrics are gone, and an interrupted delivery is no failure of the destination
 	}
-	observeDelivery(q.endpoint, q.name, err, time.Since(began))
+	q.m.observe(err, time.Since(began))
 	q.breaker.done(probe, err == nil, q.d.Now())
 	if err == nil {
 		q.succeeded(key, state, rv, obj)
 		return
 	}
-	q.failed(key, at, err, probe, obj, rv, maxAttempts, minB, maxB)
+	q.failed(key, at, err, probe, obj, rv, r)
+}
+
+// skipped records a state the target does not take as served: it is not looked at again.
+func (q *destQueue) skipped(key objectKey, state sentState, rv uint64) {
+	q.mu.Lock()
+	q.delivered.Add(key, state, recentlySentFor)
+	delete(q.attempts, key)
+	q.mu.Unlock()
+	q.settle(key, rv)
 }
 
 // succeeded records a successful delivery.
@@ -243,67 +278,45 @@ func (q *destQueue) succeeded(key objectKey, state sentState, rv uint64, obj cli
 	q.health.lastDelivery, q.health.failing = q.d.Now(), false
 	q.mu.Unlock()
 	q.settle(key, rv)
-	if c := apimeta.FindStatusCondition(*conditionsOf(obj), cardsv1alpha1.ConditionProjectionFailed); c != nil &&
-		c.Status == metav1.ConditionTrue && strings.HasPrefix(c.Message, q.failedPrefix()) {
-		q.setCondition(key, metav1.Condition{Type: cardsv1alpha1.ConditionProjectionFailed, Status: metav1.ConditionFalse,
-			Reason: "Delivered", Message: "Destination " + q.name + " received a later state"})
-	}
+	q.t.succeeded(key, obj)
 }
 
-// failed counts a failed attempt and schedules the next, or gives the state up once the budget is spent.
-// A probe of an open circuit does not count: nothing is given up while the destination is down.
-func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool, obj client.Object, rv uint64,
-	maxAttempts int32, minB, maxB time.Duration) {
+// failed counts a failed attempt and schedules the next, or gives the state up once the budget is spent (or at
+// once, for a target that gives up on permanent errors). A probe of an open circuit does not count: nothing is
+// given up while the destination is down.
+func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool, obj client.Object, rv uint64, r retryPolicy) {
 	msg := text.Clip(err.Error(), 512)
 	if !probe {
 		at.n++
+	}
+	giveUp := at.n >= r.maxAttempts || (r.permanentGivesUp && sink.Permanent(err))
+	if giveUp {
+		at.n = max(at.n, r.maxAttempts) // settled for good: only a redelivery sends it again
 	}
 	q.mu.Lock()
 	q.attempts[key] = at
 	q.health.lastFailure, q.health.lastError, q.health.failing = q.d.Now(), msg, true
 	q.mu.Unlock()
-	if at.n >= maxAttempts {
+	if giveUp {
 		q.settle(key, rv)
-		deliveries.WithLabelValues(q.endpoint.String(), q.name, "gave_up").Inc()
-		q.d.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, cardsv1alpha1.EventProjectionFailed, "Deliver",
-			"gave up delivering state %d to destination %s after %d attempts: %s", at.seq, q.name, at.n, msg)
-		q.setCondition(key, metav1.Condition{Type: cardsv1alpha1.ConditionProjectionFailed, Status: metav1.ConditionTrue,
-			Reason: "RetryBudgetExhausted", Message: text.Clip(fmt.Sprintf("%s state %d not delivered after %d attempts (annotate with %s to retry): %s",
-				q.failedPrefix(), at.seq, at.n, cardsv1alpha1.AnnotationRedeliver, msg), 1024)})
+		q.m.deliveries.WithLabelValues("gave_up").Inc()
+		q.t.gaveUp(key, obj, at, err)
 		return
 	}
-	wait := backoff(max(at.n, 1), minB, maxB)
-	var perr *Error
-	if errors.As(err, &perr) && perr.RetryAfter > wait {
-		wait = min(perr.RetryAfter, maxB)
+	wait := backoff(max(at.n, 1), r.minB, r.maxB)
+	if ra := retryAfter(err); ra > wait {
+		wait = min(ra, r.maxB)
 	}
 	q.wq.AddAfter(key, wait)
 }
 
-func (q *destQueue) failedPrefix() string { return "destination " + q.name + ":" }
-
-// deliver sends obj's current state to dest.
-func (q *destQueue) deliver(ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination, k kind, obj client.Object) error {
-	secret, err := endpointconfig.DestinationSecret(q.ctx, q.d.Secrets, ep, dest)
-	if err != nil {
-		return err
+// retryAfter is the delay a destination asked for, from either transport's error.
+func retryAfter(err error) time.Duration {
+	var perr *Error
+	if errors.As(err, &perr) {
+		return perr.RetryAfter
 	}
-	body, err := json.Marshal(Envelope{Type: string(k.eventType()), Timestamp: q.d.Now().UTC(), Data: Data(obj)})
-	if err != nil {
-		return err
-	}
-	allowed, err := endpointconfig.AllowedCIDRs(ep)
-	if err != nil {
-		return err
-	}
-	timeout := defaultTimeout
-	if dest.Timeout != nil && dest.Timeout.Duration > 0 {
-		timeout = min(dest.Timeout.Duration, maxTimeout)
-	}
-	return q.d.Sender.Send(q.ctx, Message{
-		ID:   fmt.Sprintf("%s-%d", obj.GetUID(), sequenceOf(obj)),
-		Body: body, URL: dest.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed,
-	})
+	return sink.RetryAfter(err)
 }
 
 // setCondition writes the ProjectionFailed condition of an object, re-reading it on a conflict.
