@@ -47,7 +47,7 @@ projected, signed, to the systems a team names.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.AddCommand(newManagerCommand(), newDevCommand(), newSimulateCommand(), newRulesCommand(), newSpoolCommand(), newVersionCommand())
+	root.AddCommand(newManagerCommand(), newDevCommand(), newSimulateCommand(), newRulesCommand(), newSinksCommand(), newSpoolCommand(), newVersionCommand())
 	// Created now rather than inside Execute, so that they are part of the tree markUsageErrors walks.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
