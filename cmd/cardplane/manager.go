@@ -68,8 +68,9 @@ type managerOptions struct {
 	admissionAddr, admissionCertDir string
 	// trustedProxies are the load balancers whose X-Forwarded-For names a callback's source.
 	trustedProxies []string
-	// sinkAllowedCIDRs are the private ranges CardEventSinks may reach.
+	// sinkAllowedCIDRs are the private ranges CardEventSinks may reach; sinks is the policy parsed from them.
 	sinkAllowedCIDRs []string
+	sinks            projection.SinkPolicy
 	// watchNamespaces restricts what the manager watches and writes (the chart grants Roles there).
 	watchNamespaces []string
 	// ungoverned is the decision for a card no rule set governs.
@@ -189,13 +190,12 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		}
 		opts.webhook.TrustedProxies = append(opts.webhook.TrustedProxies, p.Masked())
 	}
-	var sinks projection.SinkPolicy
 	for _, c := range opts.sinkAllowedCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(c))
 		if err != nil {
 			return fmt.Errorf("--sink-allowed-cidrs: %q is not a CIDR", c)
 		}
-		sinks.AllowedCIDRs = append(sinks.AllowedCIDRs, p.Masked())
+		opts.sinks.AllowedCIDRs = append(opts.sinks.AllowedCIDRs, p.Masked())
 	}
 	setMemoryLimit()
 	mgr, err := newManager(cfg, opts)
@@ -205,7 +205,7 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 	secrets := &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: mgr.GetAPIReader()}
 	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
 	store := &authz.Store{}
-	if err := setupControllers(ctx, mgr, secrets, sender, sinks, store); err != nil {
+	if err := setupControllers(ctx, mgr, secrets, sender, opts.sinks, store); err != nil {
 		return err
 	}
 	var sp *spool.Spool
@@ -342,7 +342,7 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now,
 			Ungoverned: ungoverned(opts.ungoverned)},
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
-		Challenges: &projection.ChallengeForwarder{Reader: secrets, Sender: sender},
+		Challenges: &projection.ChallengeForwarder{Reader: secrets, Sender: sender, Sinks: opts.sinks},
 	}
 	receiver.Spool = sp
 	if receiver.Decisions, err = decisionLog(opts); err != nil {

@@ -31,8 +31,11 @@ func init() { metrics.Registry.MustRegister(challengeDeliveries) }
 // a log or an Event. It retries a few times within seconds, in the background, so the provider's ack is not
 // held up; a code is useless minutes later, so there is nothing durable to resume.
 type ChallengeForwarder struct {
-	Reader   client.Reader
-	Sender   *Sender
+	// Reader reads the endpoints' Secrets and the CardEventSinks.
+	Reader client.Reader
+	Sender *Sender
+	// Sinks is the address policy of the CardEventSinks that list challenge.otp.
+	Sinks    SinkPolicy
 	Attempts int           // default 3
 	Backoff  time.Duration // first retry delay, doubled each time; default 1s
 }
@@ -116,9 +119,31 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, ep *cardsv1alpha1.Webh
 		msg := Message{ID: id, Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed, Confidential: true}
 		go f.send(log, ep.Namespace+"/"+ep.Name, d.Name, msg)
 	}
+	if card != nil {
+		f.deliverToSinks(ctx, card, id, body)
+	}
 }
 
 func (f *ChallengeForwarder) send(log logr.Logger, endpoint, destination string, msg Message) {
+	err := f.retry(func() error { return f.Sender.Send(context.Background(), msg) }, func(err error) bool {
+		return errors.Is(err, ErrInsecureDestination)
+	})
+	if err == nil {
+		challengeDeliveries.WithLabelValues(endpoint, destination, "delivered").Inc()
+		return
+	}
+	if errors.Is(err, ErrInsecureDestination) {
+		// A configuration error, not a passing failure: the reconciler reports the endpoint not Ready too.
+		challengeDeliveries.WithLabelValues(endpoint, destination, "insecure").Inc()
+		log.Error(err, "One-time code refused for a plain http:// destination; the code is dropped", "endpoint", endpoint, "destination", destination)
+		return
+	}
+	challengeDeliveries.WithLabelValues(endpoint, destination, "failed").Inc()
+	log.Info("Challenge not delivered; the code is dropped", "endpoint", endpoint, "destination", destination, "error", err.Error())
+}
+
+// retry calls send up to Attempts times, Backoff apart and doubling, until it succeeds or fails for good.
+func (f *ChallengeForwarder) retry(send func() error, final func(error) bool) error {
 	attempts, wait := f.Attempts, f.Backoff
 	if attempts <= 0 {
 		attempts = 3
@@ -132,17 +157,9 @@ func (f *ChallengeForwarder) send(log logr.Logger, endpoint, destination string,
 			time.Sleep(wait)
 			wait *= 2
 		}
-		if err = f.Sender.Send(context.Background(), msg); err == nil {
-			challengeDeliveries.WithLabelValues(endpoint, destination, "delivered").Inc()
-			return
-		}
-		if errors.Is(err, ErrInsecureDestination) {
-			// A configuration error, not a passing failure: the reconciler reports the endpoint not Ready too.
-			challengeDeliveries.WithLabelValues(endpoint, destination, "insecure").Inc()
-			log.Error(err, "One-time code refused for a plain http:// destination; the code is dropped", "endpoint", endpoint, "destination", destination)
-			return
+		if err = send(); err == nil || final(err) {
+			return err
 		}
 	}
-	challengeDeliveries.WithLabelValues(endpoint, destination, "failed").Inc()
-	log.Info("Challenge not delivered; the code is dropped", "endpoint", endpoint, "destination", destination, "error", err.Error())
+	return err
 }
