@@ -47,6 +47,7 @@ type CardEventSinkSpec struct {
 }
 
 // SinkSpec is one transport; exactly one of its fields is set.
+// +kubebuilder:validation:MinProperties=1
 // +kubebuilder:validation:XValidation:rule="[has(self.webhook), has(self.cloudEvents), has(self.kafka), has(self.nats)].filter(x, x).size() == 1",message="set exactly one of webhook, cloudEvents, kafka, nats"
 type SinkSpec struct {
 	// webhook POSTs each state signed per the Standard Webhooks spec.
@@ -243,7 +244,7 @@ type NATSSink struct {
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`
 	SubjectPrefix string `json:"subjectPrefix,omitempty"`
 
-	// stream, when set, is the JetStream stream the publish must land in.
+	// stream is, when set, the JetStream stream the publish must land in.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
@@ -319,8 +320,8 @@ type DeadLetter struct {
 	Reason string `json:"reason,omitempty"`
 
 	// time it was given up.
-	// +required
-	Time metav1.Time `json:"time,omitzero"`
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
 
 	// deadLetterSink is what the dead-letter sink did with it: Delivered, Failed, or empty without one.
 	// +optional
@@ -331,8 +332,8 @@ type DeadLetter struct {
 // ReplayStatus is the last replay asked with the replay-from annotation.
 type ReplayStatus struct {
 	// from is the point in time replayed from: objects whose last event was received at or after it.
-	// +required
-	From metav1.Time `json:"from,omitzero"`
+	// +optional
+	From *metav1.Time `json:"from,omitempty"`
 
 	// queued is how many objects were queued again.
 	// +optional
@@ -340,13 +341,13 @@ type ReplayStatus struct {
 	Queued int64 `json:"queued,omitempty"`
 
 	// time the replay was queued.
-	// +required
-	Time metav1.Time `json:"time,omitzero"`
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
 }
 
 // CardEventSinkStatus is how delivery to the sink goes.
 type CardEventSinkStatus struct {
-	// conditions: Ready (the filter compiles, the sink's configuration and Secrets are usable).
+	// conditions hold Ready: the filter compiles, the sink's configuration and Secrets are usable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -363,17 +364,19 @@ type CardEventSinkStatus struct {
 	// +optional
 	State DestinationState `json:"state,omitempty"`
 
-	// delivered, failed (attempts), filtered (states the filter left out) and deadLettered count since the
-	// sink was created.
+	// delivered counts the states delivered since the sink was created.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Delivered int64 `json:"delivered,omitempty"`
+	// failed counts the failed attempts.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Failed int64 `json:"failed,omitempty"`
+	// filtered counts the states the filter left out (or failed on).
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Filtered int64 `json:"filtered,omitempty"`
+	// deadLettered counts the states given up on.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	DeadLettered int64 `json:"deadLettered,omitempty"`

@@ -403,7 +403,7 @@ func orDash(s string) string {
 // printDeadLetters prints status.deadLetters oldest first, as a table or as a JSON array.
 func printDeadLetters(out io.Writer, sink *cardsv1alpha1.CardEventSink, format string) error {
 	letters := slices.Clone(sink.Status.DeadLetters)
-	slices.SortStableFunc(letters, func(a, b cardsv1alpha1.DeadLetter) int { return a.Time.Compare(b.Time.Time) })
+	slices.SortStableFunc(letters, func(a, b cardsv1alpha1.DeadLetter) int { return timeOf(a.Time).Compare(timeOf(b.Time)) })
 	if format == "json" {
 		if letters == nil {
 			letters = []cardsv1alpha1.DeadLetter{}
@@ -420,7 +420,7 @@ func printDeadLetters(out io.Writer, sink *cardsv1alpha1.CardEventSink, format s
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TIME\tKIND\tOBJECT\tSEQ\tATTEMPTS\tEVENT ID\tDLQ\tREASON")
 	for _, d := range letters {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", d.Time.UTC().Format(time.RFC3339), d.Kind, d.Name, d.StateSequence,
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", timeOf(d.Time).UTC().Format(time.RFC3339), d.Kind, d.Name, d.StateSequence,
 			d.Attempts, d.EventID, orDash(d.DeadLetterSink), clipReason(d.Reason))
 	}
 	if err := w.Flush(); err != nil {
@@ -486,12 +486,12 @@ func (s *sinksConn) replay(ctx context.Context, out io.Writer, key client.Object
 		return err
 	}
 	_, err = fmt.Fprintf(out, "the controller queued %d objects again (at %s)\n", sink.Status.Replay.Queued,
-		sink.Status.Replay.Time.UTC().Format(time.RFC3339))
+		timeOf(sink.Status.Replay.Time).UTC().Format(time.RFC3339))
 	return err
 }
 
 func sameReplay(a, b *cardsv1alpha1.ReplayStatus) bool {
-	return a.From.Equal(&b.From) && a.Queued == b.Queued && a.Time.Equal(&b.Time)
+	return a.From.Equal(b.From) && a.Queued == b.Queued && a.Time.Equal(b.Time)
 }
 
 // annotate sets one annotation on the sink with a merge patch, leaving the rest of the object alone.
@@ -541,4 +541,12 @@ func (s *sinksConn) waitTaken(ctx context.Context, key client.ObjectKey, annotat
 		case <-tick.C:
 		}
 	}
+}
+
+// timeOf is t's time, the zero time when t is nil.
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }

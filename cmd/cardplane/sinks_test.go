@@ -95,7 +95,7 @@ func kafkaSink() cardsv1alpha1.SinkSpec {
 
 func deadLetter(name string, seq int64, at time.Time, reason string) cardsv1alpha1.DeadLetter {
 	return cardsv1alpha1.DeadLetter{Kind: "Card", Name: name, EventID: "evt-" + name, StateSequence: seq, Attempts: 5,
-		Reason: reason, Time: metav1.NewTime(at)}
+		Reason: reason, Time: &metav1.Time{Time: at}}
 }
 
 func readyCondition(status metav1.ConditionStatus, reason string) metav1.Condition {
@@ -365,15 +365,15 @@ func (f *sinksFixture) testReplay(t *testing.T) {
 
 func (f *sinksFixture) testReplayWait(t *testing.T) {
 	// An earlier replay is in the status: --wait must wait for this one's, written after the annotation goes.
-	earlier := &cardsv1alpha1.ReplayStatus{From: metav1.NewTime(time.Now().Add(-48 * time.Hour).Truncate(time.Second)),
-		Queued: 1, Time: metav1.NewTime(time.Now().Add(-47 * time.Hour))}
+	earlier := &cardsv1alpha1.ReplayStatus{From: &metav1.Time{Time: time.Now().Add(-48 * time.Hour).Truncate(time.Second)},
+		Queued: 1, Time: &metav1.Time{Time: time.Now().Add(-47 * time.Hour)}}
 	f.create(t, "team-a", "replay-wait", kafkaSink(), cardsv1alpha1.CardEventSinkStatus{Replay: earlier})
 	done := f.playController(t, "team-a", "replay-wait", cardsv1alpha1.AnnotationReplayFrom, true, func(s *cardsv1alpha1.CardEventSink, value string) {
 		from, err := time.Parse(time.RFC3339, value)
 		if err != nil {
 			t.Errorf("controller: %v", err)
 		}
-		s.Status.Replay = &cardsv1alpha1.ReplayStatus{From: metav1.NewTime(from), Queued: 7, Time: metav1.Now()}
+		s.Status.Replay = &cardsv1alpha1.ReplayStatus{From: &metav1.Time{Time: from}, Queued: 7, Time: &metav1.Time{Time: time.Now()}}
 	})
 	out, _, err := f.run("replay", "replay-wait", "-n", "team-a", "--since", "30m", "--wait", "--timeout", "20s")
 	<-done

@@ -36,9 +36,9 @@ func TestFilterMatchesTheDeliveredObject(t *testing.T) {
 
 func TestFilterErrorsAreReported(t *testing.T) {
 	for src, want := range map[string]string{
-		`object.status.phase ==`:                                      "filter: Syntax error",
-		`object.status.phase`:                                         "", // dyn: checked when evaluated
-		`1 + 1`:                                                       "must be a bool expression",
+		`object.status.phase ==`: "filter: Syntax error",
+		`object.status.phase`:    "", // dyn: checked when evaluated
+		`1 + 1`:                  "must be a bool expression",
 		`object.metadata.labels.all(k, object.metadata.labels.all(j, object.metadata.labels.all(i, i == j)))`: "exceeds the limit",
 	} {
 		_, err := Compile(src)

@@ -134,7 +134,7 @@ func (d *Dispatcher) replay(ctx context.Context, s *subscription, value string) 
 		return err
 	}
 	d.mu.Lock()
-	s.replay = &cardsv1alpha1.ReplayStatus{From: metav1.NewTime(from.UTC()), Queued: n, Time: metav1.NewTime(d.Now().UTC().Truncate(time.Second))}
+	s.replay = &cardsv1alpha1.ReplayStatus{From: &metav1.Time{Time: from.UTC()}, Queued: n, Time: ptrTime(d.Now().UTC())}
 	d.mu.Unlock()
 	d.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "Replay", "Replay", "queued %d objects received since %s", n, from.UTC().Format(time.RFC3339))
 	return nil

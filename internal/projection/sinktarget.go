@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -172,7 +171,7 @@ func (t *sinkTarget) gaveUp(key objectKey, obj client.Object, at attemptState, e
 		kindName = "CardTransaction"
 	}
 	dl := cardsv1alpha1.DeadLetter{Kind: kindName, Name: key.Name, EventID: eventID(obj), StateSequence: at.seq,
-		Attempts: at.n, Reason: text.Clip(err.Error(), 512), Time: metav1.NewTime(t.d.Now().Truncate(time.Second))}
+		Attempts: at.n, Reason: text.Clip(err.Error(), 512), Time: ptrTime(t.d.Now())}
 	if c := t.config(); c != nil && c.dlq != nil {
 		dl.DeadLetterSink = "Delivered"
 		if derr := t.sendDeadLetter(c, key.kind, obj, dl); derr != nil {

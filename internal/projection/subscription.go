@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -302,7 +303,7 @@ func (d *Dispatcher) compile(ctx context.Context, cs *cardsv1alpha1.CardEventSin
 }
 
 func configReason(err error) string {
-	if ce, ok := err.(*sinkconfig.ConfigError); ok && ce.Reason != "" {
+	if ce := (*sinkconfig.ConfigError)(nil); errors.As(err, &ce) && ce.Reason != "" {
 		return ce.Reason
 	}
 	return "InvalidSink"
