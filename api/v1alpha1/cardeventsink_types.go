@@ -2,11 +2,6 @@ package v1alpha1
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-// EventAuthorizationDecided is a CardTransaction state that carries this operator's real-time authorization
-// decision (status.authorization). A CardEventSink that lists it receives those states typed
-// authorization.decided, even when it lists transaction.updated too.
-const EventAuthorizationDecided DestinationEventType = "authorization.decided"
-
 // CardEventSinkSpec is what an app team subscribes to and where it goes. It selects only cards of its own
 // namespace: there is no field that names another.
 // +kubebuilder:validation:XValidation:rule="!has(self.eventTypes) || !('challenge.otp' in self.eventTypes) || has(self.sink.webhook) || has(self.sink.cloudEvents)",message="challenge.otp (one-time codes) is delivered only to webhook and cloudEvents sinks, over https"
@@ -21,7 +16,6 @@ type CardEventSinkSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=4
 	// +listType=set
-	// +kubebuilder:validation:items:Enum=card.updated;transaction.updated;authorization.decided;challenge.otp
 	EventTypes []DestinationEventType `json:"eventTypes,omitempty"`
 
 	// filter is a CEL expression over `object` (the Card or CardTransaction as delivered) and `type` (the event

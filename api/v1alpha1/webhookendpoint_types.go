@@ -295,13 +295,17 @@ type RateLimit struct {
 }
 
 // DestinationEventType is a kind of update delivered to destinations.
-// +kubebuilder:validation:Enum=card.updated;transaction.updated;challenge.otp
+// +kubebuilder:validation:Enum=card.updated;transaction.updated;authorization.decided;challenge.otp
 type DestinationEventType string
 
 // Destination event types.
 const (
 	EventCardUpdated        DestinationEventType = "card.updated"
 	EventTransactionUpdated DestinationEventType = "transaction.updated"
+	// EventAuthorizationDecided is a CardTransaction state that carries this operator's real-time
+	// authorization decision (status.authorization). A destination or sink that lists it receives those states
+	// typed authorization.decided, even when it lists transaction.updated too.
+	EventAuthorizationDecided DestinationEventType = "authorization.decided"
 	// EventChallengeOTP carries one-time codes (3DS, activation, verification). It is delivered only to
 	// destinations that list it, once, from memory; the codes are never written to the API server.
 	EventChallengeOTP DestinationEventType = "challenge.otp"

@@ -24,11 +24,23 @@ const (
 	defaultMaxBackoff  = 5 * time.Minute
 )
 
-func wants(d *cardsv1alpha1.Destination, t cardsv1alpha1.DestinationEventType) bool {
-	if len(d.EventTypes) == 0 {
-		return t != cardsv1alpha1.EventChallengeOTP
+// wants reports whether a destination or sink listing types takes events of type t; none listed means
+// card.updated and transaction.updated.
+func wants(types []cardsv1alpha1.DestinationEventType, t cardsv1alpha1.DestinationEventType) bool {
+	if len(types) == 0 {
+		return t == cardsv1alpha1.EventCardUpdated || t == cardsv1alpha1.EventTransactionUpdated
 	}
-	return slices.Contains(d.EventTypes, t)
+	return slices.Contains(types, t)
+}
+
+// eventTypeOf is the type obj's current state is delivered as to a destination or sink listing types:
+// authorization.decided for a transaction that carries this operator's decision when listed, else the kind's.
+func eventTypeOf(k kind, obj client.Object, types []cardsv1alpha1.DestinationEventType) cardsv1alpha1.DestinationEventType {
+	if txn, ok := obj.(*cardsv1alpha1.CardTransaction); ok && txn.Status.Authorization != nil &&
+		slices.Contains(types, cardsv1alpha1.EventAuthorizationDecided) {
+		return cardsv1alpha1.EventAuthorizationDecided
+	}
+	return k.eventType()
 }
 
 func policy(d *cardsv1alpha1.Destination) (int32, time.Duration, time.Duration) {

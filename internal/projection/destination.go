@@ -47,11 +47,15 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 	if dest == nil {
 		return nil, fmt.Errorf("destination %s was removed", t.q.name)
 	}
+	typ := eventTypeOf(k, obj, dest.EventTypes)
+	if !wants(dest.EventTypes, typ) {
+		return nil, nil // the state changed since it was queued (a decision recorded): not for this destination
+	}
 	secret, err := endpointconfig.DestinationSecret(ctx, d.Secrets, ep, dest)
 	if err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(Envelope{Type: string(k.eventType()), Timestamp: d.Now().UTC(), Data: Data(obj)})
+	body, err := json.Marshal(Envelope{Type: string(typ), Timestamp: d.Now().UTC(), Data: Data(obj)})
 	if err != nil {
 		return nil, err
 	}

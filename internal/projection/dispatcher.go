@@ -327,9 +327,9 @@ func (d *Dispatcher) destination(endpoint types.NamespacedName, name string) (*c
 	return nil, nil
 }
 
-// queuesFor returns the queues of the destinations of endpoint that want k's events for an object in
-// namespace: none when the endpoint does not write there.
-func (d *Dispatcher) queuesFor(endpoint types.NamespacedName, namespace string, k kind) []*destQueue {
+// queuesFor returns the queues of the destinations of endpoint that want obj's current state (of kind k, in
+// namespace): none when the endpoint does not write there.
+func (d *Dispatcher) queuesFor(endpoint types.NamespacedName, namespace string, k kind, obj client.Object) []*destQueue {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.endpoints[endpoint]
@@ -339,7 +339,7 @@ func (d *Dispatcher) queuesFor(endpoint types.NamespacedName, namespace string, 
 	var qs []*destQueue
 	for i := range e.ep.Spec.Destinations {
 		dest := &e.ep.Spec.Destinations[i]
-		if q := e.queues[dest.Name]; q != nil && wants(dest, k.eventType()) {
+		if q := e.queues[dest.Name]; q != nil && wants(dest.EventTypes, eventTypeOf(k, obj, dest.EventTypes)) {
 			qs = append(qs, q)
 		}
 	}
@@ -401,7 +401,7 @@ func (d *Dispatcher) route(key objectKey, obj client.Object, endpoint types.Name
 	rv := resourceVersion(obj)
 	force := d.redeliverRequested(key, obj)
 	if changed || force {
-		for _, q := range d.queuesFor(endpoint, obj.GetNamespace(), key.kind) {
+		for _, q := range d.queuesFor(endpoint, obj.GetNamespace(), key.kind, obj) {
 			q.enqueue(key, rv, added, force)
 		}
 		if info, ok := d.cardOf(key.kind, obj); ok {

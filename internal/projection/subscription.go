@@ -62,21 +62,11 @@ type sinkConfig struct {
 }
 
 // wants reports whether the configuration takes events of type t.
-func (c *sinkConfig) wants(t cardsv1alpha1.DestinationEventType) bool {
-	if len(c.types) == 0 {
-		return t == cardsv1alpha1.EventCardUpdated || t == cardsv1alpha1.EventTransactionUpdated
-	}
-	return slices.Contains(c.types, t)
-}
+func (c *sinkConfig) wants(t cardsv1alpha1.DestinationEventType) bool { return wants(c.types, t) }
 
-// eventType is the type obj's current state is delivered as: authorization.decided for a transaction that
-// carries this operator's decision when the sink lists it.
+// eventType is the type obj's current state is delivered as.
 func (c *sinkConfig) eventType(k kind, obj client.Object) cardsv1alpha1.DestinationEventType {
-	if txn, ok := obj.(*cardsv1alpha1.CardTransaction); ok && txn.Status.Authorization != nil &&
-		slices.Contains(c.types, cardsv1alpha1.EventAuthorizationDecided) {
-		return cardsv1alpha1.EventAuthorizationDecided
-	}
-	return k.eventType()
+	return eventTypeOf(k, obj, c.types)
 }
 
 // SinkPolicy is how the dispatcher builds the CardEventSinks' transports.
