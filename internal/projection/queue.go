@@ -290,6 +290,7 @@ func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool
 		at.n++
 	}
 	giveUp := at.n >= r.maxAttempts || (r.permanentGivesUp && sink.Permanent(err))
+	made := at
 	if giveUp {
 		at.n = max(at.n, r.maxAttempts) // settled for good: only a redelivery sends it again
 	}
@@ -300,7 +301,7 @@ func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool
 	if giveUp {
 		q.settle(key, rv)
 		q.m.deliveries.WithLabelValues("gave_up").Inc()
-		q.t.gaveUp(key, obj, at, err)
+		q.t.gaveUp(key, obj, made, err)
 		return
 	}
 	wait := backoff(max(at.n, 1), r.minB, r.maxB)
