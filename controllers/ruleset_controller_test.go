@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,10 +81,20 @@ func TestRuleSetsAreCompiledAndABadVersionKeepsTheLastGood(t *testing.T) {
 	if err := k8s.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rule set in force", func() bool { return store.Get(ns, "card-rules") != nil })
-	good := store.Get(ns, "card-rules").Version
-	if good != ns+"/card-rules@"+cm.ResourceVersion {
+	var good string
+	waitFor(t, "the rule set in force", func() bool {
+		if rs := store.Get(ns, "card-rules"); rs != nil {
+			good = rs.Version
+		}
+		return good != ""
+	})
+	// Its version is the ConfigMap's as created, or (when the InForce annotation was written before this
+	// looked) as annotated: the annotation is adopted at the new resourceVersion.
+	created, _ := strconv.ParseUint(cm.ResourceVersion, 10, 64)
+	if at, ok := strings.CutPrefix(good, ns+"/card-rules@"); !ok {
 		t.Errorf("version %q", good)
+	} else if rv, err := strconv.ParseUint(at, 10, 64); err != nil || rv < created {
+		t.Errorf("version %q, want the ConfigMap's %s or later", good, cm.ResourceVersion)
 	}
 	// The state is on the ConfigMap, where GitOps tools look; writing it changes neither the set nor its version.
 	annotations := func() map[string]string {
