@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-//go:embed crd/bases/*.yaml samples/*.yaml samples/callbacks/*.json samples/rules/*.yaml
+//go:embed crd/bases/*.yaml samples/*.yaml samples/callbacks/*.json samples/rules/*.yaml samples/cardeventsinks/*.yaml
 var files embed.FS
 
 // CRDs returns the generated CustomResourceDefinitions (config/crd/bases).
@@ -65,6 +65,11 @@ func Samples() ([]Sample, error) {
 			names = append(names, r)
 		}
 	}
+	sinks, err := fs.Glob(files, "samples/cardeventsinks/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, sinks...)
 	sort.Strings(names)
 	var out []Sample
 	for _, name := range names {

@@ -44,6 +44,8 @@ type devOptions struct {
 	namespace  string
 	noSamples  bool
 	destAddr   string
+	noSinks    bool
+	sinks      demoSinkOptions
 	manager    managerOptions
 }
 
@@ -54,7 +56,8 @@ func newDevCommand() *cobra.Command {
 		Short: "Run everything on an embedded local kube-apiserver and etcd, with samples",
 		Long: `Start a local kube-apiserver and etcd (built by hack/control-plane.sh), install the CRDs and the samples,
 write an admin kubeconfig and run the manager against them, with a demo destination that verifies every
-delivery. Ctrl-C stops everything; no process outlives this one. This is what make demo runs.`,
+delivery, and demo sinks for the sample CardEventSinks (NATS with JetStream, an in-memory Kafka-protocol
+broker, a CloudEvents receiver), each logging what it receives next to the kubeconfig. Ctrl-C stops everything; no process outlives this one. This is what make demo runs.`,
 		Example: `  make demo
   cardplane dev --assets "$(hack/control-plane.sh)" --namespace demo`,
 		Args: noArgs,
@@ -69,6 +72,10 @@ delivery. Ctrl-C stops everything; no process outlives this one. This is what ma
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace the samples are applied to")
 	fs.BoolVar(&o.noSamples, "no-samples", false, "do not apply config/samples")
 	fs.StringVar(&o.destAddr, "demo-destination-address", "127.0.0.1:18090", "where the demo destination (the sample endpoint's ledger) listens; empty disables it")
+	fs.StringVar(&o.sinks.natsAddr, "demo-nats-address", "127.0.0.1:14222", "where the demo NATS server (JetStream, stream CARDS on cards.>) listens; empty disables it")
+	fs.StringVar(&o.sinks.kafkaAddr, "demo-kafka-address", "127.0.0.1:19092", "where the demo Kafka-protocol broker (franz-go's in-memory kfake, topic card-events) listens; empty disables it")
+	fs.StringVar(&o.sinks.cloudEventsAddr, "demo-cloudevents-address", "127.0.0.1:18091", "where the demo CloudEvents receiver listens; empty disables it")
+	fs.BoolVar(&o.noSinks, "no-demo-sinks", false, "start none of the demo NATS server, Kafka-protocol broker and CloudEvents receiver")
 	o.manager.bind(fs)
 	return cmd
 }
@@ -176,6 +183,20 @@ func (o *devOptions) run(out io.Writer) error {
 		}
 		defer dest.Close()
 	}
+	if o.noSinks {
+		o.sinks.disableAll()
+	}
+	sinks, err := startDemoSinks(o.sinks, filepath.Dir(o.kubeconfig))
+	if err != nil {
+		return err
+	}
+	if o.destAddr != "" {
+		sinks.running = append([]demoSinkInfo{{"Standard Webhooks", "http://" + o.destAddr + "/", "the demo destination (growth-webhook)", destLog}}, sinks.running...)
+	}
+	defer func() {
+		log.Info("Stopping the demo sinks")
+		sinks.Close()
+	}()
 
 	done := make(chan error, 1)
 	go func() { done <- runManager(ctx, cfg, &o.manager) }()
@@ -186,7 +207,7 @@ func (o *devOptions) run(out io.Writer) error {
 			}
 		}()
 	}
-	o.printBanner(out, dir, destLog)
+	o.printBanner(out, dir, destLog, sinks)
 	return waitForManager(ctx, done)
 }
 
@@ -202,7 +223,7 @@ func (o *devOptions) writeReviewToken() error {
 	return os.WriteFile(o.manager.reviewTokenFile, []byte(hex.EncodeToString(token)), 0o600)
 }
 
-func (o *devOptions) printBanner(out io.Writer, assets, destLog string) {
+func (o *devOptions) printBanner(out io.Writer, assets, destLog string, sinks *demoSinks) {
 	kubectl := "kubectl"
 	if _, err := os.Stat(filepath.Join(assets, "kubectl")); err == nil {
 		kubectl = filepath.Join(assets, "kubectl")
@@ -212,7 +233,7 @@ func (o *devOptions) printBanner(out io.Writer, assets, destLog string) {
 cardplane is running on a local control plane. Look at the cards with:
 
   export KUBECONFIG=%s
-  %s get cardholders,cards,cardtransactions,webhookendpoints -n %s
+  %s get cardholders,cards,cardtransactions,webhookendpoints,cardeventsinks -n %s
 
 The receiver takes provider callbacks on http://%s/webhooks/%s/<endpoint>; send one with
 
@@ -223,9 +244,11 @@ AuthorizationReviews: POST http://%s/v1alpha1/authorizationreviews with a Servic
 "authorize" cards in the namespace, or (this demo only) the shared token in %s.
 Every decision is written to the decision log %s.
 
-Press Ctrl-C to stop; nothing keeps running afterwards.
-
 `, o.kubeconfig, kubectl, o.namespace, addr, o.namespace, o.namespace, destLog, o.manager.review.Addr, o.manager.reviewTokenFile, o.manager.decisionLog)
+	sinks.printBanner(out, o.namespace)
+	fmt.Fprint(out, `Press Ctrl-C to stop; nothing keeps running afterwards.
+
+`)
 }
 
 // waitForManager returns when the manager fails, or when Ctrl-C has stopped it (or 30 s after).

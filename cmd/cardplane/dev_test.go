@@ -59,8 +59,22 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	} else {
 		l.Close()
 	}
-	cmd := exec.Command(bin, "dev", "--assets", assets, "--kubeconfig-out", kubeconfig, "--demo-destination-address="+destination,
-		"--metrics-bind-address="+metricsAddr, "--metrics-secure", "--health-probe-bind-address=0", "--webhook-bind-address="+receiverAddr, "--review-bind-address="+reviewAddr)
+	// The sample CardEventSinks deliver to the demo sinks on fixed loopback ports too.
+	demoSinkFlags := map[string]string{"demo-nats-address": "127.0.0.1:14222", "demo-kafka-address": "127.0.0.1:19092",
+		"demo-cloudevents-address": "127.0.0.1:18091"}
+	sinksChecked := destination != ""
+	var sinkArgs []string
+	for flag, addr := range demoSinkFlags {
+		if l, err := net.Listen("tcp", addr); err != nil {
+			t.Logf("%s is busy (a running make demo?): the demo sinks' deliveries are not checked", addr)
+			sinksChecked, addr = false, ""
+		} else {
+			l.Close()
+		}
+		sinkArgs = append(sinkArgs, "--"+flag+"="+addr)
+	}
+	cmd := exec.Command(bin, append([]string{"dev", "--assets", assets, "--kubeconfig-out", kubeconfig, "--demo-destination-address=" + destination,
+		"--metrics-bind-address=" + metricsAddr, "--metrics-secure", "--health-probe-bind-address=0", "--webhook-bind-address=" + receiverAddr, "--review-bind-address=" + reviewAddr}, sinkArgs...)...)
 	banner := startDev(t, cmd)
 	if !strings.Contains(banner, "export KUBECONFIG="+kubeconfig) {
 		t.Errorf("banner does not print the kubeconfig path:\n%s", banner)
@@ -80,6 +94,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	if destination != "" {
 		checkDemoDestination(t, filepath.Join(dir, "destination.log"))
 	}
+	checkSampleSinks(t, kubectl, kubeconfig, dir, sinksChecked)
 	stopDev(t, cmd, children)
 }
 
@@ -387,4 +402,66 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// checkSampleSinks: every sample CardEventSink is Ready and, when the demo sinks run, each of them (NATS,
+// the Kafka-protocol broker, the CloudEvents receiver, and the demo destination for the webhook sink) has
+// received an event of the demo's card, which checkSimulatedCallback froze (the NATS sink takes frozen cards
+// only).
+func checkSampleSinks(t *testing.T, kubectl, kubeconfig, dir string, delivered bool) {
+	t.Helper()
+	const card = "upay-main-uc10001"
+	sinks := []string{"growth-webhook", "growth-cloudevents", "growth-kafka", "growth-frozen-cards"}
+	logs := map[string]string{"sinks-nats.log": "nats cards.card.updated", "sinks-kafka.log": "type io.cardplane.card.updated",
+		"sinks-cloudevents.log": "cloudevents io.cardplane.card.updated"}
+	var out []byte
+	var missing []string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		missing = nil
+		var err error
+		out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "cardeventsinks", "-n", "default", "--no-headers",
+			"-o", "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type=='Ready')].status,DELIVERED:.status.delivered").CombinedOutput()
+		if err != nil {
+			missing = append(missing, "kubectl get cardeventsinks: "+err.Error())
+		}
+		rows := map[string][]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) == 3 {
+				rows[f[0]] = f[1:]
+			}
+		}
+		for _, name := range sinks {
+			switch row := rows[name]; {
+			case row == nil || row[0] != "True":
+				missing = append(missing, name+" Ready")
+			case delivered && (row[1] == "<none>" || row[1] == "0"):
+				missing = append(missing, name+" delivered")
+			}
+		}
+		if delivered {
+			for file, prefix := range logs {
+				data, _ := os.ReadFile(filepath.Join(dir, file))
+				found := false
+				for _, line := range strings.Split(string(data), "\n") {
+					found = found || strings.Contains(line, prefix) && strings.Contains(line, "name "+card+" ")
+				}
+				if !found {
+					missing = append(missing, file+" has no "+prefix+" of "+card)
+				}
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		var logText strings.Builder
+		for file := range logs {
+			data, _ := os.ReadFile(filepath.Join(dir, file))
+			fmt.Fprintf(&logText, "%s:\n%s\n", file, data)
+		}
+		t.Errorf("sample sinks: missing %v\nkubectl get cardeventsinks:\n%s\n%s", missing, out, logText.String())
+	}
 }
