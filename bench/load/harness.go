@@ -36,6 +36,7 @@ type harness struct {
 	client  *http.Client
 	fast    []*destination
 	slow    *destination
+	sinks   []*sinkReceiver // the CardEventSinks (-sinks)
 	sampler *sampler
 	nextTxn atomic.Int64
 	mu      sync.Mutex
@@ -77,15 +78,72 @@ func newHarness(ctx context.Context, sys *system, cfg config) (*harness, error) 
 	}); err != nil {
 		return nil, err
 	}
+	if cfg.sinks {
+		if err := h.createSinks(ctx); err != nil {
+			return nil, err
+		}
+	}
 	h.ep, h.signer = ep, &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(signingKey)}
 	h.sampler = startSampler(sys)
 	return h, nil
+}
+
+// createSinks starts the sinks' receivers and creates a CardEventSink for each, and waits until they are Ready.
+func (h *harness) createSinks(ctx context.Context) error {
+	var err error
+	if h.sinks, err = startSinks(ctx, h.sys.dir); err != nil {
+		return err
+	}
+	c := h.sys.Client
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: webhookSecret,
+		Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
+		StringData: map[string]string{cardsv1alpha1.SecretKeyDestinationSecret: destinationSecret}}); err != nil {
+		return err
+	}
+	for _, s := range h.sinks {
+		if err := c.Create(ctx, s.object()); err != nil {
+			return err
+		}
+	}
+	return waitUntil(ctx, time.Minute, "the CardEventSinks Ready", func() bool {
+		for _, s := range h.sinks {
+			got := &cardsv1alpha1.CardEventSink{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(s.object()), got); err != nil || !s.ready(got) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func (h *harness) close() {
 	for _, d := range append(append([]*destination{}, h.fast...), h.slow) {
 		d.srv.Close()
 	}
+	for _, s := range h.sinks {
+		s.close()
+	}
+}
+
+// fastAndSinks are the receivers a phase waits for: the fast destinations and the sinks.
+func (h *harness) fastAndSinks() []*arrivals {
+	var out []*arrivals
+	for _, d := range h.fast {
+		out = append(out, d.arrivals)
+	}
+	for _, s := range h.sinks {
+		out = append(out, s.arrivals)
+	}
+	return out
+}
+
+// sinkArrivals are the sinks' receivers.
+func (h *harness) sinkArrivals() []*arrivals {
+	out := make([]*arrivals, 0, len(h.sinks))
+	for _, s := range h.sinks {
+		out = append(out, s.arrivals)
+	}
+	return out
 }
 
 // send signs body as UPay does and posts it; an answer other than UPay's success is an error.
@@ -113,7 +171,8 @@ func (h *harness) send(ctx context.Context, body string) error {
 
 func cardID(i int) string { return fmt.Sprintf("LC%06d", i) }
 
-// createCards sends one "active" status per card and waits until the fast destinations have every card.
+// createCards sends one "active" status per card and waits until the fast destinations (and the sinks) have
+// every card.
 func (h *harness) createCards(ctx context.Context) (measure.Summary, error) {
 	sum := measure.Closed{Workers: h.cfg.workers, Count: h.cfg.cards}.Run(ctx, func(i int) error {
 		now := time.Now()
@@ -124,7 +183,7 @@ func (h *harness) createCards(ctx context.Context) (measure.Summary, error) {
 		return sum, fmt.Errorf("%d of %d card callbacks failed: %w", sum.Errors, sum.Count, sum.FirstErr)
 	}
 	err := waitUntil(ctx, h.cfg.settle, "every card delivered", func() bool {
-		for _, d := range h.fast {
+		for _, d := range h.fastAndSinks() {
 			if n, _ := d.counts(); n < h.cfg.cards {
 				return false
 			}
@@ -180,6 +239,7 @@ func (h *harness) transactions(ctx context.Context, name string, shape runner) (
 	if p.writesBefore, err = measure.ScrapeAPIServer(ctx, h.sys.Config); err != nil {
 		return nil, err
 	}
+	p.cpuBefore = h.sys.cpu()
 	var ids []string
 	var idsMu sync.Mutex
 	p.ingest = shape.Run(ctx, func(i int) error {
@@ -202,17 +262,31 @@ func (h *harness) transactions(ctx context.Context, name string, shape runner) (
 	sort.Strings(ids)
 	p.ids = ids
 	p.firstAck, p.lastAck = h.ackSpan(ids)
-	settleErr := waitUntil(ctx, h.cfg.settle, name+": every transaction at the fast destinations", func() bool { return h.delivered(ids, h.fast...) })
-	p.settledFast = time.Now()
-	if h.cfg.waitSlow && settleErr == nil {
-		settleErr = waitUntil(ctx, h.cfg.settle, name+": every transaction at the slow destination", func() bool { return h.delivered(ids, h.slow) })
-	}
+	p.settleErr = h.settle(ctx, p)
 	p.measureDeliveries(h)
 	if p.writesAfter, err = measure.ScrapeAPIServer(ctx, h.sys.Config); err != nil {
 		return nil, err
 	}
-	p.settleErr = settleErr
 	return p, nil
+}
+
+// settle waits for the fast destinations to have every transaction of p, then the sinks (and, with
+// -wait-slow, the slow destination), and notes when each had them and the CPU used until then.
+func (h *harness) settle(ctx context.Context, p *phase) error {
+	fast := make([]*arrivals, 0, len(h.fast))
+	for _, d := range h.fast {
+		fast = append(fast, d.arrivals)
+	}
+	err := waitUntil(ctx, h.cfg.settle, p.name+": every transaction at the fast destinations", func() bool { return h.delivered(p.ids, fast...) })
+	p.settledFast = time.Now()
+	if len(h.sinks) > 0 && err == nil {
+		err = waitUntil(ctx, h.cfg.settle, p.name+": every transaction at the sinks", func() bool { return h.delivered(p.ids, h.sinkArrivals()...) })
+	}
+	p.cpuAfter = h.sys.cpu()
+	if h.cfg.waitSlow && err == nil {
+		err = waitUntil(ctx, h.cfg.settle, p.name+": every transaction at the slow destination", func() bool { return h.delivered(p.ids, h.slow.arrivals) })
+	}
+	return err
 }
 
 func (h *harness) ackSpan(ids []string) (first, last time.Time) {
@@ -230,7 +304,7 @@ func (h *harness) ackSpan(ids []string) (first, last time.Time) {
 	return first, last
 }
 
-func (h *harness) delivered(ids []string, ds ...*destination) bool {
+func (h *harness) delivered(ids []string, ds ...*arrivals) bool {
 	for _, d := range ds {
 		for _, id := range ids {
 			if _, ok := d.settledAt(id); !ok {

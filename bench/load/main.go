@@ -4,7 +4,11 @@
 // -saturate, or -transactions of them), then at half the saturated rate for -half. It reports, per phase, the
 // ingest rate, the projection rate and lag (callback acknowledged -> delivered at a fast destination), the time
 // to settle, the API writes per transaction (from the API server's own metrics, by resource) and the
-// footprint (manager and kube-apiserver RSS, etcd bytes per object).
+// footprint (manager and kube-apiserver RSS, etcd bytes per object). With -sinks (the default) the namespace
+// also has four CardEventSinks taking every card and transaction state — Standard Webhooks, CloudEvents (binary
+// mode, the sdk-go receiver), Kafka (kfake, franz-go's in-memory Kafka-protocol broker, read by a franz-go
+// consumer) and NATS JetStream (an embedded nats-server) — and each phase also waits for them and reports
+// their rate and lag beside the fast destination's, and the CPU each process used.
 //
 //	KUBEBUILDER_ASSETS=$(hack/control-plane.sh) go run ./bench/load                       # make bench-load
 //	KUBEBUILDER_ASSETS=$(hack/control-plane.sh) go run ./bench/load -cards 10000 -transactions 100000 -half 0
@@ -26,7 +30,7 @@ import (
 type config struct {
 	cards, workers, transactions int
 	saturate, half, slow, settle time.Duration
-	waitSlow                     bool
+	waitSlow, sinks              bool
 	managerArgs, managerEnv      string
 	out                          string
 }
@@ -39,8 +43,9 @@ func main() {
 	flag.DurationVar(&cfg.saturate, "saturate", 60*time.Second, "length of the saturation phase (when -transactions is 0)")
 	flag.DurationVar(&cfg.half, "half", 60*time.Second, "length of the phase at half the saturated rate (0 skips it)")
 	flag.DurationVar(&cfg.slow, "slow", 2*time.Second, "how long the slow destination takes to answer")
-	flag.DurationVar(&cfg.settle, "settle-timeout", 20*time.Minute, "how long to wait for the fast destinations to receive everything after a phase")
+	flag.DurationVar(&cfg.settle, "settle-timeout", 20*time.Minute, "how long to wait for the fast destinations (and then the sinks) to receive everything after a phase")
 	flag.BoolVar(&cfg.waitSlow, "wait-slow", false, "also wait for the slow destination to receive everything")
+	flag.BoolVar(&cfg.sinks, "sinks", true, "also deliver to four CardEventSinks in the namespace (Standard Webhooks, CloudEvents, Kafka on kfake, NATS JetStream) and wait for them after each phase")
 	flag.StringVar(&cfg.managerArgs, "manager-args", "", "extra flags for cardplane manager, space-separated")
 	flag.StringVar(&cfg.managerEnv, "manager-env", "", "extra environment of the manager alone, space-separated K=V (e.g. GOMEMLIMIT=690MiB: set for the harness, it would reach the API server too)")
 	flag.StringVar(&cfg.out, "out", "", "also write the report to this file")

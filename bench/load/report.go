@@ -19,7 +19,9 @@ type phase struct {
 	settledFast               time.Time
 	settleErr                 error
 	writesBefore, writesAfter measure.Metrics
+	cpuBefore, cpuAfter       cpuReading // from the phase's start until the fast destinations and the sinks had everything
 	fast                      []delivered
+	sinks                     []delivered
 	slowDelivered             int
 }
 
@@ -35,23 +37,10 @@ func (p *phase) measureDeliveries(h *harness) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, d := range h.fast {
-		got := delivered{name: d.name}
-		for _, id := range p.ids {
-			at, ok := d.settledAt(id)
-			if !ok {
-				continue
-			}
-			got.count++
-			got.lags = append(got.lags, at.Sub(h.acked[id]))
-			if got.first.IsZero() || at.Before(got.first) {
-				got.first = at
-			}
-			if at.After(got.last) {
-				got.last = at
-			}
-		}
-		slices.Sort(got.lags)
-		p.fast = append(p.fast, got)
+		p.fast = append(p.fast, p.arrived(h, d.arrivals))
+	}
+	for _, s := range h.sinks {
+		p.sinks = append(p.sinks, p.arrived(h, s.arrivals))
 	}
 	for _, id := range p.ids {
 		if _, ok := h.slow.settledAt(id); ok {
@@ -59,6 +48,33 @@ func (p *phase) measureDeliveries(h *harness) {
 		}
 	}
 }
+
+// arrived is what a received of the phase; h.mu is held.
+func (p *phase) arrived(h *harness, a *arrivals) delivered {
+	got := delivered{name: a.name}
+	for _, id := range p.ids {
+		at, ok := a.settledAt(id)
+		if !ok {
+			continue
+		}
+		got.count++
+		got.lags = append(got.lags, at.Sub(h.acked[id]))
+		if got.first.IsZero() || at.Before(got.first) {
+			got.first = at
+		}
+		if at.After(got.last) {
+			got.last = at
+		}
+	}
+	slices.Sort(got.lags)
+	return got
+}
+
+// rate is the receiver's rate, first delivery to last.
+func (d delivered) rate() float64 { return rate(d.count, d.last.Sub(d.first)) }
+
+// lag is the p-th percentile of the receiver's lags.
+func (d delivered) lag(pct int) time.Duration { return percentile(d.lags, pct) }
 
 // ingestRate is acknowledged transactions per second from the first acknowledgement to the last.
 func (p *phase) ingestRate() float64 {
@@ -69,7 +85,7 @@ func (p *phase) ingestRate() float64 {
 func (p *phase) projectionRate() float64 {
 	slowest := 0.0
 	for i, d := range p.fast {
-		if r := rate(d.count, d.last.Sub(d.first)); i == 0 || r < slowest {
+		if r := d.rate(); i == 0 || r < slowest {
 			slowest = r
 		}
 	}
@@ -86,8 +102,16 @@ func (p *phase) lag(pct int) time.Duration {
 		return 0
 	}
 	slices.Sort(all)
-	i := (pct*len(all)+99)/100 - 1
-	return all[max(0, min(i, len(all)-1))]
+	return percentile(all, pct)
+}
+
+// percentile is the nearest-rank p-th percentile of sorted (0 for none).
+func percentile(sorted []time.Duration, pct int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (pct*len(sorted)+99)/100 - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 func rate(n int, d time.Duration) float64 {
@@ -147,6 +171,11 @@ func (r *report) String() string {
 	fmt.Fprintf(&b, "## bench/load — %s, %d CPUs\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"), r.cpus)
 	fmt.Fprintf(&b, "UPay callbacks to the real manager binary on a local kube-apiserver and etcd; one endpoint, destinations fast-a and fast-b (answer at once) and slow (answers after %s). %d cards first (%.0f/s), then settled transactions from %d senders.\n\n",
 		r.cfg.slow, r.cfg.cards, r.cards.Rate(), r.cfg.workers)
+	if r.cfg.sinks {
+		b.WriteString("The namespace also has four CardEventSinks (webhook, cloudevents, kafka, nats) taking every card and transaction state; each phase waits for them too.\n\n")
+	} else {
+		b.WriteString("No CardEventSinks (-sinks=false).\n\n")
+	}
 	t := measure.NewTable("phase", "transactions", "ingest /s", "ack p50", "ack p99", "errors", "projection /s", "projection ÷ ingest",
 		"lag p50", "lag p99", "lag max", "settled after last ack", "slow destination got")
 	for _, p := range r.phases {
@@ -160,13 +189,57 @@ func (r *report) String() string {
 			fmt.Sprintf("%d of %d", p.slowDelivered, len(p.ids)))
 	}
 	b.WriteString(t.String() + "\n")
+	r.writeSinks(&b)
+	r.writeCPU(&b)
 	r.writeWrites(&b)
 	r.writeFootprint(&b)
 	return b.String()
 }
 
+// writeSinks compares each CardEventSink with the fast destination fast-a, per phase.
+func (r *report) writeSinks(b *strings.Builder) {
+	if !r.cfg.sinks || len(r.phases) == 0 {
+		return
+	}
+	b.WriteString("CardEventSinks beside the fast destination (settled transaction states; lag: callback acknowledged -> arrival at the receiver; " +
+		"kafka is kfake, franz-go's in-memory Kafka-protocol broker, not a real Kafka, read by a franz-go consumer; nats is an embedded " +
+		"nats-server with JetStream (file store), read by an ordered consumer). The four sinks and the three destinations run concurrently " +
+		"in the same manager: the rates are shares of one manager's CPU, not each sink's ceiling; the transports alone: " +
+		"`go test -bench . ./internal/sink/`.\n\n")
+	t := measure.NewTable("phase", "receiver", "states", "projection /s", "projection ÷ ingest", "lag p50", "lag p99", "lag max", "last arrival after last ack")
+	for _, p := range r.phases {
+		rows := append([]delivered{}, p.fast[:min(1, len(p.fast))]...)
+		for _, d := range append(rows, p.sinks...) {
+			name := d.name + " (sink)"
+			if len(rows) > 0 && d.name == rows[0].name {
+				name = d.name + " (destination)"
+			}
+			last := "-"
+			if d.count > 0 {
+				last = dur(d.last.Sub(p.lastAck))
+			}
+			t.Add(p.name, name, fmt.Sprintf("%d of %d", d.count, len(p.ids)), fmt.Sprintf("%.1f", d.rate()),
+				fmt.Sprintf("%.2f", float64(measure.Ratio(d.rate(), p.ingestRate()))), dur(d.lag(50)), dur(d.lag(99)), dur(d.lag(100)), last)
+		}
+	}
+	b.WriteString(t.String() + "\n")
+}
+
+// writeCPU is the CPU each process used per phase, from the phase's start until the fast destinations (and the
+// sinks) had everything.
+func (r *report) writeCPU(b *strings.Builder) {
+	fmt.Fprintf(b, "CPU per phase, in cores of the machine's %d (from the phase's start until every fast destination and sink had everything; the harness runs the senders and every receiver, kfake and the NATS server included):\n\n", r.cpus)
+	t := measure.NewTable("phase", "wall", "manager", "kube-apiserver", "etcd", "harness", "these four", "whole machine (other work included)")
+	for _, p := range r.phases {
+		m, a, e, hr, all := cores(p.cpuBefore, p.cpuAfter)
+		f := func(v float64) string { return fmt.Sprintf("%.2f", v) }
+		t.Add(p.name, dur(p.cpuAfter.at.Sub(p.cpuBefore.at)), f(m), f(a), f(e), f(hr), f(m+a+e+hr), f(all))
+	}
+	b.WriteString(t.String() + "\n")
+}
+
 func (r *report) writeWrites(b *strings.Builder) {
-	b.WriteString("API writes per transaction (the API server's apiserver_request_total, from the phase's start until the fast destinations had everything):\n\n")
+	b.WriteString("API writes per transaction (the API server's apiserver_request_total, from the phase's start until the fast destinations and the sinks had everything):\n\n")
 	keys := map[string]bool{}
 	per := make([]map[string]float64, len(r.phases))
 	for i, p := range r.phases {

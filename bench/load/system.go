@@ -30,6 +30,7 @@ type system struct {
 	pprof       string // http://host:port of the manager's /debug/pprof
 	managerPID  int
 	apiPID      int
+	etcdPID     int // 0: not found (its CPU is then not reported)
 	etcdMetrics string
 }
 
@@ -68,6 +69,7 @@ func (s *system) findControlPlane() error {
 		return errors.New("envtest did not say where etcd listens")
 	}
 	s.etcdMetrics = strings.TrimSuffix(etcd.String(), "/") + "/metrics"
+	s.etcdPID, _ = measure.FindProcess("etcd", "--listen-client-urls="+strings.TrimSuffix(etcd.String(), "/"))
 	return nil
 }
 
