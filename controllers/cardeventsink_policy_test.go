@@ -222,42 +222,6 @@ func polDump(t *testing.T, ns, name string) func() {
 	}
 }
 
-// polObserve writes a card state like the receiver does (stateSequence + 1); a non-zero receivedAt is set as
-// status.lastEvent.receivedAt.
-func polObserve(t *testing.T, ns, name string, phase cardsv1alpha1.CardPhase, receivedAt time.Time) *cardsv1alpha1.Card {
-	t.Helper()
-	ctx := context.Background()
-	card := &cardsv1alpha1.Card{}
-	err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, card)
-	if client.IgnoreNotFound(err) != nil {
-		t.Fatal(err)
-	}
-	if err != nil {
-		card = &cardsv1alpha1.Card{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Spec: cardsv1alpha1.CardSpec{EndpointRef: cardsv1alpha1.NamespacedObjectReference{Namespace: ns, Name: "orders"},
-				Provider: cardsv1alpha1.ProviderAlchemyPay, ProviderCardID: strings.ToUpper(name)}}
-		if err := k8s.Create(ctx, card); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		before := card.DeepCopy()
-		card.Status.Phase = phase
-		card.Status.StateSequence++
-		if !receivedAt.IsZero() {
-			at := metav1.NewTime(receivedAt)
-			card.Status.LastEvent = &cardsv1alpha1.ProviderEvent{Type: "CSC_STATUS_CHANGE", ReceivedAt: &at}
-		}
-		err := k8s.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-		if err == nil {
-			return card
-		}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(card), card); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // polEvent reports whether an Event with reason is recorded about the object name (events.k8s.io/v1, which
 // the manager's recorder writes, or core/v1).
 func polEvent(t *testing.T, ns, reason, name string) bool {
@@ -303,9 +267,9 @@ func TestCardEventSinkPolicy(t *testing.T) {
 func polBackfill(t *testing.T) {
 	t.Parallel()
 	ns := polSetup(t)
-	polObserve(t, ns, "old1", cardsv1alpha1.CardActive, time.Time{})
-	polObserve(t, ns, "old1", cardsv1alpha1.CardFrozen, time.Time{}) // state 2 is the current one
-	polObserve(t, ns, "old2", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "old1", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "old1", cardsv1alpha1.CardFrozen, time.Time{}) // state 2 is the current one
+	observeAt(t, ns, "old2", cardsv1alpha1.CardActive, time.Time{})
 	startManager(t, ns)
 	withBackfill, without := polNewServer(t), polNewServer(t)
 	polCreateSink(t, ns, "backfill", cardsv1alpha1.CardEventSinkSpec{Sink: polWebhook(withBackfill.URL), Backfill: true})
@@ -323,8 +287,8 @@ func polBackfill(t *testing.T) {
 		return a != nil && a.Status == metav1.ConditionTrue && b != nil && b.Status == metav1.ConditionTrue
 	})
 
-	polObserve(t, ns, "old2", cardsv1alpha1.CardFrozen, time.Time{})
-	polObserve(t, ns, "new", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "old2", cardsv1alpha1.CardFrozen, time.Time{})
+	observeAt(t, ns, "new", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "later changes delivered to both", func() bool {
 		return len(without.of("old2")) == 1 && len(without.of("new")) == 1 && len(withBackfill.of("old2")) == 2 && len(withBackfill.of("new")) == 1
 	}, polDump(t, ns, "later"), polDump(t, ns, "backfill"), func() {
@@ -359,9 +323,9 @@ func polDeadLetters(t *testing.T) {
 		c := polReady(polGetSink(t, ns, "dl"))
 		return c != nil && c.Status == metav1.ConditionTrue
 	}, polDump(t, ns, "dl"))
-	bad := polObserve(t, ns, "bad", cardsv1alpha1.CardActive, time.Time{})
-	flaky := polObserve(t, ns, "flaky", cardsv1alpha1.CardActive, time.Time{})
-	polObserve(t, ns, "good", cardsv1alpha1.CardActive, time.Time{})
+	bad := observeAt(t, ns, "bad", cardsv1alpha1.CardActive, time.Time{})
+	flaky := observeAt(t, ns, "flaky", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "good", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "the good card delivered", func() bool { return len(srv.of("good")) == 1 })
 
 	var cs *cardsv1alpha1.CardEventSink
@@ -469,10 +433,10 @@ func polReplay(t *testing.T) {
 		return a != nil && a.Status == metav1.ConditionTrue && b != nil && b.Status == metav1.ConditionTrue
 	})
 	t0 := time.Now().Add(-time.Minute).Truncate(time.Second).UTC()
-	polObserve(t, ns, "at", cardsv1alpha1.CardActive, t0)                        // received exactly at the replay time
-	polObserve(t, ns, "after", cardsv1alpha1.CardActive, t0.Add(10*time.Second)) // after it
-	polObserve(t, ns, "before", cardsv1alpha1.CardActive, t0.Add(-time.Hour))    // before it: not replayed
-	polObserve(t, ns, "unknown", cardsv1alpha1.CardActive, time.Time{})          // no receivedAt: not replayed (observedAt is zero)
+	observeAt(t, ns, "at", cardsv1alpha1.CardActive, t0)                        // received exactly at the replay time
+	observeAt(t, ns, "after", cardsv1alpha1.CardActive, t0.Add(10*time.Second)) // after it
+	observeAt(t, ns, "before", cardsv1alpha1.CardActive, t0.Add(-time.Hour))    // before it: not replayed
+	observeAt(t, ns, "unknown", cardsv1alpha1.CardActive, time.Time{})          // no receivedAt: not replayed (observedAt is zero)
 	names := []string{"at", "after", "before", "unknown"}
 	waitFor(t, "first deliveries", func() bool {
 		for _, n := range names {
@@ -549,7 +513,7 @@ func polSecretRotation(t *testing.T) {
 		c := polReady(polGetSink(t, ns, "rot"))
 		return c != nil && c.Status == metav1.ConditionTrue
 	}, polDump(t, ns, "rot"))
-	polObserve(t, ns, "c1", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "c1", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "first delivery", func() bool { return len(srv.of("c1")) == 1 })
 	if a := srv.of("c1")[0].Auth; a != "Bearer first-token" {
 		t.Fatalf("Authorization = %q, want Bearer first-token", a)
@@ -571,7 +535,7 @@ func polSecretRotation(t *testing.T) {
 			t.Fatalf("no delivery carried the new token: %+v", srv.of("c1"))
 		}
 		n := len(srv.of("c1"))
-		polObserve(t, ns, "c1", phase, time.Time{})
+		observeAt(t, ns, "c1", phase, time.Time{})
 		waitFor(t, "the next state delivered", func() bool { return len(srv.of("c1")) == n+1 })
 		rotated = srv.of("c1")[n].Auth == "Bearer second-token"
 		if phase == cardsv1alpha1.CardFrozen {
@@ -582,7 +546,7 @@ func polSecretRotation(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	n := len(srv.of("c1"))
-	polObserve(t, ns, "c2", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "c2", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "a later delivery", func() bool { return len(srv.of("c2")) == 1 })
 	if a := srv.of("c2")[0].Auth; a != "Bearer second-token" {
 		t.Errorf("a delivery after the rotation carried %q", a)
@@ -638,7 +602,7 @@ func polBadConfiguration(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == cardsv1alpha1.ReasonSecretNotLabelled
 	}, polDump(t, ns, "unlabelled"))
 
-	polObserve(t, ns, "w1", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "w1", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "the good sink delivers w1", func() bool { return len(good.of("w1")) == 1 })
 	time.Sleep(time.Second)
 	if n := len(never.all()) + len(missing.all()); n != 0 {
@@ -669,8 +633,8 @@ func polBadConfiguration(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "InvalidFilter" &&
 			strings.Contains(c.Message, "stays in force") && c.ObservedGeneration == cs.Generation
 	}, polDump(t, ns, "good"))
-	polObserve(t, ns, "w2", cardsv1alpha1.CardActive, time.Time{})
-	polObserve(t, ns, "w3", cardsv1alpha1.CardFrozen, time.Time{})
+	observeAt(t, ns, "w2", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "w3", cardsv1alpha1.CardFrozen, time.Time{})
 	waitFor(t, "deliveries continue under the old filter", func() bool { return len(good.of("w2")) == 1 }, polDump(t, ns, "good"))
 	time.Sleep(time.Second)
 	if got := good.of("w3"); len(got) != 0 {
@@ -780,7 +744,7 @@ func polAuthorizationDecided(t *testing.T) {
 		a, b := polReady(polGetSink(t, ns, "decisions")), polReady(polGetSink(t, ns, "both"))
 		return a != nil && a.Status == metav1.ConditionTrue && b != nil && b.Status == metav1.ConditionTrue
 	})
-	polObserve(t, ns, "card", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "card", cardsv1alpha1.CardActive, time.Time{})
 	mk := func(name string, decided bool) *cardsv1alpha1.CardTransaction {
 		txn := &cardsv1alpha1.CardTransaction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: cardsv1alpha1.CardTransactionSpec{CardRef: cardsv1alpha1.LocalObjectReference{Name: "card"},
@@ -848,8 +812,8 @@ func polStatus(t *testing.T) {
 		c := polReady(polGetSink(t, ns, "st"))
 		return c != nil && c.Status == metav1.ConditionTrue
 	}, polDump(t, ns, "st"))
-	polObserve(t, ns, "s1", cardsv1alpha1.CardActive, time.Time{})
-	last := polObserve(t, ns, "s2", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "s1", cardsv1alpha1.CardActive, time.Time{})
+	last := observeAt(t, ns, "s2", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "delivered", func() bool { return len(srv.of("s1")) == 1 && len(srv.of("s2")) == 1 })
 	rv, _ := strconv.ParseUint(last.ResourceVersion, 10, 64)
 	var cs *cardsv1alpha1.CardEventSink
@@ -877,8 +841,8 @@ func polStatus(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond) // the informer hands the deletion on
 	before := len(srv.all())
-	polObserve(t, ns, "s1", cardsv1alpha1.CardFrozen, time.Time{})
-	polObserve(t, ns, "s3", cardsv1alpha1.CardActive, time.Time{})
+	observeAt(t, ns, "s1", cardsv1alpha1.CardFrozen, time.Time{})
+	observeAt(t, ns, "s3", cardsv1alpha1.CardActive, time.Time{})
 	waitFor(t, "the other sink still delivers", func() bool { return len(control.of("s1")) == 2 && len(control.of("s3")) == 1 })
 	time.Sleep(time.Second)
 	if got := srv.all(); len(got) != before {

@@ -119,6 +119,13 @@ func projectionEndpoint(t *testing.T, ns string, d *destination, retry *cardsv1a
 // observe writes a card state the way the receiver does: absolute status, stateSequence + 1.
 func observe(t *testing.T, ns, name string, phase cardsv1alpha1.CardPhase) {
 	t.Helper()
+	observeAt(t, ns, name, phase, time.Time{})
+}
+
+// observeAt is observe with status.lastEvent.receivedAt set to receivedAt (unless zero); it returns the card
+// as written.
+func observeAt(t *testing.T, ns, name string, phase cardsv1alpha1.CardPhase, receivedAt time.Time) *cardsv1alpha1.Card {
+	t.Helper()
 	ctx := context.Background()
 	card := &cardsv1alpha1.Card{}
 	err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, card)
@@ -137,9 +144,13 @@ func observe(t *testing.T, ns, name string, phase cardsv1alpha1.CardPhase) {
 		before := card.DeepCopy()
 		card.Status.Phase = phase
 		card.Status.StateSequence++
+		if !receivedAt.IsZero() {
+			at := metav1.NewTime(receivedAt)
+			card.Status.LastEvent = &cardsv1alpha1.ProviderEvent{Type: "CSC_STATUS_CHANGE", ReceivedAt: &at}
+		}
 		err := k8s.Status().Patch(ctx, card, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 		if err == nil {
-			return
+			return card
 		}
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(card), card); err != nil {
 			t.Fatal(err)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -44,7 +43,7 @@ func TestSinksGuide(t *testing.T) {
 	if assets == "" {
 		t.Skip("KUBEBUILDER_ASSETS is not set: run the tests with `make test`, which builds kube-apiserver and etcd")
 	}
-	blocks := markedBlocks(t, filepath.Join(testenv.RepoRoot(), "docs", "operations.md"), "<!-- sinks -->")
+	blocks := testenv.MarkedBlocks(t, filepath.Join(testenv.RepoRoot(), "docs", "operations.md"), "<!-- sinks -->")
 	if len(blocks) != 3 {
 		t.Fatalf("want 3 <!-- sinks --> blocks (create, wait, replay), found %d", len(blocks))
 	}
@@ -188,41 +187,6 @@ func startGuideManager(t *testing.T, cfg *rest.Config) {
 			t.Logf("manager log:\n%s", logs)
 		}
 	})
-}
-
-// markedBlocks returns the ```sh blocks of a Markdown file that follow a marker line, in order (the
-// extraction of test/node/walk_test.go).
-func markedBlocks(t *testing.T, path, marker string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var blocks []string
-	var cur *strings.Builder
-	marked := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case cur != nil && line == "```":
-			blocks = append(blocks, cur.String())
-			cur = nil
-		case cur != nil:
-			cur.WriteString(line + "\n")
-		case strings.TrimSpace(line) == marker:
-			marked = true
-		case marked && line == "```sh":
-			cur, marked = &strings.Builder{}, false
-		case marked && strings.TrimSpace(line) != "":
-			t.Fatalf("%s: %s is not followed by a ```sh block but by %q", path, marker, line)
-		}
-	}
-	if len(blocks) == 0 {
-		t.Fatalf("%s has no %s blocks", path, marker)
-	}
-	return blocks
 }
 
 // TestSinkRBACExamples applies config/samples/rbac to a real API server (envtest's authorizes with RBAC) and

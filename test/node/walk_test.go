@@ -61,40 +61,6 @@ func requirements() string {
 	return strings.Join(missing, ", ")
 }
 
-// walkBlocks returns the shell blocks of the guide marked `<!-- walk -->`, in order.
-func walkBlocks(t *testing.T, guide string) []string {
-	t.Helper()
-	f, err := os.Open(guide)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var blocks []string
-	var cur *strings.Builder
-	marked := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case cur != nil && line == "```":
-			blocks = append(blocks, cur.String())
-			cur = nil
-		case cur != nil:
-			cur.WriteString(line + "\n")
-		case strings.TrimSpace(line) == "<!-- walk -->":
-			marked = true
-		case marked && line == "```sh":
-			cur, marked = &strings.Builder{}, false
-		case marked && strings.TrimSpace(line) != "":
-			t.Fatalf("%s: <!-- walk --> is not followed by a ```sh block but by %q", guide, line)
-		}
-	}
-	if len(blocks) == 0 {
-		t.Fatalf("%s has no <!-- walk --> blocks", guide)
-	}
-	return blocks
-}
-
 // cluster is a control plane as a cluster's (the ServiceAccount admission plugin on, which envtest turns
 // off, so admitted pods get their projected token volume; no CRDs until the install adds them), a registry,
 // the cluster's controller manager and scheduler, and the stand-in node. The API server reaches admission
@@ -192,7 +158,7 @@ func startControllers(t *testing.T, ctx context.Context, kubeconfig string, caPE
 
 func TestGuideFromHelmInstallToFirstCard(t *testing.T) {
 	root := testenv.RepoRoot()
-	blocks := walkBlocks(t, filepath.Join(root, "docs", "operations.md"))
+	blocks := testenv.MarkedBlocks(t, filepath.Join(root, "docs", "operations.md"), "<!-- walk -->")
 	cl := newCluster(t)
 	c, node, kubeconfig, registry, ctx := cl.c, cl.node, cl.kubeconfig, cl.registry, cl.ctx
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
