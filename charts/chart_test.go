@@ -200,7 +200,7 @@ func TestDefaults(t *testing.T) {
 	// The second ClusterRole is the metrics reader's; the Secret, the fourth Service and the
 	// ValidatingWebhookConfiguration are the rule-set admission webhook's.
 	want := []string{"ClusterRole", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
-		"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "Service", "Service", "Service",
+		"CustomResourceDefinition", "CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "Service", "Service", "Service",
 		"ServiceAccount", "ValidatingWebhookConfiguration"}
 	if !slices.Equal(got, want) {
 		t.Errorf("default kinds = %v, want %v (optional features must be off by default)", got, want)
