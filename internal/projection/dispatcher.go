@@ -553,14 +553,12 @@ func (d *Dispatcher) backfill(q *destQueue, ep *cardsv1alpha1.WebhookEndpoint) {
 
 // checkpointOf reads the checkpoint a destination's status holds (0: none).
 func checkpointOf(ep *cardsv1alpha1.WebhookEndpoint, name string) [kinds]uint64 {
-	var cp [kinds]uint64
 	for _, s := range ep.Status.Destinations {
-		if s.Name == name && s.Checkpoint != nil {
-			cp[kindCard], _ = strconv.ParseUint(s.Checkpoint.Cards, 10, 64)
-			cp[kindTransaction], _ = strconv.ParseUint(s.Checkpoint.Transactions, 10, 64)
+		if s.Name == name {
+			return checkpointFrom(s.Checkpoint)
 		}
 	}
-	return cp
+	return [kinds]uint64{}
 }
 
 func maxInFlight(d *cardsv1alpha1.Destination) int {

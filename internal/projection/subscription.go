@@ -133,8 +133,8 @@ func (d *Dispatcher) newSubscription(cs *cardsv1alpha1.CardEventSink) *subscript
 	s.failed.Store(cs.Status.Failed)
 	s.filtered.Store(cs.Status.Filtered)
 	s.deadLettered.Store(cs.Status.DeadLettered)
-	// Annotations present at first sight were acted on before a restart only if the controller removed them;
-	// they are still there, so they are acted on now.
+	// A replay or resend annotation present at first sight was not acted on yet (acting removes it): the
+	// empty acted map makes runSinkConfig act on it.
 	if fresh && cs.Spec.Backfill {
 		s.q.backfilling.Store(true)
 	}
@@ -152,6 +152,7 @@ func (s *subscription) close() {
 	}
 }
 
+// checkpointFrom parses a checkpoint a status holds (0 per kind: none).
 func checkpointFrom(cp *cardsv1alpha1.DeliveryCheckpoint) [kinds]uint64 {
 	var out [kinds]uint64
 	if cp != nil {
