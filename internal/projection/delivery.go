@@ -43,9 +43,10 @@ func eventTypeOf(k kind, obj client.Object, types []cardsv1alpha1.DestinationEve
 	return k.eventType()
 }
 
-func policy(d *cardsv1alpha1.Destination) (int32, time.Duration, time.Duration) {
+// policy reads a retry policy with its defaults: attempts, first and largest backoff.
+func policy(r *cardsv1alpha1.RetryPolicy) (int32, time.Duration, time.Duration) {
 	maxAttempts, minB, maxB := int32(defaultMaxAttempts), defaultMinBackoff, defaultMaxBackoff
-	if r := d.Retry; r != nil {
+	if r != nil {
 		if r.MaxAttempts > 0 {
 			maxAttempts = r.MaxAttempts
 		}

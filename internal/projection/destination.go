@@ -36,7 +36,7 @@ func (t *destTarget) retry() (retryPolicy, bool) {
 	if dest == nil {
 		return retryPolicy{}, false
 	}
-	maxAttempts, minB, maxB := policy(dest)
+	maxAttempts, minB, maxB := policy(dest.Retry)
 	return retryPolicy{maxAttempts: maxAttempts, minB: minB, maxB: maxB}, true
 }
 

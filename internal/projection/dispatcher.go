@@ -98,8 +98,8 @@ type Dispatcher struct {
 	endpoints map[types.NamespacedName]*endpointQueues
 	// cards maps each card to its endpoint, UID and labels, so a transaction is routed without reading its card.
 	cards map[types.NamespacedName]cardInfo
-	// sinks are the CardEventSinks, by name.
-	sinks      map[types.NamespacedName]*subscription
+	// sinks are the CardEventSinks, by namespace and name: a change is routed to its namespace's only.
+	sinks      map[string]map[string]*subscription
 	sinkConfig workqueue.TypedDelayingInterface[types.NamespacedName]
 	// unresolved are transactions seen before their card, by the resourceVersion they were seen at: the
 	// checkpoints stay below them until they are routed.
@@ -143,7 +143,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.ctx = ctx
 	d.endpoints = map[types.NamespacedName]*endpointQueues{}
 	d.cards = map[types.NamespacedName]cardInfo{}
-	d.sinks = map[types.NamespacedName]*subscription{}
+	d.sinks = map[string]map[string]*subscription{}
 	if d.SinkPolicy.RecheckInterval <= 0 {
 		d.SinkPolicy.RecheckInterval = 10 * time.Second
 	}
@@ -214,9 +214,11 @@ func (d *Dispatcher) shutDownQueues() {
 			q.shutDown()
 		}
 	}
-	for _, s := range d.sinks {
-		s.q.shutDown()
-		s.close()
+	for _, ns := range d.sinks {
+		for _, s := range ns {
+			s.q.shutDown()
+			s.close()
+		}
 	}
 }
 
@@ -454,7 +456,7 @@ func (d *Dispatcher) onDelete(k kind, o any) {
 			q.forget(key)
 		}
 	}
-	for _, s := range d.sinks {
+	for _, s := range d.sinks[key.Namespace] {
 		s.q.forget(key)
 	}
 }

@@ -193,12 +193,14 @@ func (d *Dispatcher) writeSinkStatuses(ctx context.Context, seen [kinds]uint64, 
 	}
 	var todo []work
 	d.mu.Lock()
-	for key, s := range d.sinks {
-		st := d.sinkStatus(s, seen, unresolved)
-		routine := d.Now().Sub(s.written) >= routineEvery*d.StatusInterval
-		if sinkStatusDue(s.obj, &st, routine) {
-			s.written = d.Now()
-			todo = append(todo, work{key, st})
+	for _, ns := range d.sinks {
+		for _, s := range ns {
+			st := d.sinkStatus(s, seen, unresolved)
+			routine := d.Now().Sub(s.written) >= routineEvery*d.StatusInterval
+			if sinkStatusDue(s.obj, &st, routine) {
+				s.written = d.Now()
+				todo = append(todo, work{s.key, st})
+			}
 		}
 	}
 	d.mu.Unlock()

@@ -69,7 +69,7 @@ type sinkTarget struct {
 func (t *sinkTarget) config() *sinkConfig {
 	t.d.mu.Lock()
 	defer t.d.mu.Unlock()
-	if t.d.sinks[t.s.key] != t.s {
+	if t.d.sinks[t.s.key.Namespace][t.s.key.Name] != t.s {
 		return nil
 	}
 	return t.s.good

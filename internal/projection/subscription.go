@@ -93,12 +93,15 @@ func (d *Dispatcher) onSink(o any, deleted bool) {
 	if d.stopped {
 		return
 	}
-	s := d.sinks[key]
+	s := d.sinks[key.Namespace][key.Name]
 	if deleted {
 		if s != nil {
 			s.q.shutDown()
 			s.close()
-			delete(d.sinks, key)
+			delete(d.sinks[key.Namespace], key.Name)
+			if len(d.sinks[key.Namespace]) == 0 {
+				delete(d.sinks, key.Namespace)
+			}
 		}
 		return
 	}
@@ -108,7 +111,10 @@ func (d *Dispatcher) onSink(o any, deleted bool) {
 			s.close()
 		}
 		s = d.newSubscription(cs)
-		d.sinks[key] = s
+		if d.sinks[key.Namespace] == nil {
+			d.sinks[key.Namespace] = map[string]*subscription{}
+		}
+		d.sinks[key.Namespace][key.Name] = s
 	}
 	s.obj = cs
 	d.sinkConfig.Add(key)
@@ -168,10 +174,7 @@ func (d *Dispatcher) sinkQueuesFor(namespace string, k kind, obj client.Object, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var qs []*destQueue
-	for key, s := range d.sinks {
-		if key.Namespace != namespace {
-			continue
-		}
+	for _, s := range d.sinks[namespace] {
 		c := s.good
 		if c == nil {
 			// Not built yet: queue it; the worker that starts with the first good configuration decides.
@@ -189,7 +192,7 @@ func (d *Dispatcher) sinkQueuesFor(namespace string, k kind, obj client.Object, 
 func (d *Dispatcher) subscription(key types.NamespacedName) *subscription {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.sinks[key]
+	return d.sinks[key.Namespace][key.Name]
 }
 
 // runSinkConfig builds the subscriptions' transports and acts on their annotations, and checks each again
@@ -308,7 +311,7 @@ func sinkDelivery(p *cardsv1alpha1.DeliveryPolicy) (retryPolicy, time.Duration, 
 	if p == nil {
 		return r, timeout, inFlight
 	}
-	r.maxAttempts, r.minB, r.maxB = policy(&cardsv1alpha1.Destination{Retry: p.Retry})
+	r.maxAttempts, r.minB, r.maxB = policy(p.Retry)
 	if p.Timeout != nil && p.Timeout.Duration > 0 {
 		timeout = min(p.Timeout.Duration, maxTimeout)
 	}
