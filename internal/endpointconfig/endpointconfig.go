@@ -87,7 +87,7 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 	creds := &credentials{ep: ep}
 	if ep.Spec.CredentialsRef != nil {
 		var err error
-		if creds.data, err = secretData(ctx, r, ep.Namespace, ep.Spec.CredentialsRef.Name); err != nil {
+		if creds.data, err = SecretData(ctx, r, ep.Namespace, ep.Spec.CredentialsRef.Name); err != nil {
 			return nil, err
 		}
 	}
@@ -277,7 +277,7 @@ func ConfidentialURL(raw string) bool {
 // destinationSecrets checks that every destination's signing Secret holds a usable key.
 func destinationSecrets(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) error {
 	for _, d := range ep.Spec.Destinations {
-		data, err := secretData(ctx, r, ep.Namespace, d.SecretRef.Name)
+		data, err := SecretData(ctx, r, ep.Namespace, d.SecretRef.Name)
 		if err != nil {
 			return err
 		}
@@ -342,10 +342,11 @@ func AcceptsEndpointsFrom(annotation, from string) bool {
 // cache.Options.ByObject).
 var SecretCache = labels.SelectorFromSet(labels.Set{cardsv1alpha1.LabelCredentials: "true"})
 
-// secretData reads a Secret an endpoint names. Only Secrets labelled cards.cardplane.io/credentials=true are
-// read: the manager's cache holds no other, and a Secret read another way (the reconciler reads from the API
-// server) is refused here, so naming a Secret is not enough to have cardplane sign with its key.
-func secretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {
+// SecretData reads a Secret an endpoint or a CardEventSink names. Only Secrets labelled
+// cards.cardplane.io/credentials=true are read: the manager's cache holds no other, and a Secret read another
+// way (the reconciler reads from the API server) is refused here, so naming a Secret is not enough to have
+// cardplane use it. A missing or unlabelled Secret is an *Error with its reason; other errors are failed reads.
+func SecretData(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {
 	s := &corev1.Secret{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -433,7 +434,7 @@ func StandardWebhooksKey(secret []byte) ([]byte, error) {
 
 // DestinationSecret reads the Standard Webhooks secret a destination's deliveries are signed with.
 func DestinationSecret(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint, d *cardsv1alpha1.Destination) ([]byte, error) {
-	data, err := secretData(ctx, r, ep.Namespace, d.SecretRef.Name)
+	data, err := SecretData(ctx, r, ep.Namespace, d.SecretRef.Name)
 	if err != nil {
 		return nil, err
 	}

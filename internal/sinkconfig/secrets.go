@@ -4,33 +4,25 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
+	"errors"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
+	"github.com/cardplane/cardplane/internal/endpointconfig"
 	"github.com/cardplane/cardplane/internal/sink"
 )
 
-// fetch reads a Secret; nil without error when it does not exist.
-func fetch(ctx context.Context, r client.Reader, namespace, name string) (*corev1.Secret, error) {
-	s := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+// fetch reads a Secret the way every Secret cardplane uses is read (endpointconfig.SecretData: labelled
+// ones only). A missing or unlabelled Secret is a *ConfigError with its reason; other errors are failed reads.
+func fetch(ctx context.Context, r client.Reader, namespace, name string) (map[string][]byte, error) {
+	data, err := endpointconfig.SecretData(ctx, r, namespace, name)
+	if e := (*endpointconfig.Error)(nil); errors.As(err, &e) {
+		return nil, &ConfigError{Reason: e.Reason, Err: errors.New(e.Message)}
 	}
-	return s, nil
-}
-
-// usable reports whether cardplane may use s: naming a Secret is not enough, its owner must have labelled it
-// (a reader other than the manager's cache would see unlabelled ones too).
-func usable(s *corev1.Secret) bool {
-	return s != nil && s.Labels[cardsv1alpha1.LabelCredentials] == "true"
+	return data, err
 }
 
 // secrets reads the Secrets of one namespace for one Build, each once however often it is named.
@@ -50,19 +42,12 @@ func (s *secrets) data(name string) (map[string][]byte, error) {
 	if d, ok := s.read[name]; ok {
 		return d, nil
 	}
-	sec, err := fetch(s.ctx, s.r, s.ns, name)
-	switch {
-	case err != nil:
+	data, err := fetch(s.ctx, s.r, s.ns, name)
+	if err != nil {
 		return nil, err
-	case sec == nil:
-		return nil, configErr(cardsv1alpha1.ReasonSecretNotFound, "Secret %s/%s not found (cardplane reads only Secrets labelled %s=true)",
-			s.ns, name, cardsv1alpha1.LabelCredentials)
-	case !usable(sec):
-		return nil, configErr(cardsv1alpha1.ReasonSecretNotLabelled, "Secret %s/%s is not labelled %s=true: label the Secret to let cardplane use it",
-			s.ns, name, cardsv1alpha1.LabelCredentials)
 	}
-	s.read[name] = sec.Data
-	return sec.Data, nil
+	s.read[name] = data
+	return data, nil
 }
 
 // value is one key of a Secret, which must be there and not empty.

@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -186,16 +187,15 @@ type fingerprinted struct {
 func Fingerprint(ctx context.Context, r client.Reader, namespace string, spec *cardsv1alpha1.SinkSpec) (string, error) {
 	fp := fingerprinted{Spec: spec, Secrets: map[string]map[string][]byte{}}
 	for _, name := range SecretNames(spec) {
-		sec, err := fetch(ctx, r, namespace, name)
-		if err != nil {
+		data, err := fetch(ctx, r, namespace, name)
+		var ce *ConfigError
+		switch {
+		case errors.As(err, &ce):
+			data = nil // missing or unlabelled: absent
+		case err != nil:
 			return "", err
-		}
-		var data map[string][]byte
-		if usable(sec) {
-			data = sec.Data
-			if data == nil {
-				data = map[string][]byte{}
-			}
+		case data == nil:
+			data = map[string][]byte{}
 		}
 		fp.Secrets[name] = data
 	}
