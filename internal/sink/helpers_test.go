@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,16 +17,7 @@ import (
 )
 
 // loopback lets the tests' sinks reach their in-process servers; the default policy refuses loopback.
-func loopback(_, address string, _ syscall.RawConn) error {
-	ap, err := net.ResolveTCPAddr("tcp", address)
-	if err != nil {
-		return err
-	}
-	if !ap.IP.IsLoopback() {
-		return fmt.Errorf("%s is not loopback", address)
-	}
-	return nil
-}
+var loopback = testenv.LoopbackOnly
 
 // pki is a CA made for one test, with a server certificate for 127.0.0.1 and localhost and a client
 // certificate, each as PEM.

@@ -3,7 +3,6 @@ package sinkconfig
 import (
 	"context"
 	"fmt"
-	"net"
 	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +12,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/scheme"
+	"github.com/cardplane/cardplane/internal/testenv"
 )
 
 // ns is the sink's namespace in every test.
@@ -32,17 +32,8 @@ func newReader(objs ...client.Object) client.WithWatch {
 	return fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).Build()
 }
 
-// loopback lets the sinks reach the tests' in-process servers, which the default policy refuses.
-func loopback(_, address string, _ syscall.RawConn) error {
-	ap, err := net.ResolveTCPAddr("tcp", address)
-	if err != nil {
-		return err
-	}
-	if !ap.IP.IsLoopback() {
-		return fmt.Errorf("%s is not loopback", address)
-	}
-	return nil
-}
+// loopback lets the tests' sinks reach their in-process servers; the default policy refuses loopback.
+var loopback = testenv.LoopbackOnly
 
 // refuseAll keeps sinks that connect in the background (NATS) from reaching anything.
 func refuseAll(_, address string, _ syscall.RawConn) error {
