@@ -109,7 +109,9 @@ func putRuleSet(t *testing.T, namespace, name, src string) {
 	}
 }
 
-// inForce waits until a replica holds rule set name at the ConfigMap's current version (good or invalid).
+// inForce waits until a replica holds rule set name at the ConfigMap's current version (good or invalid). The
+// version is read again on every poll: the replicas' own state annotation moves the ConfigMap's resourceVersion
+// once after each change, and a version read before that write would be held only for a moment.
 func inForce(t *testing.T, r *replica, namespace, name string, good bool) {
 	t.Helper()
 	list := &cardsv1alpha1.WebhookEndpointList{}
@@ -119,12 +121,12 @@ func inForce(t *testing.T, r *replica, namespace, name string, good bool) {
 	for i := range list.Items {
 		r.sees(t, &list.Items[i])
 	}
-	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, cm); err != nil {
-		t.Fatal(err)
-	}
-	version := namespace + "/" + name + "@" + cm.ResourceVersion
-	waitFor(t, 30*time.Second, "rule set "+version+" in force", func() bool {
+	waitFor(t, 30*time.Second, "rule set "+namespace+"/"+name+" in force at the ConfigMap's version", func() bool {
+		cm := &corev1.ConfigMap{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, cm); err != nil {
+			t.Fatal(err)
+		}
+		version := namespace + "/" + name + "@" + cm.ResourceVersion
 		if good {
 			rs := r.store.Get(namespace, name)
 			return rs != nil && rs.Version == version
