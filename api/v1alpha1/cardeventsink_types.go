@@ -102,8 +102,9 @@ type CloudEventsSink struct {
 	HTTP *HTTPSinkOptions `json:"http,omitempty"`
 }
 
-// HTTPSinkOptions authenticate to an HTTP destination and route to it. Credentials come from Secrets of the
-// sink's namespace only; a changed Secret is picked up without restarting.
+// HTTPSinkOptions authenticate to an HTTP destination and route to it (a CardEventSink's webhook or
+// cloudEvents sink, or a WebhookEndpoint's destination). Credentials come from Secrets of the referrer's own
+// namespace only; a changed Secret is picked up without restarting.
 type HTTPSinkOptions struct {
 	// headers are added to every request, their values read from Secrets (an API key).
 	// +optional

@@ -353,6 +353,12 @@ type Destination struct {
 	// retry is the retry policy of failed deliveries.
 	// +optional
 	Retry *RetryPolicy `json:"retry,omitempty"`
+
+	// http authenticates to the destination and routes to it: headers and a bearer token from Secrets, a
+	// private CA, a client certificate (mTLS), a proxy. Its Secrets are the endpoint's namespace's, labelled
+	// cards.cardplane.io/credentials=true; a rotated one is picked up within seconds, without a restart.
+	// +optional
+	HTTP *HTTPSinkOptions `json:"http,omitempty"`
 }
 
 // RetryPolicy is exponential backoff with jitter.
@@ -487,7 +493,9 @@ type DestinationStatus struct {
 
 // WebhookEndpointStatus is the observed state of an endpoint.
 type WebhookEndpointStatus struct {
-	// conditions are Ready, with reasons such as SecretNotFound, InvalidConfig, Suspended.
+	// conditions are Ready (callbacks are accepted; reasons such as SecretNotFound, InvalidConfig, Suspended)
+	// and, with destinations, DestinationsReady (every destination's transport can be built; a False one
+	// holds its states back but does not stop ingestion).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

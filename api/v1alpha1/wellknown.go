@@ -76,6 +76,10 @@ const (
 const (
 	// ConditionReady is True when an object is fully working.
 	ConditionReady = "Ready"
+	// ConditionDestinationsReady is True on a WebhookEndpoint when every destination's transport (signing
+	// key, headers, CA, client certificate, proxy) can be built. It is apart from Ready, which is about
+	// accepting callbacks: a destination that cannot be reached never stops ingestion; its states wait.
+	ConditionDestinationsReady = "DestinationsReady"
 	// ConditionProjectionFailed is True when an update could not be delivered within the retry budget.
 	ConditionProjectionFailed = "ProjectionFailed"
 	// ConditionFrozen and ConditionClosed are True on a Card in those phases.

@@ -61,6 +61,7 @@ func SecretNames(ep *cardsv1alpha1.WebhookEndpoint) []string {
 	}
 	for _, d := range ep.Spec.Destinations {
 		names = append(names, d.SecretRef.Name)
+		names = append(names, d.HTTP.SecretNames()...)
 	}
 	return names
 }

@@ -1,8 +1,9 @@
-// Package sinkconfig turns a CardEventSink's sink (a SinkSpec) and the Secrets of its namespace that it names
-// into a sink.Sink. It is the one place that knows which Secret key feeds which transport option, so the
-// dispatcher that sends and the reconciler that reports readiness agree on what is usable.
+// Package sinkconfig turns a CardEventSink's sink (a SinkSpec), or a WebhookEndpoint destination (Destination),
+// and the Secrets of its namespace that it names into a sink.Sink. It is the one place that knows which Secret
+// key feeds which transport option, so the dispatcher that sends and the reconcilers that report readiness
+// agree on what is usable.
 //
-// Secrets are read from the sink's own namespace only, and only when labelled
+// Secrets are read from the referrer's own namespace only, and only when labelled
 // cards.cardplane.io/credentials=true, like every Secret cardplane reads: the manager's cache holds no other.
 // A rotated Secret is picked up by building a new sink and swapping it in with sink.Rotating: Fingerprint
 // says when that is due and SecretNames which sinks a changed Secret concerns.
@@ -115,6 +116,13 @@ func Build(ctx context.Context, r client.Reader, namespace string, spec *cardsv1
 	}
 }
 
+// Destination is a WebhookEndpoint destination as the sink it is: a Standard Webhooks POST signed with its
+// secretRef's webhookSecret, reached and authenticated to with its http options. Destinations and the
+// CardEventSinks' webhook sinks are built, checked and rotated by the same code.
+func Destination(d *cardsv1alpha1.Destination) *cardsv1alpha1.SinkSpec {
+	return &cardsv1alpha1.SinkSpec{Webhook: &cardsv1alpha1.WebhookSink{URL: d.URL, SecretRef: d.SecretRef, HTTP: d.HTTP}}
+}
+
 // SecretNames lists the names of the Secrets spec refers to (deduplicated, sorted), so the caller can map a
 // Secret change to the sinks that use it.
 func SecretNames(spec *cardsv1alpha1.SinkSpec) []string {
@@ -124,19 +132,19 @@ func SecretNames(spec *cardsv1alpha1.SinkSpec) []string {
 	var names []string
 	if w := spec.Webhook; w != nil {
 		names = append(names, w.SecretRef.Name)
-		names = append(names, httpSecretNames(w.HTTP)...)
+		names = append(names, w.HTTP.SecretNames()...)
 	}
 	if c := spec.CloudEvents; c != nil {
-		names = append(names, httpSecretNames(c.HTTP)...)
+		names = append(names, c.HTTP.SecretNames()...)
 	}
 	if k := spec.Kafka; k != nil {
-		names = append(names, tlsSecretNames(k.TLS)...)
+		names = append(names, k.TLS.SecretNames()...)
 		if k.SASL != nil {
 			names = append(names, k.SASL.SecretRef.Name)
 		}
 	}
 	if n := spec.NATS; n != nil {
-		names = append(names, tlsSecretNames(n.TLS)...)
+		names = append(names, n.TLS.SecretNames()...)
 		if n.CredentialsSecretRef != nil {
 			names = append(names, n.CredentialsSecretRef.Name)
 		}
@@ -144,34 +152,6 @@ func SecretNames(spec *cardsv1alpha1.SinkSpec) []string {
 	names = slices.DeleteFunc(names, func(s string) bool { return s == "" })
 	slices.Sort(names)
 	return slices.Compact(names)
-}
-
-func httpSecretNames(h *cardsv1alpha1.HTTPSinkOptions) []string {
-	if h == nil {
-		return nil
-	}
-	var names []string
-	for _, hd := range h.Headers {
-		names = append(names, hd.ValueFrom.Name)
-	}
-	if h.BearerTokenSecretRef != nil {
-		names = append(names, h.BearerTokenSecretRef.Name)
-	}
-	return append(names, tlsSecretNames(h.TLS)...)
-}
-
-func tlsSecretNames(t *cardsv1alpha1.SinkTLS) []string {
-	if t == nil {
-		return nil
-	}
-	var names []string
-	if t.CASecretRef != nil {
-		names = append(names, t.CASecretRef.Name)
-	}
-	if t.ClientCertificateSecretRef != nil {
-		names = append(names, t.ClientCertificateSecretRef.Name)
-	}
-	return names
 }
 
 // fingerprinted is what Fingerprint digests: a Secret that is missing or not labelled for cardplane is null,
