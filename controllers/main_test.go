@@ -72,7 +72,7 @@ func startManager(t *testing.T, ns string, more ...string) (stop func()) {
 		}
 	}
 	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: mgr.GetClient(),
-		Sender: &projection.Sender{AllowLoopback: true}, SinkPolicy: projection.SinkPolicy{RecheckInterval: 300 * time.Millisecond},
+		Network: &projection.Network{AllowLoopback: true}, SinkPolicy: projection.SinkPolicy{RecheckInterval: 300 * time.Millisecond},
 		Recorder: rec, Now: time.Now, StatusInterval: 200 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func run(m *testing.M) int {
 		Recorder:   mgr.GetEventRecorder("cardplane-receiver"),
 		Counters:   &webhookserver.Counters{},
 		Challenges: &projection.ChallengeForwarder{Reader: secrets,
-			Sender: &projection.Sender{AllowLoopback: true}, Backoff: 50 * time.Millisecond},
+			Network: &projection.Network{AllowLoopback: true}, Backoff: 50 * time.Millisecond},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -203,9 +203,9 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		return err
 	}
 	secrets := &webhookserver.SecretReader{Reader: mgr.GetClient(), Metadata: mgr.GetCache(), Direct: mgr.GetAPIReader()}
-	sender := &projection.Sender{AllowLoopback: opts.allowLoopback}
+	network := &projection.Network{AllowLoopback: opts.allowLoopback}
 	store := &authz.Store{}
-	if err := setupControllers(ctx, mgr, secrets, sender, opts.sinks, store); err != nil {
+	if err := setupControllers(ctx, mgr, secrets, network, opts.sinks, store); err != nil {
 		return err
 	}
 	var sp *spool.Spool
@@ -215,7 +215,7 @@ func runManager(ctx context.Context, cfg *rest.Config, opts *managerOptions) err
 		}
 		defer sp.Close()
 	}
-	receiver, err := setupReceiver(mgr, opts, secrets, sender, store, sp)
+	receiver, err := setupReceiver(mgr, opts, secrets, network, store, sp)
 	if err != nil {
 		return err
 	}
@@ -295,7 +295,7 @@ func newManager(cfg *rest.Config, opts *managerOptions) (ctrl.Manager, error) {
 }
 
 // setupControllers registers the reconcilers, and the caches and Secret watch the receiver reads from.
-func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookserver.SecretReader, sender *projection.Sender,
+func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookserver.SecretReader, network *projection.Network,
 	sinks projection.SinkPolicy, store *authz.Store) error {
 	if err := (&controllers.WebhookEndpointReconciler{
 		Client:         mgr.GetClient(),
@@ -313,7 +313,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookser
 	if err := (&controllers.CardTransactionReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: secrets, Sender: sender,
+	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: secrets, Network: network,
 		SinkPolicy: sinks, Recorder: mgr.GetEventRecorder("cardplane-controller"), Now: time.Now}); err != nil {
 		return err
 	}
@@ -328,7 +328,7 @@ func setupControllers(ctx context.Context, mgr ctrl.Manager, secrets *webhookser
 }
 
 // setupReceiver adds the receiver and its helpers (spool replay, counter flushes) to the manager; sp may be nil.
-func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserver.SecretReader, sender *projection.Sender,
+func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserver.SecretReader, network *projection.Network,
 	store *authz.Store, sp *spool.Spool) (*webhookserver.Server, error) {
 	var err error
 	counters := &webhookserver.Counters{}
@@ -342,7 +342,7 @@ func setupReceiver(mgr ctrl.Manager, opts *managerOptions, secrets *webhookserve
 		Authorizer: &authz.Authorizer{Store: store, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Now: time.Now,
 			Ungoverned: ungoverned(opts.ungoverned)},
 		// Every replica forwards the codes it receives: they are never stored for a leader to pick up.
-		Challenges: &projection.ChallengeForwarder{Reader: secrets, Sender: sender, Sinks: opts.sinks},
+		Challenges: &projection.ChallengeForwarder{Reader: secrets, Network: network, Sinks: opts.sinks},
 	}
 	receiver.Spool = sp
 	if receiver.Decisions, err = decisionLog(opts); err != nil {

@@ -3,7 +3,6 @@ package projection
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -17,6 +16,8 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/sink"
+	"github.com/cardplane/cardplane/internal/sinkconfig"
 )
 
 var challengeDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -32,8 +33,8 @@ func init() { metrics.Registry.MustRegister(challengeDeliveries) }
 // held up; a code is useless minutes later, so there is nothing durable to resume.
 type ChallengeForwarder struct {
 	// Reader reads the endpoints' Secrets and the CardEventSinks.
-	Reader client.Reader
-	Sender *Sender
+	Reader  client.Reader
+	Network *Network
 	// Sinks is the address policy of the CardEventSinks that list challenge.otp.
 	Sinks    SinkPolicy
 	Attempts int           // default 3
@@ -87,59 +88,70 @@ func (f *ChallengeForwarder) Deliver(ctx context.Context, ep *cardsv1alpha1.Webh
 		t := ch.ExpiresAt.UTC()
 		p.Challenge.ExpiresAt = &t
 	}
+	// The event is about the card when it is known, else about the endpoint that received the challenge.
+	source, subject, key := fmt.Sprintf("/apis/%s/namespaces/%s/webhookendpoints/%s", cardsv1alpha1.GroupVersion, ep.Namespace, ep.Name), ep.Name, string(ep.UID)
 	if card != nil {
 		p.Card = &cardRef{Namespace: card.Namespace, Name: card.Name, ProviderCardID: card.Spec.ProviderCardID, Number: card.Status.Number}
+		source, subject, key = sourceOf(kindCard, card), card.Name, string(card.UID)
 	}
-	body, err := json.Marshal(Envelope{Type: string(cardsv1alpha1.EventChallengeOTP), Timestamp: time.Now().UTC(), Data: p})
+	data, err := json.Marshal(p)
 	if err != nil {
 		return
 	}
-	id := fmt.Sprintf("otp-%s-%d", ep.UID, time.Now().UnixNano())
+	ev := sink.Event{ID: fmt.Sprintf("otp-%s-%d", ep.UID, time.Now().UnixNano()), Type: string(cardsv1alpha1.EventChallengeOTP),
+		Source: source, Subject: subject, Key: key, Time: time.Now().UTC(), Data: data}
+	f.deliverToDestinations(ctx, ep, ev)
+	if card != nil {
+		f.deliverToSinks(ctx, card, ev)
+	}
+}
+
+// deliverToDestinations hands a challenge to the endpoint's destinations that list challenge.otp, over HTTPS
+// only (plain http only to a loopback URL in cardplane dev, connected to on loopback only).
+func (f *ChallengeForwarder) deliverToDestinations(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, ev sink.Event) {
 	log := logf.FromContext(ctx)
+	endpoint := ep.Namespace + "/" + ep.Name
 	allowed, err := endpointconfig.AllowedCIDRs(ep)
 	if err != nil {
 		log.Error(err, "Cannot deliver a challenge", "endpoint", klog.KObj(ep))
 		return
 	}
 	for i := range ep.Spec.Destinations {
-		d := ep.Spec.Destinations[i]
+		d := &ep.Spec.Destinations[i]
 		if !slices.Contains(d.EventTypes, cardsv1alpha1.EventChallengeOTP) {
 			continue
 		}
-		secret, err := endpointconfig.DestinationSecret(ctx, f.Reader, ep, &d)
-		if err != nil {
-			challengeDeliveries.WithLabelValues(ep.Namespace+"/"+ep.Name, d.Name, "failed").Inc()
-			log.Error(err, "Cannot sign a challenge delivery", "endpoint", klog.KObj(ep), "destination", d.Name)
+		dial, ok := f.Network.confidentialDial(d.URL, allowed)
+		if !ok {
+			// A configuration error, not a passing failure: the reconciler reports the endpoint not Ready too.
+			challengeDeliveries.WithLabelValues(endpoint, d.Name, "insecure").Inc()
+			log.Error(ErrInsecureDestination, "One-time code refused for a plain http:// destination; the code is dropped", "endpoint", endpoint, "destination", d.Name)
 			continue
 		}
 		timeout := 5 * time.Second
-		if d.Timeout != nil {
-			timeout = d.Timeout.Duration
+		if d.Timeout != nil && d.Timeout.Duration > 0 {
+			timeout = min(d.Timeout.Duration, maxTimeout)
 		}
-		msg := Message{ID: id, Body: body, URL: d.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed, Confidential: true}
-		go f.send(log, ep.Namespace+"/"+ep.Name, d.Name, msg)
-	}
-	if card != nil {
-		f.deliverToSinks(ctx, card, id, body)
+		s, err := sinkconfig.Build(ctx, f.Reader, ep.Namespace, sinkconfig.Destination(d), sinkconfig.Options{Dial: dial, RootCAs: f.Network.RootCAs, Timeout: timeout})
+		if err != nil {
+			challengeDeliveries.WithLabelValues(endpoint, d.Name, "failed").Inc()
+			log.Error(err, "Cannot build the destination of a challenge delivery", "endpoint", klog.KObj(ep), "destination", d.Name)
+			continue
+		}
+		go f.send(log, s, ev, endpoint, d.Name)
 	}
 }
 
-func (f *ChallengeForwarder) send(log logr.Logger, endpoint, destination string, msg Message) {
-	err := f.retry(func() error { return f.Sender.Send(context.Background(), msg) }, func(err error) bool {
-		return errors.Is(err, ErrInsecureDestination)
-	})
+// send sends one challenge with a sink built for it, then closes the sink. endpoint is "" for a CardEventSink.
+func (f *ChallengeForwarder) send(log logr.Logger, s sink.Sink, ev sink.Event, endpoint, target string) {
+	defer func() { _ = s.Close() }()
+	err := f.retry(func() error { return s.Send(context.Background(), ev) }, sink.Permanent)
 	if err == nil {
-		challengeDeliveries.WithLabelValues(endpoint, destination, "delivered").Inc()
+		challengeDeliveries.WithLabelValues(endpoint, target, "delivered").Inc()
 		return
 	}
-	if errors.Is(err, ErrInsecureDestination) {
-		// A configuration error, not a passing failure: the reconciler reports the endpoint not Ready too.
-		challengeDeliveries.WithLabelValues(endpoint, destination, "insecure").Inc()
-		log.Error(err, "One-time code refused for a plain http:// destination; the code is dropped", "endpoint", endpoint, "destination", destination)
-		return
-	}
-	challengeDeliveries.WithLabelValues(endpoint, destination, "failed").Inc()
-	log.Info("Challenge not delivered; the code is dropped", "endpoint", endpoint, "destination", destination, "error", err.Error())
+	challengeDeliveries.WithLabelValues(endpoint, target, "failed").Inc()
+	log.Info("Challenge not delivered; the code is dropped", "endpoint", endpoint, "target", target, "error", err.Error())
 }
 
 // retry calls send up to Attempts times, Backoff apart and doubling, until it succeeds or fails for good.

@@ -65,14 +65,14 @@ func TestOTPNeedsHTTPS(t *testing.T) {
 	defer tlsSrv.Close()
 	roots := x509.NewCertPool()
 	roots.AddCert(tlsSrv.Certificate())
-	deliver := func(s *Sender, ep *cardsv1alpha1.WebhookEndpoint) {
-		f := &ChallengeForwarder{Reader: reader, Sender: s, Attempts: 2, Backoff: 10 * time.Millisecond}
+	deliver := func(s *Network, ep *cardsv1alpha1.WebhookEndpoint) {
+		f := &ChallengeForwarder{Reader: reader, Network: s, Attempts: 2, Backoff: 10 * time.Millisecond}
 		f.Deliver(context.Background(), ep, nil, &Challenge{ID: "c1", Purpose: "3ds", Code: "739164"})
 	}
 
 	// https:// to a test TLS server: delivered.
 	ep := otpEndpoint("tls", tlsSrv.URL)
-	deliver(&Sender{AllowLoopback: true, RootCAs: roots}, ep)
+	deliver(&Network{AllowLoopback: true, RootCAs: roots}, ep)
 	waitDeliveries(t, ep, "delivered", 1)
 	if tlsGot.Load() != 1 {
 		t.Errorf("https destination got %d codes, want 1", tlsGot.Load())
@@ -80,12 +80,12 @@ func TestOTPNeedsHTTPS(t *testing.T) {
 
 	// http:// to loopback without --allow-loopback-destinations: refused, not even dialled.
 	ep = otpEndpoint("plain-loopback", loopback.URL, "127.0.0.0/8")
-	deliver(&Sender{}, ep)
+	deliver(&Network{}, ep)
 	waitDeliveries(t, ep, "insecure", 1)
 
 	// http:// to loopback in cardplane dev: delivered.
 	ep = otpEndpoint("dev", loopback.URL)
-	deliver(&Sender{AllowLoopback: true}, ep)
+	deliver(&Network{AllowLoopback: true}, ep)
 	waitDeliveries(t, ep, "delivered", 1)
 	if plain.Load() != 1 {
 		t.Errorf("loopback destination got %d codes, want 1 (the dev one)", plain.Load())
@@ -94,7 +94,7 @@ func TestOTPNeedsHTTPS(t *testing.T) {
 	// http:// to any other address, allow-listed or not, even with --allow-loopback-destinations: refused.
 	if addr, ok := privateAddressOK(); ok {
 		srv, got := serveOn(t, addr)
-		for _, s := range []*Sender{{}, {AllowLoopback: true}} {
+		for _, s := range []*Network{{}, {AllowLoopback: true}} {
 			ep = otpEndpoint("plain-private-"+map[bool]string{true: "dev", false: "prod"}[s.AllowLoopback], srv.URL, "0.0.0.0/0", "::/0")
 			deliver(s, ep)
 			waitDeliveries(t, ep, "insecure", 1)

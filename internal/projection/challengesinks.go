@@ -2,12 +2,9 @@ package projection
 
 import (
 	"context"
-	"net"
-	"net/url"
 	"slices"
 	"time"
 
-	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,15 +21,13 @@ import (
 // are built for the one send and closed: challenges are rare, and this runs on whichever replica received the
 // callback, not only on the leader that runs the queues. The filter does not apply: it reads card and
 // transaction states, and a challenge is neither.
-func (f *ChallengeForwarder) deliverToSinks(ctx context.Context, card *cardsv1alpha1.Card, id string, body []byte) {
+func (f *ChallengeForwarder) deliverToSinks(ctx context.Context, card *cardsv1alpha1.Card, ev sink.Event) {
 	log := logf.FromContext(ctx)
 	list := &cardsv1alpha1.CardEventSinkList{}
 	if err := f.Reader.List(ctx, list, client.InNamespace(card.Namespace)); err != nil {
 		log.Error(err, "Cannot list the CardEventSinks a challenge may go to", "namespace", card.Namespace)
 		return
 	}
-	ev := sink.Event{ID: id, Type: string(cardsv1alpha1.EventChallengeOTP), Source: sourceOf(kindCard, card), Subject: card.Name,
-		Key: string(card.UID), Time: time.Now().UTC(), Data: body}
 	for i := range list.Items {
 		cs := &list.Items[i]
 		if !slices.Contains(cs.Spec.EventTypes, cardsv1alpha1.EventChallengeOTP) || !selects(cs, card) {
@@ -45,25 +40,14 @@ func (f *ChallengeForwarder) deliverToSinks(ctx context.Context, card *cardsv1al
 			log.Error(ErrInsecureDestination, "One-time code refused for a plain http:// sink; the code is dropped", "cardEventSink", name)
 			continue
 		}
-		s, err := sinkconfig.Build(ctx, f.Reader, cs.Namespace, &cs.Spec.Sink, sinkconfig.Options{Dial: dial, RootCAs: f.Sender.RootCAs, Timeout: 5 * time.Second})
+		s, err := sinkconfig.Build(ctx, f.Reader, cs.Namespace, &cs.Spec.Sink, sinkconfig.Options{Dial: dial, RootCAs: f.Network.RootCAs, Timeout: 5 * time.Second})
 		if err != nil {
 			challengeDeliveries.WithLabelValues("", name, "failed").Inc()
 			log.Error(err, "Cannot build the sink of a challenge delivery", "cardEventSink", name)
 			continue
 		}
-		go f.sendToSink(log, name, s, ev)
+		go f.send(log, s, ev, "", name)
 	}
-}
-
-func (f *ChallengeForwarder) sendToSink(log logr.Logger, name string, s sink.Sink, ev sink.Event) {
-	defer func() { _ = s.Close() }()
-	err := f.retry(func() error { return s.Send(context.Background(), ev) }, sink.Permanent)
-	if err == nil {
-		challengeDeliveries.WithLabelValues("", name, "delivered").Inc()
-		return
-	}
-	challengeDeliveries.WithLabelValues("", name, "failed").Inc()
-	log.Info("Challenge not delivered; the code is dropped", "cardEventSink", name, "error", err.Error())
 }
 
 // selects reports whether the sink's selector takes the card; a selector that does not parse takes nothing.
@@ -75,31 +59,14 @@ func selects(cs *cardsv1alpha1.CardEventSink, card *cardsv1alpha1.Card) bool {
 	return err == nil && sel.Matches(labels.Set(card.Labels))
 }
 
-// confidentialDial is the address policy for a one-time code to spec: the sinks' policy over https, loopback
-// only over plain http (and only with AllowLoopback); false when the code may not go there at all.
+// confidentialDial is the address policy for a one-time code to spec (see Network.confidentialDial); false for
+// a transport that is not HTTP.
 func (f *ChallengeForwarder) confidentialDial(spec *cardsv1alpha1.SinkSpec) (sink.DialControl, bool) {
-	var raw string
 	switch {
 	case spec.Webhook != nil:
-		raw = spec.Webhook.URL
+		return f.Network.confidentialDial(spec.Webhook.URL, f.Sinks.AllowedCIDRs)
 	case spec.CloudEvents != nil:
-		raw = spec.CloudEvents.URL
-	default:
-		return nil, false
+		return f.Network.confidentialDial(spec.CloudEvents.URL, f.Sinks.AllowedCIDRs)
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, false
-	}
-	if u.Scheme == "https" {
-		return sinkDial(f.Sinks.AllowedCIDRs, f.Sender.AllowLoopback), true
-	}
-	host := u.Hostname()
-	ip := net.ParseIP(host)
-	if !f.Sender.AllowLoopback || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
-		return nil, false
-	}
-	g := &guard{allowLoopback: true, loopbackOnly: true}
-	g.init()
-	return g.control, true
+	return nil, false
 }

@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -81,14 +82,14 @@ func TestOTPGoesToSubscribedSinksOverHTTPS(t *testing.T) {
 	ep.Spec.Destinations = nil
 
 	// cardplane dev (loopback allowed): the https sink, and the plain http:// one on loopback, get the code.
-	f := &ChallengeForwarder{Reader: reader, Sender: &Sender{AllowLoopback: true, RootCAs: roots}, Attempts: 2, Backoff: 10 * time.Millisecond}
+	f := &ChallengeForwarder{Reader: reader, Network: &Network{AllowLoopback: true, RootCAs: roots}, Attempts: 2, Backoff: 10 * time.Millisecond}
 	f.Deliver(context.Background(), ep, card, &Challenge{ID: "c1", Purpose: "3ds", Code: "739164"})
 	waitSinkCodes(t, "otp", "delivered", 1)
 	waitSinkCodes(t, "plain", "delivered", 1)
 
 	// In a cluster: the plain http:// sink is refused before any dial, and the https one on loopback by the
 	// address guard.
-	f = &ChallengeForwarder{Reader: reader, Sender: &Sender{RootCAs: roots}, Sinks: SinkPolicy{}, Attempts: 1}
+	f = &ChallengeForwarder{Reader: reader, Network: &Network{RootCAs: roots}, Sinks: SinkPolicy{}, Attempts: 1}
 	f.Deliver(context.Background(), ep, card, &Challenge{ID: "c2", Purpose: "3ds", Code: "111222"})
 	waitSinkCodes(t, "plain", "insecure", 1)
 	waitSinkCodes(t, "otp", "failed", 1)
@@ -104,8 +105,22 @@ func TestOTPGoesToSubscribedSinksOverHTTPS(t *testing.T) {
 		t.Errorf("requests went to %v, want /otp and /plain once each", got)
 	}
 	for _, b := range bodies {
-		if strings.HasPrefix(b, "/otp ") && (!strings.Contains(b, `"code":"739164"`) || !strings.Contains(b, `"type":"challenge.otp"`)) {
-			t.Errorf("the https sink got %s, want the challenge.otp envelope with its code", b)
+		path, body, _ := strings.Cut(b, " ")
+		if path != "/otp" {
+			continue
+		}
+		// The envelope a destination gets, {"type", "timestamp", "data": {"card", "challenge", "endpoint"}}:
+		// once, not wrapped in a second envelope.
+		var env struct {
+			Type string `json:"type"`
+			Data struct {
+				Card      struct{ Name string } `json:"card"`
+				Challenge struct{ Code string } `json:"challenge"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &env); err != nil || env.Type != "challenge.otp" ||
+			env.Data.Challenge.Code != "739164" || env.Data.Card.Name != "c1" {
+			t.Errorf("the https sink got %s (%v), want the challenge.otp envelope with data.challenge.code and data.card", body, err)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -14,15 +16,26 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/sink"
+	"github.com/cardplane/cardplane/internal/sinkconfig"
 	"github.com/cardplane/cardplane/internal/text"
 )
 
-// destTarget is one destination of a WebhookEndpoint: Standard Webhooks POSTs, signed with the endpoint's
-// Secret. A state given up on marks the object ProjectionFailed until a later state is delivered.
+// destTarget is one destination of a WebhookEndpoint: a Standard Webhooks sink signed with the endpoint's
+// Secret and authenticated with its http options. A state given up on marks the object ProjectionFailed until
+// a later state is delivered.
 type destTarget struct {
 	q        *destQueue
 	endpoint types.NamespacedName
 	dest     string
+
+	mu  sync.Mutex
+	out *sink.Rotating // nil until first built
+	// What out was built from: the endpoint's generation (the destination and the address policy), the
+	// fingerprint of its Secrets, and when that was last compared (every SinkPolicy.RecheckInterval at most).
+	generation  int64
+	fingerprint string
+	checked     time.Time
 }
 
 func newDestinationQueue(d *Dispatcher, endpoint types.NamespacedName, dest string, start [kinds]uint64) *destQueue {
@@ -40,7 +53,7 @@ func (t *destTarget) retry() (retryPolicy, bool) {
 	return retryPolicy{maxAttempts: maxAttempts, minB: minB, maxB: maxB}, true
 }
 
-// prepare signs obj's current state for the destination.
+// prepare builds the event of obj's current state for the destination.
 func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (func(context.Context) error, error) {
 	d := t.q.d
 	ep, dest := d.destination(t.endpoint, t.dest)
@@ -51,24 +64,92 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 	if !wants(dest.EventTypes, typ) {
 		return nil, nil // the state changed since it was queued (a decision recorded): not for this destination
 	}
-	secret, err := endpointconfig.DestinationSecret(ctx, d.Secrets, ep, dest)
+	out, err := t.transport(ctx, ep, dest)
 	if err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(Envelope{Type: string(typ), Timestamp: d.Now().UTC(), Data: Data(obj)})
+	data, err := json.Marshal(Data(obj))
 	if err != nil {
 		return nil, err
 	}
+	ev := sink.Event{ID: eventID(obj), Type: string(typ), Source: sourceOf(k, obj), Subject: obj.GetName(),
+		Time: d.Now().UTC(), Data: data}
+	return func(ctx context.Context) error { return out.Send(ctx, ev) }, nil
+}
+
+// transport is the destination's sink, built on first use and again when the endpoint's spec or one of the
+// Secrets changed: sends in flight finish on the old one (sink.Rotating), so a rotated key, token or
+// certificate is picked up within a recheck interval, without a restart.
+func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination) (sink.Sink, error) {
+	d := t.q.d
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := d.Now()
+	if t.out != nil && t.generation == ep.Generation && now.Sub(t.checked) < d.SinkPolicy.RecheckInterval {
+		return t.out, nil
+	}
+	spec := sinkconfig.Destination(dest)
+	fp, err := sinkconfig.Fingerprint(ctx, d.Secrets, ep.Namespace, spec)
+	if err != nil {
+		return nil, err
+	}
+	if t.out != nil && t.generation == ep.Generation && fp == t.fingerprint {
+		t.checked = now
+		return t.out, nil
+	}
+	s, err := d.Network.buildDestination(ctx, d.Secrets, ep, dest)
+	if err != nil {
+		return nil, err
+	}
+	if t.out == nil {
+		t.out = sink.NewRotating(s)
+	} else {
+		t.out.Replace(s)
+	}
+	t.generation, t.fingerprint, t.checked = ep.Generation, fp, now
+	return t.out, nil
+}
+
+// buildDestination builds dest's sink: its Secrets (read with r, from the endpoint's namespace), its timeout,
+// and the endpoint's address policy.
+func (n *Network) buildDestination(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination) (sink.Sink, error) {
 	allowed, err := endpointconfig.AllowedCIDRs(ep)
 	if err != nil {
 		return nil, err
 	}
-	timeout := defaultTimeout
-	if dest.Timeout != nil && dest.Timeout.Duration > 0 {
-		timeout = min(dest.Timeout.Duration, maxTimeout)
+	s, err := sinkconfig.Build(ctx, r, ep.Namespace, sinkconfig.Destination(dest), sinkconfig.Options{Dial: n.dial(allowed),
+		RootCAs: n.RootCAs, Timeout: destinationTimeout(dest)})
+	if err != nil {
+		return nil, fmt.Errorf("destination %s: %w", dest.Name, err)
 	}
-	m := Message{ID: eventID(obj), Body: body, URL: dest.URL, Secret: secret, Timeout: timeout, AllowedCIDRs: allowed}
-	return func(ctx context.Context) error { return d.Sender.Send(ctx, m) }, nil
+	return s, nil
+}
+
+// stopDestination shuts a destination's queue down and releases its connections.
+func stopDestination(q *destQueue) {
+	q.shutDown()
+	if t, ok := q.t.(*destTarget); ok {
+		t.close()
+	}
+}
+
+// close releases the destination's connections once its sends have returned.
+func (t *destTarget) close() {
+	t.mu.Lock()
+	out := t.out
+	t.out = nil
+	t.mu.Unlock()
+	if out != nil {
+		go func() { _ = out.Close() }()
+	}
+}
+
+// destinationTimeout is the timeout of one delivery to dest (default 10 s, at most 30 s).
+func destinationTimeout(dest *cardsv1alpha1.Destination) time.Duration {
+	if dest.Timeout != nil && dest.Timeout.Duration > 0 {
+		return min(dest.Timeout.Duration, maxTimeout)
+	}
+	return defaultTimeout
 }
 
 // eventID is the ID of obj's current state, the same for every attempt and every target.

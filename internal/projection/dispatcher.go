@@ -83,9 +83,10 @@ type Dispatcher struct {
 	// Client writes the endpoints' delivery status, the ProjectionFailed condition and the redeliver
 	// annotation's removal.
 	Client client.Client
-	// Secrets reads the destinations' signing secrets.
+	// Secrets reads the Secrets of the destinations and sinks (signing keys, headers, certificates).
 	Secrets client.Reader
-	Sender  *Sender
+	// Network is the policy of every outbound connection.
+	Network *Network
 	// SinkPolicy is how the CardEventSinks' transports are built.
 	SinkPolicy SinkPolicy
 	Recorder   events.EventRecorder
@@ -211,7 +212,7 @@ func (d *Dispatcher) shutDownQueues() {
 	d.stopped = true
 	for _, e := range d.endpoints {
 		for _, q := range e.queues {
-			q.shutDown()
+			stopDestination(q)
 		}
 	}
 	for _, ns := range d.sinks {
@@ -276,7 +277,7 @@ func (d *Dispatcher) onEndpoint(o any, deleted bool) {
 	if deleted {
 		if e != nil {
 			for _, q := range e.queues {
-				q.shutDown()
+				stopDestination(q)
 			}
 			delete(d.endpoints, key)
 		}
@@ -307,7 +308,7 @@ func (d *Dispatcher) onEndpoint(o any, deleted bool) {
 	}
 	for name, q := range e.queues {
 		if !wanted[name] {
-			q.shutDown()
+			stopDestination(q)
 			delete(e.queues, name)
 		}
 	}

@@ -3,8 +3,6 @@ package projection
 import (
 	"fmt"
 	"net/netip"
-	"slices"
-	"strings"
 	"syscall"
 
 	"code.dny.dev/ssrf"
@@ -40,23 +38,6 @@ type guard struct {
 	loopbackOnly bool
 
 	special *ssrf.Guardian
-}
-
-// key identifies the policy, so deliveries under the same policy share a client.
-func (g *guard) key() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "loopback=%t only=%t", g.allowLoopback, g.loopbackOnly)
-	sorted := slices.Clone(g.allowed)
-	slices.SortFunc(sorted, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	for _, p := range slices.Compact(sorted) {
-		b.WriteString(" " + p.String())
-	}
-	return b.String()
 }
 
 func (g *guard) init() {

@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,19 +304,10 @@ func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool
 		return
 	}
 	wait := backoff(max(at.n, 1), r.minB, r.maxB)
-	if ra := retryAfter(err); ra > wait {
+	if ra := sink.RetryAfter(err); ra > wait {
 		wait = min(ra, r.maxB)
 	}
 	q.wq.AddAfter(key, wait)
-}
-
-// retryAfter is the delay a destination asked for, from either transport's error.
-func retryAfter(err error) time.Duration {
-	var perr *Error
-	if errors.As(err, &perr) {
-		return perr.RetryAfter
-	}
-	return sink.RetryAfter(err)
 }
 
 // setCondition writes the ProjectionFailed condition of an object, re-reading it on a conflict.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,15 +15,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
-	"github.com/cardplane/cardplane/internal/sink"
 )
-
-// sinkDial is the address policy of the sinks: the projection's guard, with the cluster-wide allow-list.
-func sinkDial(allowed []netip.Prefix, allowLoopback bool) sink.DialControl {
-	g := &guard{allowed: allowed, allowLoopback: allowLoopback}
-	g.init()
-	return g.control
-}
 
 // listNamespace lists the cards and transactions of a namespace from the cache.
 func (d *Dispatcher) listNamespace(ctx context.Context, namespace string) (*cardsv1alpha1.CardList, *cardsv1alpha1.CardTransactionList, error) {

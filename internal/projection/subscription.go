@@ -72,7 +72,7 @@ func (c *sinkConfig) eventType(k kind, obj client.Object) cardsv1alpha1.Destinat
 // SinkPolicy is how the dispatcher builds the CardEventSinks' transports.
 type SinkPolicy struct {
 	// AllowedCIDRs opens these special-purpose ranges to every sink (a cluster's Kafka or NATS on private
-	// addresses): --sink-allowed-cidrs. Loopback opens only with the Sender's AllowLoopback.
+	// addresses): --sink-allowed-cidrs. Loopback opens only with the Network's AllowLoopback.
 	AllowedCIDRs []netip.Prefix
 	// RecheckInterval is how often a sink's Secrets are compared with what it was built from, so a rotated
 	// Secret is picked up (default 10 s; each check reads only Secret metadata).
@@ -279,7 +279,7 @@ func (d *Dispatcher) compile(ctx context.Context, cs *cardsv1alpha1.CardEventSin
 		c.filter = f
 	}
 	c.retry, c.timeout, c.maxInFlight = sinkDelivery(spec.Delivery)
-	opts := sinkconfig.Options{Dial: sinkDial(d.SinkPolicy.AllowedCIDRs, d.Sender.AllowLoopback), RootCAs: d.Sender.RootCAs, Timeout: c.timeout}
+	opts := sinkconfig.Options{Dial: d.Network.dial(d.SinkPolicy.AllowedCIDRs), RootCAs: d.Network.RootCAs, Timeout: c.timeout}
 	out, err := sinkconfig.Build(ctx, d.Secrets, cs.Namespace, &spec.Sink, opts)
 	if err != nil {
 		return nil, configReason(err), fmt.Errorf("sink: %w", err)

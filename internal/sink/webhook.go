@@ -93,8 +93,7 @@ func (w *Webhook) Close() error {
 }
 
 // SignStandardWebhooks sets the Standard Webhooks headers of body on h: webhook-id, webhook-timestamp (Unix
-// seconds) and webhook-signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>". projection.Sign uses it
-// too.
+// seconds) and webhook-signature "v1,<base64 HMAC-SHA256(secret, id.timestamp.body)>".
 func SignStandardWebhooks(h http.Header, id string, ts time.Time, body, secret []byte) {
 	t := strconv.FormatInt(ts.Unix(), 10)
 	mac := hmac.New(sha256.New, secret)

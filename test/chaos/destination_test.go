@@ -106,7 +106,7 @@ func TestDestinationOutageSkipsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := mgr.Add(&projection.Dispatcher{Cache: mgr.GetCache(), Client: mgr.GetClient(), Secrets: mgr.GetClient(),
-		Sender: &projection.Sender{AllowLoopback: true}, Recorder: mgr.GetEventRecorder("chaos"), Now: time.Now}); err != nil {
+		Network: &projection.Network{AllowLoopback: true}, Recorder: mgr.GetEventRecorder("chaos"), Now: time.Now}); err != nil {
 		t.Fatal(err)
 	}
 	mctx, cancel := context.WithCancel(ctx)
