@@ -22,6 +22,8 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/endpointconfig"
+	"github.com/cardplane/cardplane/internal/sinkconfig"
+	"github.com/cardplane/cardplane/internal/text"
 )
 
 // FieldOwner is the field manager of every write the controllers make.
@@ -81,7 +83,25 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	default:
 		return ctrl.Result{}, err
 	}
-	old := apimeta.FindStatusCondition(before.Status.Conditions, cardsv1alpha1.ConditionReady)
+	r.setCondition(ep, before, cond)
+	if len(ep.Spec.Destinations) == 0 {
+		apimeta.RemoveStatusCondition(&ep.Status.Conditions, cardsv1alpha1.ConditionDestinationsReady)
+	} else {
+		dest, err := destinationsCondition(ctx, r.Client, ep)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		r.setCondition(ep, before, dest)
+	}
+	if err := r.Status().Patch(ctx, ep, client.MergeFrom(before), FieldOwner); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// setCondition sets cond on ep, with an Event when its status or reason changed since before.
+func (r *WebhookEndpointReconciler) setCondition(ep, before *cardsv1alpha1.WebhookEndpoint, cond metav1.Condition) {
+	old := apimeta.FindStatusCondition(before.Status.Conditions, cond.Type)
 	apimeta.SetStatusCondition(&ep.Status.Conditions, cond)
 	if old == nil || old.Status != cond.Status || old.Reason != cond.Reason {
 		kind := corev1.EventTypeNormal
@@ -90,10 +110,32 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 		r.Recorder.Eventf(ep, nil, kind, cond.Reason, "Validate", "%s", cond.Message)
 	}
-	if err := r.Status().Patch(ctx, ep, client.MergeFrom(before), FieldOwner); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+}
+
+// destinationsCondition builds every destination's transport as the dispatcher will (signing key, headers,
+// bearer token, CA bundle, client certificate, proxy URL) and says which cannot be. It is a condition apart from
+// Ready: the receiver serves an endpoint while it is Ready, and a destination that cannot be reached must not
+// stop ingestion; its states wait, and are delivered once the Secret or the spec is fixed. An error is a failed
+// read, worth retrying.
+func destinationsCondition(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) (metav1.Condition, error) {
+	cond := metav1.Condition{Type: cardsv1alpha1.ConditionDestinationsReady, ObservedGeneration: ep.Generation,
+		Status: metav1.ConditionTrue, Reason: "Configured",
+		Message: fmt.Sprintf("the transports of all %d destinations can be built", len(ep.Spec.Destinations))}
+	for i := range ep.Spec.Destinations {
+		d := &ep.Spec.Destinations[i]
+		s, err := sinkconfig.Build(ctx, r, ep.Namespace, sinkconfig.Destination(d), sinkconfig.Options{})
+		var cfgErr *sinkconfig.ConfigError
+		switch {
+		case errors.As(err, &cfgErr):
+			cond.Status, cond.Reason = metav1.ConditionFalse, cfgErr.Reason
+			cond.Message = text.Clip(fmt.Sprintf("destination %s: %v; its states wait until this is fixed (callbacks are still accepted)", d.Name, cfgErr), 1024)
+			return cond, nil
+		case err != nil:
+			return cond, err
+		}
+		_ = s.Close()
 	}
-	return ctrl.Result{}, nil
+	return cond, nil
 }
 
 // ReceivePath is where providers send an endpoint's callbacks.
