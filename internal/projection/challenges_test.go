@@ -2,9 +2,11 @@ package projection
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/scheme"
+	"github.com/cardplane/cardplane/internal/testenv"
 )
 
 // otpEndpoint has one destination, d, that lists challenge.otp at url.
@@ -108,5 +111,49 @@ func TestOTPNeedsHTTPS(t *testing.T) {
 		if n := testutil.ToFloat64(challengeDeliveries.WithLabelValues("ns/"+name, "d", "failed")); n != 0 {
 			t.Errorf("%s: %v failed deliveries", name, n)
 		}
+	}
+}
+
+// A one-time code to a destination with http options goes with them: verified against the destination's own
+// CA, with its client certificate and its header. Before, the challenge path had no TLS configuration at
+// all, so a destination that requires a client certificate never got a code.
+func TestOTPToAnAuthenticatedDestination(t *testing.T) {
+	ca := testenv.NewCA(t)
+	serverCert, serverKey := ca.Issue(t, 2, "ledger", x509.ExtKeyUsageServerAuth)
+	clientCert, clientKey := ca.Issue(t, 3, "cardplane-otp", x509.ExtKeyUsageClientAuth)
+	pair, err := tls.X509KeyPair(serverCert, serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string // client CN and API key of each code received
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.TLS.PeerCertificates[0].Subject.CommonName+" "+r.Header.Get("X-Api-Key"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+	labels := map[string]string{cardsv1alpha1.LabelCredentials: "true"}
+	reader := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", Labels: labels},
+			Data: map[string][]byte{cardsv1alpha1.SecretKeyDestinationSecret: []byte("0123456789abcdef"), "apiKey": []byte("k-1"), "ca.crt": ca.PEM}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "client", Labels: labels}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: clientCert, corev1.TLSPrivateKeyKey: clientKey}}).Build()
+	ep := otpEndpoint("mtls", srv.URL)
+	ep.Spec.Destinations[0].HTTP = &cardsv1alpha1.HTTPSinkOptions{
+		Headers: []cardsv1alpha1.SecretHeader{{Name: "X-Api-Key", ValueFrom: cardsv1alpha1.SecretKeyReference{Name: "d", Key: "apiKey"}}},
+		TLS: &cardsv1alpha1.SinkTLS{CASecretRef: &cardsv1alpha1.SecretKeyReference{Name: "d", Key: "ca.crt"},
+			ClientCertificateSecretRef: &cardsv1alpha1.LocalObjectReference{Name: "client"}}}
+	// The system roots (the Network's default) do not hold the test CA: only the destination's own CA works.
+	f := &ChallengeForwarder{Reader: reader, Network: &Network{AllowLoopback: true}, Attempts: 1}
+	f.Deliver(context.Background(), ep, nil, &Challenge{ID: "c1", Purpose: "3ds", Code: "739164"})
+	waitDeliveries(t, ep, "delivered", 1)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != "cardplane-otp k-1" {
+		t.Errorf("the destination saw %q, want one code from client cardplane-otp with X-Api-Key k-1", seen)
 	}
 }
