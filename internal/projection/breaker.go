@@ -16,6 +16,8 @@ const (
 	breakerMaxCooldown = 2 * time.Minute
 	// breakerPoll is how often a worker waiting on a probe looks again.
 	breakerPoll = 100 * time.Millisecond
+	// breakerWake is the longest a worker waits in a cooldown before it looks again.
+	breakerWake = time.Second
 )
 
 type breaker struct {
@@ -45,6 +47,8 @@ func (b *breaker) allow(ctx context.Context, now func() time.Time) (probe, ok bo
 		if b.probing || wait <= 0 {
 			wait = breakerPoll
 		}
+		// Look again within a second even in a long cooldown: probeNow may end it early.
+		wait = min(wait, breakerWake)
 		b.mu.Unlock()
 		timer := time.NewTimer(wait)
 		select {
@@ -77,7 +81,8 @@ func (b *breaker) done(probe, success bool, now time.Time) {
 }
 
 // probeNow ends the cooldown of an open circuit: the next delivery is the probe. An operator asking for a
-// redelivery says the destination is back; waiting out a cooldown of up to two minutes would only delay it.
+// redelivery, or a fixed Secret or spec, says the target may work now; waiting out a cooldown of up to two
+// minutes would only delay it.
 func (b *breaker) probeNow(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -76,3 +76,32 @@ func TestARedeliveryRequestProbesAtOnce(t *testing.T) {
 		t.Error("a second delivery passed while the probe was out")
 	}
 }
+
+// A worker already waiting out a long cooldown sees probeNow within breakerWake: a destination fixed by a new
+// Secret is probed by the workers holding its backlog, not after up to two minutes. Before, such a worker
+// slept until the cooldown's end.
+func TestAWaitingWorkerSeesProbeNow(t *testing.T) {
+	var b breaker
+	now := time.Now()
+	for range breakerThreshold {
+		b.done(false, false, now)
+	}
+	for range 4 {
+		b.done(true, false, now) // the cooldown is now 80 s
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		if probe, ok := b.allow(context.Background(), time.Now); ok && probe {
+			got <- time.Now()
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // the worker is waiting
+	asked := time.Now()
+	b.probeNow(asked)
+	select {
+	case at := <-got:
+		t.Logf("probed %s after probeNow", at.Sub(asked).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("a worker waiting out the cooldown did not probe within 5 s of probeNow")
+	}
+}

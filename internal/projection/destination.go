@@ -64,7 +64,7 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 	if !wants(dest.EventTypes, typ) {
 		return nil, nil // the state changed since it was queued (a decision recorded): not for this destination
 	}
-	out, err := t.transport(ctx, ep, dest)
+	out, _, err := t.transport(ctx, ep, dest)
 	if err != nil {
 		return nil, err
 	}
@@ -78,28 +78,27 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 }
 
 // transport is the destination's sink, built on first use and again when the endpoint's spec or one of the
-// Secrets changed: sends in flight finish on the old one (sink.Rotating), so a rotated key, token or
-// certificate is picked up within a recheck interval, without a restart.
-func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination) (sink.Sink, error) {
+// Secrets changed (rebuilt says so): sends in flight finish on the old one (sink.Rotating), so a rotated key,
+// token or certificate is picked up within a recheck interval, without a restart.
+func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination) (out sink.Sink, rebuilt bool, err error) {
 	d := t.q.d
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := d.Now()
 	if t.out != nil && t.generation == ep.Generation && now.Sub(t.checked) < d.SinkPolicy.RecheckInterval {
-		return t.out, nil
+		return t.out, false, nil
 	}
-	spec := sinkconfig.Destination(dest)
-	fp, err := sinkconfig.Fingerprint(ctx, d.Secrets, ep.Namespace, spec)
+	fp, err := sinkconfig.Fingerprint(ctx, d.Secrets, ep.Namespace, sinkconfig.Destination(dest))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if t.out != nil && t.generation == ep.Generation && fp == t.fingerprint {
 		t.checked = now
-		return t.out, nil
+		return t.out, false, nil
 	}
 	s, err := d.Network.buildDestination(ctx, d.Secrets, ep, dest)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if t.out == nil {
 		t.out = sink.NewRotating(s)
@@ -107,7 +106,43 @@ func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEnd
 		t.out.Replace(s)
 	}
 	t.generation, t.fingerprint, t.checked = ep.Generation, fp, now
-	return t.out, nil
+	return t.out, true, nil
+}
+
+// runDestinationRecheck looks, every recheck interval, at the destinations whose circuit is open: one whose
+// spec or Secrets changed gets a new transport and is probed at once. Their workers wait out the cooldown, so
+// nothing else would look before it ends; a destination fixed by a new Secret (a CA, a client certificate
+// that was missing) gets its backlog within seconds, not after a cooldown of up to two minutes.
+func (d *Dispatcher) runDestinationRecheck(ctx context.Context) {
+	ticker := time.NewTicker(d.SinkPolicy.RecheckInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		d.mu.Lock()
+		var open []*destQueue
+		for _, e := range d.endpoints {
+			for _, q := range e.queues {
+				if q.breaker.open() {
+					open = append(open, q)
+				}
+			}
+		}
+		d.mu.Unlock()
+		for _, q := range open {
+			t := q.t.(*destTarget)
+			ep, dest := d.destination(t.endpoint, t.dest)
+			if dest == nil {
+				continue
+			}
+			if _, rebuilt, err := t.transport(ctx, ep, dest); err == nil && rebuilt {
+				q.breaker.probeNow(d.Now())
+			}
+		}
+	}
 }
 
 // buildDestination builds dest's sink: its Secrets (read with r, from the endpoint's namespace), its timeout,

@@ -201,6 +201,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	go d.runRetryRoute(ctx)
 	go d.runRedeliver(ctx)
 	go d.runSinkConfig(ctx)
+	go d.runDestinationRecheck(ctx)
 	d.runStatus(ctx)
 	return nil
 }

@@ -253,6 +253,7 @@ func (d *Dispatcher) configure(ctx context.Context, s *subscription) {
 	}
 	s.good, s.fingerprint, s.notReady = c, [2]string{fp, dlqFP}, nil
 	d.mu.Unlock()
+	s.q.breaker.probeNow(d.Now()) // a new configuration or Secret may cure what opened the circuit
 	s.q.resize(c.maxInFlight)
 	logf.FromContext(ctx).Info("CardEventSink configured", "cardEventSink", s.key, "generation", cs.Generation, "sink", sinkconfig.Kind(&spec.Sink))
 	if s.q.backfilling.Load() {
