@@ -2,7 +2,6 @@ package projection
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -68,7 +67,7 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 	if err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(Data(obj))
+	data, err := encode(obj)
 	if err != nil {
 		return nil, err
 	}

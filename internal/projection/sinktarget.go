@@ -95,7 +95,7 @@ func (t *sinkTarget) prepare(_ context.Context, k kind, obj client.Object) (func
 	if !c.wants(typ) || !known || !c.selector.Matches(labels.Set(info.labels)) {
 		return nil, nil
 	}
-	data, err := json.Marshal(Data(obj))
+	data, err := encode(obj)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ type deadLetterEvent struct {
 }
 
 func (t *sinkTarget) sendDeadLetter(c *sinkConfig, k kind, obj client.Object, dl cardsv1alpha1.DeadLetter) error {
-	data, err := json.Marshal(Data(obj))
+	data, err := encode(obj)
 	if err != nil {
 		return err
 	}
