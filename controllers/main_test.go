@@ -57,6 +57,9 @@ func startManager(t *testing.T, ns string, more ...string) (stop func()) {
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Cache:      cache.Options{DefaultNamespaces: namespaces},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		// As in production (cmd/cardplane/manager.go): Secrets are read from the API server, so a reconcile
+		// triggered by a Secret's metadata never reads an older copy of it from another informer.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		t.Fatal(err)

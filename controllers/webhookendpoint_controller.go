@@ -115,8 +115,9 @@ func (r *WebhookEndpointReconciler) setCondition(ep, before *cardsv1alpha1.Webho
 // destinationsCondition builds every destination's transport as the dispatcher will (signing key, headers,
 // bearer token, CA bundle, client certificate, proxy URL) and says which cannot be. It is a condition apart from
 // Ready: the receiver serves an endpoint while it is Ready, and a destination that cannot be reached must not
-// stop ingestion; its states wait, and are delivered once the Secret or the spec is fixed. An error is a failed
-// read, worth retrying.
+// stop ingestion. Its states wait, without spending their retry budget, and are delivered once the Secret or
+// the spec is fixed; a destination that had a good configuration keeps using it meanwhile. An error is a
+// failed read, worth retrying.
 func destinationsCondition(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) (metav1.Condition, error) {
 	cond := metav1.Condition{Type: cardsv1alpha1.ConditionDestinationsReady, ObservedGeneration: ep.Generation,
 		Status: metav1.ConditionTrue, Reason: "Configured",
@@ -128,7 +129,8 @@ func destinationsCondition(ctx context.Context, r client.Reader, ep *cardsv1alph
 		switch {
 		case errors.As(err, &cfgErr):
 			cond.Status, cond.Reason = metav1.ConditionFalse, cfgErr.Reason
-			cond.Message = text.Clip(fmt.Sprintf("destination %s: %v; its states wait until this is fixed (callbacks are still accepted)", d.Name, cfgErr), 1024)
+			cond.Message = text.Clip(fmt.Sprintf("destination %s: %v; until this is fixed its states wait, or go with its last "+
+				"good configuration if it had one (callbacks are still accepted)", d.Name, cfgErr), 1024)
 			return cond, nil
 		case err != nil:
 			return cond, err

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -97,6 +98,13 @@ func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEnd
 	}
 	s, err := d.Network.buildDestination(ctx, d.Secrets, ep, dest)
 	if err != nil {
+		if t.out != nil && notConfigured(err) {
+			// A change that cannot be built (a rotated Secret without its key) keeps the last good transport in
+			// use, as a CardEventSink keeps its last good configuration; DestinationsReady says what is wrong.
+			// It is built again after the recheck interval.
+			t.generation, t.checked = ep.Generation, now
+			return t.out, false, nil
+		}
 		return nil, false, err
 	}
 	if t.out == nil {
@@ -106,6 +114,13 @@ func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEnd
 	}
 	t.generation, t.fingerprint, t.checked = ep.Generation, fp, now
 	return t.out, true, nil
+}
+
+// notConfigured reports whether err is a target whose transport cannot be built as configured (a Secret
+// missing, unlabelled or without its key, a CA that does not parse): the spec or a Secret must change.
+func notConfigured(err error) bool {
+	var ce *sinkconfig.ConfigError
+	return errors.As(err, &ce)
 }
 
 // runDestinationRecheck looks, every recheck interval, at the destinations whose circuit is open: one whose

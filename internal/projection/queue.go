@@ -282,10 +282,11 @@ func (q *destQueue) succeeded(key objectKey, state sentState, rv uint64, obj cli
 
 // failed counts a failed attempt and schedules the next, or gives the state up once the budget is spent (or at
 // once, for a target that gives up on permanent errors). A probe of an open circuit does not count: nothing is
-// given up while the destination is down.
+// given up while the destination is down. Nor does an attempt that never left because the target's transport
+// cannot be built (a Secret missing): nothing is given up until the configuration is fixed.
 func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool, obj client.Object, rv uint64, r retryPolicy) {
 	msg := text.Clip(err.Error(), 512)
-	if !probe {
+	if !probe && !notConfigured(err) {
 		at.n++
 	}
 	giveUp := at.n >= r.maxAttempts || (r.permanentGivesUp && sink.Permanent(err))
