@@ -709,7 +709,7 @@ func TestNoSecretsInEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ev := range res.Events {
-			text := pointerAddr.ReplaceAllString(fmt.Sprintf("%+v", ev), "0x…")
+			text := fmt.Sprintf("%+v", ev)
 			for _, fact := range []any{ev.Card, ev.Balance, ev.Transaction, ev.KYC, ev.Logistics} {
 				text += fmt.Sprintf(" %+v", fact)
 			}
@@ -720,7 +720,8 @@ func TestNoSecretsInEvents(t *testing.T) {
 				text += fmt.Sprintf(" %+v %+v %+v %+v", ev.Transaction.Amount, ev.Transaction.BillingAmount, ev.Transaction.Fee, ev.Transaction.Merchant)
 			}
 			js, _ := json.Marshal(ev)
-			text += string(js)
+			// Every pointer's address is masked, not only the event's own: a random address may hold "987".
+			text = pointerAddr.ReplaceAllString(text, "0x…") + string(js)
 			if found := pan.Find(text); len(found) > 0 {
 				t.Errorf("%s: full card number in event: %s", tc.file, text)
 			}
