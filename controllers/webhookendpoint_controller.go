@@ -84,19 +84,18 @@ func (r *WebhookEndpointReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		return ctrl.Result{}, err
 	}
 	r.setCondition(ep, before, cond)
+	var readErr error // a failed read of a destination's Secrets: Ready is written all the same, and it is retried
 	if len(ep.Spec.Destinations) == 0 {
 		apimeta.RemoveStatusCondition(&ep.Status.Conditions, cardsv1alpha1.ConditionDestinationsReady)
+	} else if dest, err := destinationsCondition(ctx, r.Client, ep); err != nil {
+		readErr = err
 	} else {
-		dest, err := destinationsCondition(ctx, r.Client, ep)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
 		r.setCondition(ep, before, dest)
 	}
 	if err := r.Status().Patch(ctx, ep, client.MergeFrom(before), FieldOwner); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, readErr
 }
 
 // setCondition sets cond on ep, with an Event when its status or reason changed since before.

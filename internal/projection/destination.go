@@ -29,13 +29,16 @@ type destTarget struct {
 	endpoint types.NamespacedName
 	dest     string
 
-	mu  sync.Mutex
-	out *sink.Rotating // nil until first built
-	// What out was built from: the endpoint's generation (the destination and the address policy), the
-	// fingerprint of its Secrets, and when that was last compared (every SinkPolicy.RecheckInterval at most).
-	generation  int64
-	fingerprint string
+	mu     sync.Mutex
+	out    *sink.Rotating // nil until first built
+	closed bool           // the destination was removed: nothing is built any more
+	// spec is the endpoint ("<uid>/<generation>": the destination, its timeout, the address policy) last looked
+	// at, and checked when; built is what out was built from ("<spec>/<fingerprint of its Secrets>"), "" after a
+	// change that could not be built. lastErr is the last build's configuration error: it is answered until
+	// the next check, so a destination waiting for a Secret costs its queued states no Secret reads.
+	spec, built string
 	checked     time.Time
+	lastErr     error
 }
 
 func newDestinationQueue(d *Dispatcher, endpoint types.NamespacedName, dest string, start [kinds]uint64) *destQueue {
@@ -64,7 +67,7 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 	if !wants(dest.EventTypes, typ) {
 		return nil, nil // the state changed since it was queued (a decision recorded): not for this destination
 	}
-	out, _, err := t.transport(ctx, ep, dest)
+	out, err := t.transport(ctx, ep, dest)
 	if err != nil {
 		return nil, err
 	}
@@ -78,42 +81,56 @@ func (t *destTarget) prepare(ctx context.Context, k kind, obj client.Object) (fu
 }
 
 // transport is the destination's sink, built on first use and again when the endpoint's spec or one of the
-// Secrets changed (rebuilt says so): sends in flight finish on the old one (sink.Rotating), so a rotated key,
-// token or certificate is picked up within a recheck interval, without a restart.
-func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination) (out sink.Sink, rebuilt bool, err error) {
+// Secrets changed (looked at every recheck interval at most): sends in flight finish on the old one
+// (sink.Rotating), so a rotated key, token or certificate is picked up without a restart. A new transport ends
+// the circuit breaker's cooldown: it may cure what opened the circuit.
+func (t *destTarget) transport(ctx context.Context, ep *cardsv1alpha1.WebhookEndpoint, dest *cardsv1alpha1.Destination) (sink.Sink, error) {
 	d := t.q.d
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("destination %s was removed", t.q.name)
+	}
 	now := d.Now()
-	if t.out != nil && t.generation == ep.Generation && now.Sub(t.checked) < d.SinkPolicy.RecheckInterval {
-		return t.out, false, nil
+	spec := fmt.Sprintf("%s/%d", ep.UID, ep.Generation)
+	if t.spec == spec && now.Sub(t.checked) < d.SinkPolicy.RecheckInterval {
+		if t.out != nil {
+			return t.out, nil
+		}
+		if t.lastErr != nil {
+			return nil, t.lastErr
+		}
 	}
 	fp, err := sinkconfig.Fingerprint(ctx, d.Secrets, ep.Namespace, sinkconfig.Destination(dest))
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	if t.out != nil && t.generation == ep.Generation && fp == t.fingerprint {
-		t.checked = now
-		return t.out, false, nil
+	if t.out != nil && t.built == spec+"/"+fp {
+		t.spec, t.checked = spec, now
+		return t.out, nil
 	}
 	s, err := d.Network.buildDestination(ctx, d.Secrets, ep, dest)
 	if err != nil {
-		if t.out != nil && notConfigured(err) {
+		if !notConfigured(err) {
+			return nil, err
+		}
+		t.spec, t.checked, t.lastErr, t.built = spec, now, err, ""
+		if t.out != nil {
 			// A change that cannot be built (a rotated Secret without its key) keeps the last good transport in
 			// use, as a CardEventSink keeps its last good configuration; DestinationsReady says what is wrong.
-			// It is built again after the recheck interval.
-			t.generation, t.checked = ep.Generation, now
-			return t.out, false, nil
+			// built is cleared, so the next check builds again whatever the Secrets hold then.
+			return t.out, nil
 		}
-		return nil, false, err
+		return nil, err
 	}
 	if t.out == nil {
 		t.out = sink.NewRotating(s)
 	} else {
 		t.out.Replace(s)
 	}
-	t.generation, t.fingerprint, t.checked = ep.Generation, fp, now
-	return t.out, true, nil
+	t.spec, t.built, t.checked, t.lastErr = spec, spec+"/"+fp, now, nil
+	t.q.breaker.probeNow(now)
+	return t.out, nil
 }
 
 // notConfigured reports whether err is a target whose transport cannot be built as configured (a Secret
@@ -124,9 +141,9 @@ func notConfigured(err error) bool {
 }
 
 // runDestinationRecheck looks, every recheck interval, at the destinations whose circuit is open: one whose
-// spec or Secrets changed gets a new transport and is probed at once. Their workers wait out the cooldown, so
-// nothing else would look before it ends; a destination fixed by a new Secret (a CA, a client certificate
-// that was missing) gets its backlog within seconds, not after a cooldown of up to two minutes.
+// spec or Secrets changed gets a new transport, which ends the cooldown. Their workers wait out the cooldown,
+// so nothing else would look before it ends; a destination fixed by a new Secret (a CA, a client certificate)
+// gets its backlog within seconds, not after a cooldown of up to two minutes.
 func (d *Dispatcher) runDestinationRecheck(ctx context.Context) {
 	ticker := time.NewTicker(d.SinkPolicy.RecheckInterval)
 	defer ticker.Stop()
@@ -148,12 +165,8 @@ func (d *Dispatcher) runDestinationRecheck(ctx context.Context) {
 		d.mu.Unlock()
 		for _, q := range open {
 			t := q.t.(*destTarget)
-			ep, dest := d.destination(t.endpoint, t.dest)
-			if dest == nil {
-				continue
-			}
-			if _, rebuilt, err := t.transport(ctx, ep, dest); err == nil && rebuilt {
-				q.breaker.probeNow(d.Now())
+			if ep, dest := d.destination(t.endpoint, t.dest); dest != nil {
+				_, _ = t.transport(q.ctx, ep, dest)
 			}
 		}
 	}
@@ -174,22 +187,23 @@ func (n *Network) buildDestination(ctx context.Context, r client.Reader, ep *car
 	return s, nil
 }
 
-// stopDestination shuts a destination's queue down and releases its connections.
+// stopDestination shuts a destination's queue down and releases its connections. It is called under the
+// dispatcher's lock, so the release runs apart: it waits for a transport being built (Secret reads).
 func stopDestination(q *destQueue) {
 	q.shutDown()
 	if t, ok := q.t.(*destTarget); ok {
-		t.close()
+		go t.close()
 	}
 }
 
-// close releases the destination's connections once its sends have returned.
+// close releases the destination's connections once its sends have returned; nothing is built after it.
 func (t *destTarget) close() {
 	t.mu.Lock()
 	out := t.out
-	t.out = nil
+	t.out, t.closed = nil, true
 	t.mu.Unlock()
 	if out != nil {
-		go func() { _ = out.Close() }()
+		_ = out.Close()
 	}
 }
 

@@ -240,6 +240,13 @@ func (q *destQueue) process(key objectKey) {
 		q.skipped(key, state, rv)
 		return
 	}
+	if notConfigured(err) {
+		// Nothing can leave until the spec or a Secret is fixed: no attempt made, so neither the breaker nor
+		// the retry budget hears of it, and a worker never waits in a cooldown holding an error from before
+		// the fix. The state waits.
+		q.failed(key, at, err, false, obj, rv, r)
+		return
+	}
 	probe, ok := q.breaker.allow(q.ctx, q.d.Now)
 	if !ok {
 		return
