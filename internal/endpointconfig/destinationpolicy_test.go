@@ -45,6 +45,16 @@ func TestResolveDestinationPolicy(t *testing.T) {
 			s.Destinations = []cardsv1alpha1.Destination{dest("a", "http://127.0.0.1:18090/hooks", otp),
 				dest("b", "http://[::1]:18090/hooks", otp), dest("c", "http://localhost:18090/hooks", otp)}
 		}, ""},
+		{"one-time codes over http to loopback through a proxy", func(s *cardsv1alpha1.WebhookEndpointSpec) {
+			d := dest("sms", "http://127.0.0.1:18090/hooks", otp)
+			d.HTTP = &cardsv1alpha1.HTTPSinkOptions{ProxyURL: "http://127.0.0.1:3128"}
+			s.Destinations = []cardsv1alpha1.Destination{d}
+		}, "destination sms: challenge.otp through a proxy needs an https:// url"},
+		{"one-time codes over https through a proxy", func(s *cardsv1alpha1.WebhookEndpointSpec) {
+			d := dest("sms", "https://otp.example.com/hooks", otp)
+			d.HTTP = &cardsv1alpha1.HTTPSinkOptions{ProxyURL: "http://egress.example.com:3128"}
+			s.Destinations = []cardsv1alpha1.Destination{d}
+		}, ""},
 		{"card updates over http", func(s *cardsv1alpha1.WebhookEndpointSpec) {
 			s.Destinations = []cardsv1alpha1.Destination{dest("ledger", "http://ledger.example.com/hooks", nil)}
 		}, ""},

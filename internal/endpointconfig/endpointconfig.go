@@ -230,9 +230,16 @@ func destinationPolicy(ep *cardsv1alpha1.WebhookEndpoint) error {
 		return err
 	}
 	for _, d := range ep.Spec.Destinations {
-		if slices.Contains(d.EventTypes, cardsv1alpha1.EventChallengeOTP) && !ConfidentialURL(d.URL) {
+		if !slices.Contains(d.EventTypes, cardsv1alpha1.EventChallengeOTP) {
+			continue
+		}
+		if !ConfidentialURL(d.URL) {
 			return invalid("destination %s: challenge.otp carries one-time codes and needs an https:// url "+
 				"(plain http:// only to a loopback address, for cardplane dev)", d.Name)
+		}
+		if d.HTTP != nil && d.HTTP.ProxyURL != "" && !strings.HasPrefix(d.URL, "https://") {
+			return invalid("destination %s: challenge.otp through a proxy needs an https:// url: the proxy would carry "+
+				"the one-time codes on in plain text", d.Name)
 		}
 	}
 	return nil

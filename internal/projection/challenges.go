@@ -121,7 +121,7 @@ func (f *ChallengeForwarder) deliverToDestinations(ctx context.Context, ep *card
 		if !slices.Contains(d.EventTypes, cardsv1alpha1.EventChallengeOTP) {
 			continue
 		}
-		dial, ok := f.Network.confidentialDial(d.URL, allowed)
+		dial, ok := f.Network.confidentialDial(d.URL, d.HTTP, allowed)
 		if !ok {
 			// A configuration error, not a passing failure: the reconciler reports the endpoint not Ready too.
 			challengeDeliveries.WithLabelValues(endpoint, d.Name, "insecure").Inc()

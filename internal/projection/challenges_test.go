@@ -86,6 +86,13 @@ func TestOTPNeedsHTTPS(t *testing.T) {
 	deliver(&Network{}, ep)
 	waitDeliveries(t, ep, "insecure", 1)
 
+	// http:// to loopback in cardplane dev, but through a proxy (which would carry the code on in plain
+	// text): refused.
+	ep = otpEndpoint("dev-proxied", loopback.URL)
+	ep.Spec.Destinations[0].HTTP = &cardsv1alpha1.HTTPSinkOptions{ProxyURL: loopback.URL}
+	deliver(&Network{AllowLoopback: true}, ep)
+	waitDeliveries(t, ep, "insecure", 1)
+
 	// http:// to loopback in cardplane dev: delivered.
 	ep = otpEndpoint("dev", loopback.URL)
 	deliver(&Network{AllowLoopback: true}, ep)

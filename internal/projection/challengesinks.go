@@ -64,9 +64,9 @@ func selects(cs *cardsv1alpha1.CardEventSink, card *cardsv1alpha1.Card) bool {
 func (f *ChallengeForwarder) confidentialDial(spec *cardsv1alpha1.SinkSpec) (sink.DialControl, bool) {
 	switch {
 	case spec.Webhook != nil:
-		return f.Network.confidentialDial(spec.Webhook.URL, f.Sinks.AllowedCIDRs)
+		return f.Network.confidentialDial(spec.Webhook.URL, spec.Webhook.HTTP, f.Sinks.AllowedCIDRs)
 	case spec.CloudEvents != nil:
-		return f.Network.confidentialDial(spec.CloudEvents.URL, f.Sinks.AllowedCIDRs)
+		return f.Network.confidentialDial(spec.CloudEvents.URL, spec.CloudEvents.HTTP, f.Sinks.AllowedCIDRs)
 	}
 	return nil, false
 }

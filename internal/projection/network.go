@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"time"
 
+	cardsv1alpha1 "github.com/cardplane/cardplane/api/v1alpha1"
 	"github.com/cardplane/cardplane/internal/sink"
 )
 
@@ -49,10 +50,11 @@ func (n *Network) dial(allowed []netip.Prefix) sink.DialControl {
 	return g.control
 }
 
-// confidentialDial is the address policy of a one-time code to rawURL: the target's policy over https; over
-// plain http only a loopback URL with AllowLoopback (cardplane dev), connected to on loopback only. False when
-// the code may not go there at all.
-func (n *Network) confidentialDial(rawURL string, allowed []netip.Prefix) (sink.DialControl, bool) {
+// confidentialDial is the address policy of a one-time code to rawURL through h: the target's policy over
+// https; over plain http only a loopback URL with AllowLoopback (cardplane dev), connected to on loopback only
+// and never through a proxy (which would carry the code on in plain text). False when the code may not go
+// there at all.
+func (n *Network) confidentialDial(rawURL string, h *cardsv1alpha1.HTTPSinkOptions, allowed []netip.Prefix) (sink.DialControl, bool) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, false
@@ -62,7 +64,7 @@ func (n *Network) confidentialDial(rawURL string, allowed []netip.Prefix) (sink.
 	}
 	host := u.Hostname()
 	ip := net.ParseIP(host)
-	if u.Scheme != "http" || !n.AllowLoopback || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+	if u.Scheme != "http" || !n.AllowLoopback || (host != "localhost" && (ip == nil || !ip.IsLoopback())) || (h != nil && h.ProxyURL != "") {
 		return nil, false
 	}
 	g := &guard{allowLoopback: true, loopbackOnly: true}
