@@ -65,3 +65,44 @@ func TestEndpointWithOTPOverPlainHTTPIsNotReady(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionTrue
 	}, func() { t.Logf("Ready = %+v", ready()) })
 }
+
+// A destination whose signing Secret is missing does not stop ingestion: Ready stays True (the receiver
+// serves the endpoint) and DestinationsReady names the destination and the Secret. Before, the missing
+// signing Secret made the endpoint Ready=False, and every provider callback was refused with 503.
+func TestAMissingDestinationSecretDoesNotStopIngestion(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	startManager(t, ns)
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds", Labels: map[string]string{cardsv1alpha1.LabelCredentials: "true"}},
+		StringData: map[string]string{cardsv1alpha1.SecretKeySigningKey: "k"}}
+	if err := k8s.Create(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	ep := &cardsv1alpha1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upay-main"},
+		Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay,
+			CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "creds"},
+			Destinations: []cardsv1alpha1.Destination{
+				{Name: "ledger", URL: "https://ledger.example.com/hooks", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "ledger-signing"}}}}}
+	if err := k8s.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	condition := func(typ string) *metav1.Condition {
+		got := &cardsv1alpha1.WebhookEndpoint{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ep), got); err != nil || got.Status.ObservedGeneration != got.Generation {
+			return nil
+		}
+		return apimeta.FindStatusCondition(got.Status.Conditions, typ)
+	}
+	is := func(c *metav1.Condition, status metav1.ConditionStatus, reason string) bool {
+		return c != nil && c.Status == status && c.Reason == reason
+	}
+	waitFor(t, "DestinationsReady False SecretNotFound", func() bool {
+		return is(condition(cardsv1alpha1.ConditionDestinationsReady), metav1.ConditionFalse, cardsv1alpha1.ReasonSecretNotFound)
+	}, func() { t.Logf("Ready %+v, DestinationsReady %+v", condition("Ready"), condition(cardsv1alpha1.ConditionDestinationsReady)) })
+	if c := condition(cardsv1alpha1.ConditionReady); !is(c, metav1.ConditionTrue, cardsv1alpha1.ReasonAccepting) {
+		t.Errorf("Ready = %+v, want True Accepting: a destination's Secret must not stop ingestion", c)
+	}
+	if c := condition(cardsv1alpha1.ConditionDestinationsReady); !strings.Contains(c.Message, "destination ledger:") || !strings.Contains(c.Message, ns+"/ledger-signing") {
+		t.Errorf("DestinationsReady message %q does not name the destination and its Secret", c.Message)
+	}
+}

@@ -66,7 +66,10 @@ func SecretNames(ep *cardsv1alpha1.WebhookEndpoint) []string {
 	return names
 }
 
-// Resolve reads the endpoint's Secrets and checks everything the API schema cannot.
+// Resolve reads the endpoint's Secrets and checks everything the API schema cannot, for accepting callbacks:
+// the receiver calls it on every callback and serves the endpoint only while it resolves. The destinations'
+// Secrets are not read here: a destination that cannot be built holds back its own deliveries (the reconciler
+// reports it on DestinationsReady), never the ingestion of the provider's events.
 func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) (*Resolved, error) {
 	if ep.Spec.Suspend {
 		return nil, ErrSuspended
@@ -104,9 +107,6 @@ func Resolve(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndp
 		return nil, invalid("provider %s signs nothing: set verification.sourceCIDRs or verification.requireURLToken", ep.Spec.Provider)
 	}
 	if err := destinationPolicy(ep); err != nil {
-		return nil, err
-	}
-	if err := destinationSecrets(ctx, r, ep); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -282,21 +282,6 @@ func ConfidentialURL(raw string) bool {
 	return false
 }
 
-// destinationSecrets checks that every destination's signing Secret holds a usable key.
-func destinationSecrets(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) error {
-	for _, d := range ep.Spec.Destinations {
-		data, err := SecretData(ctx, r, ep.Namespace, d.SecretRef.Name)
-		if err != nil {
-			return err
-		}
-		if _, err := StandardWebhooksKey(data[cardsv1alpha1.SecretKeyDestinationSecret]); err != nil {
-			return &Error{Reason: cardsv1alpha1.ReasonSecretKeyMissing,
-				Message: fmt.Sprintf("destination %s: Secret %s/%s key %q: %v", d.Name, ep.Namespace, d.SecretRef.Name, cardsv1alpha1.SecretKeyDestinationSecret, err)}
-		}
-	}
-	return nil
-}
-
 // TargetNamespace is where an endpoint writes its cards and transactions.
 func TargetNamespace(ep *cardsv1alpha1.WebhookEndpoint) string {
 	if ep.Spec.TargetNamespace != "" {
@@ -440,15 +425,3 @@ func StandardWebhooksKey(secret []byte) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// DestinationSecret reads the Standard Webhooks secret a destination's deliveries are signed with.
-func DestinationSecret(ctx context.Context, r client.Reader, ep *cardsv1alpha1.WebhookEndpoint, d *cardsv1alpha1.Destination) ([]byte, error) {
-	data, err := SecretData(ctx, r, ep.Namespace, d.SecretRef.Name)
-	if err != nil {
-		return nil, err
-	}
-	key, err := StandardWebhooksKey(data[cardsv1alpha1.SecretKeyDestinationSecret])
-	if err != nil {
-		return nil, fmt.Errorf("destination %s: Secret %s/%s key %q: %w", d.Name, ep.Namespace, d.SecretRef.Name, cardsv1alpha1.SecretKeyDestinationSecret, err)
-	}
-	return key, nil
-}

@@ -80,9 +80,10 @@ func TestResolve(t *testing.T) {
 					t.Errorf("decoded key of %d bytes", len(r.SigningKey))
 				}
 			}},
+		// A destination's Secret is the projection's business (DestinationsReady): callbacks are still served.
 		{"destination secret missing", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds,
 			Destinations: []cardsv1alpha1.Destination{{Name: "ledger", URL: "https://x", SecretRef: cardsv1alpha1.LocalObjectReference{Name: "dest"}}}},
-			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, cardsv1alpha1.ReasonSecretNotFound, nil},
+			[]*corev1.Secret{secret("creds", map[string]string{"signingKey": "k"})}, "", nil},
 		{"secret not labelled for cardplane", cardsv1alpha1.WebhookEndpointSpec{Provider: "upay", CredentialsRef: creds},
 			[]*corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds"}, Data: map[string][]byte{"signingKey": []byte("k")}}},
 			cardsv1alpha1.ReasonSecretNotLabelled, nil},
