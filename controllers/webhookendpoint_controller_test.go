@@ -98,7 +98,9 @@ func TestAMissingDestinationSecretDoesNotStopIngestion(t *testing.T) {
 	}
 	waitFor(t, "DestinationsReady False SecretNotFound", func() bool {
 		return is(condition(cardsv1alpha1.ConditionDestinationsReady), metav1.ConditionFalse, cardsv1alpha1.ReasonSecretNotFound)
-	}, func() { t.Logf("Ready %+v, DestinationsReady %+v", condition("Ready"), condition(cardsv1alpha1.ConditionDestinationsReady)) })
+	}, func() {
+		t.Logf("Ready %+v, DestinationsReady %+v", condition("Ready"), condition(cardsv1alpha1.ConditionDestinationsReady))
+	})
 	if c := condition(cardsv1alpha1.ConditionReady); !is(c, metav1.ConditionTrue, cardsv1alpha1.ReasonAccepting) {
 		t.Errorf("Ready = %+v, want True Accepting: a destination's Secret must not stop ingestion", c)
 	}

@@ -424,4 +424,3 @@ func StandardWebhooksKey(secret []byte) ([]byte, error) {
 	}
 	return []byte(s), nil
 }
-

@@ -96,7 +96,7 @@ func TestAnUnbuiltDestinationWaitsWithoutSpending(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within the recheck interval the cached error answers (the new, still unlabelled, Secret is not read).
-	if _, err := tgt.transport(context.Background(), ep, &ep.Spec.Destinations[0]); err != first {
+	if _, err := tgt.transport(context.Background(), ep, &ep.Spec.Destinations[0]); !errors.Is(err, first) {
 		t.Errorf("within the recheck interval: %v, want the cached %v", err, first)
 	}
 	at := attemptState{}
