@@ -328,21 +328,39 @@ func censusUnlabelledSecret(t *testing.T, s *site, tm *teams) censusRow {
 		{ObjectMeta: metav1.ObjectMeta{Namespace: tm.a.Namespace, Name: "borrows-credentials"},
 			Spec: cardsv1alpha1.WebhookEndpointSpec{Provider: cardsv1alpha1.ProviderUPay, CredentialsRef: &cardsv1alpha1.LocalObjectReference{Name: "legacy-upay"}}},
 	}
-	row := censusRow{attack: "endpoint naming an unlabelled Secret (credentials, destination)", how: "not Ready (SecretNotLabelled); signed callbacks answered 503; no delivery"}
+	row := censusRow{attack: "endpoint naming an unlabelled Secret (credentials, destination)",
+		how: "credentials: not Ready (SecretNotLabelled), signed callbacks answered 503; destination: DestinationsReady False " +
+			"(SecretNotLabelled), callbacks served with the endpoint's own key, nothing signed with the borrowed one"}
 	for _, ep := range borrowers {
 		if err := env.Client.Create(ctx, ep); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, ep := range borrowers {
-		row.attempts += 2
-		if waitFor(t, 30*time.Second, ep.Name+" SecretNotLabelled", func() bool { return readyReason(ep) == cardsv1alpha1.ReasonSecretNotLabelled }) {
+	credentials, destination := borrowers[1], borrowers[0]
+	row.attempts += 2
+	if waitFor(t, 30*time.Second, credentials.Name+" SecretNotLabelled", func() bool { return readyReason(credentials) == cardsv1alpha1.ReasonSecretNotLabelled }) {
+		row.handled++
+	}
+	if status, _ := s.upay(credentials, upayStatus("BR-1", "1", "br-1", time.Now()), ""); status == http.StatusServiceUnavailable {
+		row.handled++
+	}
+	if cardOf(t, tm.a.Namespace, credentials, "BR-1") != nil {
+		row.foreign++
+	}
+	// A destination's Secret never gates ingestion (the endpoint's own credentials are labelled): the card is
+	// written, and the borrowed key signs nothing.
+	row.attempts += 2
+	if waitFor(t, 30*time.Second, destination.Name+" DestinationsReady SecretNotLabelled", func() bool {
+		return conditionReason(destination, cardsv1alpha1.ConditionDestinationsReady) == cardsv1alpha1.ReasonSecretNotLabelled
+	}) {
+		row.handled++
+	}
+	if status, _ := s.upay(destination, upayStatus("BR-2", "1", "br-2", time.Now()), ""); status == http.StatusOK {
+		waitFor(t, 30*time.Second, "the card of a served callback", func() bool { return cardOf(t, tm.a.Namespace, destination, "BR-2") != nil })
+		time.Sleep(3 * time.Second) // a delivery, were there one, has left by now
+		if s.deliveries.of("BR-2") == 0 {
 			row.handled++
-		}
-		if status, _ := s.upay(ep, upayStatus("BR-1", "1", "br-1", time.Now()), ""); status == http.StatusServiceUnavailable {
-			row.handled++
-		}
-		if cardOf(t, tm.a.Namespace, ep, "BR-1") != nil {
+		} else {
 			row.foreign++
 		}
 	}

@@ -213,12 +213,17 @@ func lastEventIs(t *testing.T, ns string, ep *cardsv1alpha1.WebhookEndpoint, car
 
 // readyReason is the reason of the endpoint's Ready condition for its current generation ("" until observed).
 func readyReason(ep *cardsv1alpha1.WebhookEndpoint) string {
+	return conditionReason(ep, cardsv1alpha1.ConditionReady)
+}
+
+// conditionReason is the reason of the endpoint's condition typ once it observed its generation, "" before.
+func conditionReason(ep *cardsv1alpha1.WebhookEndpoint, typ string) string {
 	got := &cardsv1alpha1.WebhookEndpoint{}
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(ep), got); err != nil || got.Status.ObservedGeneration != got.Generation {
 		return ""
 	}
 	for _, c := range got.Status.Conditions {
-		if c.Type == cardsv1alpha1.ConditionReady {
+		if c.Type == typ {
 			return c.Reason
 		}
 	}
