@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -99,12 +100,22 @@ func putRuleSet(t *testing.T, namespace, name, src string) {
 	if err := env.Client.Create(ctx, cm); err == nil {
 		return
 	}
-	got := &corev1.ConfigMap{}
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(cm), got); err != nil {
-		t.Fatal(err)
-	}
-	got.Data, got.Labels = cm.Data, cm.Labels
-	if err := env.Client.Update(ctx, got); err != nil {
+	updateConfigMap(t, client.ObjectKeyFromObject(cm), func(got *corev1.ConfigMap) { got.Data, got.Labels = cm.Data, cm.Labels })
+}
+
+// updateConfigMap applies change to the ConfigMap at key, read again after a conflict: the replicas write their
+// state annotation on rule set ConfigMaps, so a version read by the test can be moved under it at any time.
+func updateConfigMap(t *testing.T, key client.ObjectKey, change func(*corev1.ConfigMap)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm := &corev1.ConfigMap{}
+		if err := env.Client.Get(context.Background(), key, cm); err != nil {
+			return err
+		}
+		change(cm)
+		return env.Client.Update(context.Background(), cm)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -336,10 +347,7 @@ func hostileRemovedRuleSet(t *testing.T, rng *rand.Rand, ty *tally) {
 				t.Fatal(err)
 			}
 		} else {
-			delete(cm.Labels, cardsv1alpha1.LabelRuleSet)
-			if err := env.Client.Update(context.Background(), cm); err != nil {
-				t.Fatal(err)
-			}
+			updateConfigMap(t, client.ObjectKeyFromObject(cm), func(cm *corev1.ConfigMap) { delete(cm.Labels, cardsv1alpha1.LabelRuleSet) })
 		}
 		waitFor(t, 30*time.Second, "the rule set out of force", func() bool { return r.store.Get(ep.Namespace, "card-rules") == nil })
 		for i := range 4 {
