@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -46,12 +47,16 @@ type replica struct {
 // sees waits until the replica's cache shows ep Ready at its generation, as the receiver requires.
 func (r *replica) sees(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "the replica to see the endpoint Ready", func() bool {
-		got := &cardsv1alpha1.WebhookEndpoint{}
-		_ = r.mgr.GetClient().Get(context.Background(), client.ObjectKeyFromObject(ep), got)
-		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue &&
-			got.Status.Conditions[0].ObservedGeneration == got.Generation
+	got := &cardsv1alpha1.WebhookEndpoint{}
+	var readErr error
+	ok := waitFor(t, 30*time.Second, "the replica to see the endpoint Ready", func() bool {
+		readErr = r.mgr.GetClient().Get(context.Background(), client.ObjectKeyFromObject(ep), got)
+		ready := meta.FindStatusCondition(got.Status.Conditions, cardsv1alpha1.ConditionReady)
+		return readErr == nil && ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == got.Generation
 	})
+	if !ok { // what the replica saw last, so that a timeout says why
+		t.Logf("replica's view of %s: read error %v, generation %d, conditions %+v", ep.Name, readErr, got.Generation, got.Status.Conditions)
+	}
 }
 
 // startReplica runs a manager with the endpoint and rule-set reconcilers and a receiver that decides with
