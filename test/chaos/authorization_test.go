@@ -16,7 +16,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -47,15 +46,10 @@ type replica struct {
 // sees waits until the replica's cache shows ep Ready at its generation, as the receiver requires.
 func (r *replica) sees(t *testing.T, ep *cardsv1alpha1.WebhookEndpoint) {
 	t.Helper()
-	got := &cardsv1alpha1.WebhookEndpoint{}
-	var readErr error
-	ok := waitFor(t, 30*time.Second, "the replica to see the endpoint Ready", func() bool {
-		readErr = r.mgr.GetClient().Get(context.Background(), client.ObjectKeyFromObject(ep), got)
-		ready := meta.FindStatusCondition(got.Status.Conditions, cardsv1alpha1.ConditionReady)
-		return readErr == nil && ready != nil && ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == got.Generation
-	})
-	if !ok { // what the replica saw last, so that a timeout says why
-		t.Logf("replica's view of %s: read error %v, generation %d, conditions %+v", ep.Name, readErr, got.Generation, got.Status.Conditions)
+	if !waitFor(t, 30*time.Second, "the replica to see the endpoint Ready", ready(r.mgr.GetClient(), ep)) {
+		got := &cardsv1alpha1.WebhookEndpoint{} // what the replica saw last, so that a timeout says why
+		err := r.mgr.GetClient().Get(context.Background(), client.ObjectKeyFromObject(ep), got)
+		t.Logf("replica's view of %s: read error %v, generation %d, conditions %+v", ep.Name, err, got.Generation, got.Status.Conditions)
 	}
 }
 
@@ -87,12 +81,7 @@ func hostileEndpoint(t *testing.T, prefix string, labelled bool) *cardsv1alpha1.
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "the endpoint Ready", func() bool {
-		got := &cardsv1alpha1.WebhookEndpoint{}
-		_ = env.Client.Get(context.Background(), client.ObjectKeyFromObject(ep), got)
-		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue &&
-			got.Status.ObservedGeneration == got.Generation
-	})
+	waitFor(t, 30*time.Second, "the endpoint Ready", ready(env.Client, ep))
 	return ep
 }
 
@@ -343,16 +332,13 @@ func hostileRemovedRuleSet(t *testing.T, rng *rand.Rand, ty *tally) {
 		ep := hostileEndpoint(t, how, true)
 		putRuleSet(t, ep.Namespace, "card-rules", fmt.Sprintf(blockingRules, "decline"))
 		inForce(t, r, ep.Namespace, "card-rules", true)
-		cm := &corev1.ConfigMap{}
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ep.Namespace, Name: "card-rules"}, cm); err != nil {
-			t.Fatal(err)
-		}
+		key := client.ObjectKey{Namespace: ep.Namespace, Name: "card-rules"}
 		if how == "deleted" {
-			if err := env.Client.Delete(context.Background(), cm); err != nil {
+			if err := env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}); err != nil {
 				t.Fatal(err)
 			}
 		} else {
-			updateConfigMap(t, client.ObjectKeyFromObject(cm), func(cm *corev1.ConfigMap) { delete(cm.Labels, cardsv1alpha1.LabelRuleSet) })
+			updateConfigMap(t, key, func(cm *corev1.ConfigMap) { delete(cm.Labels, cardsv1alpha1.LabelRuleSet) })
 		}
 		waitFor(t, 30*time.Second, "the rule set out of force", func() bool { return r.store.Get(ep.Namespace, "card-rules") == nil })
 		for i := range 4 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -45,12 +46,16 @@ func newUPayEndpoint(t *testing.T, prefix string) *cardsv1alpha1.WebhookEndpoint
 	return ep
 }
 
-// ready reports whether ep is Ready as r sees it (a manager's cache, or the API server).
+// ready reports whether ep is Ready at its generation as r sees it (a manager's cache, or the API server), as
+// the receiver requires. The condition is found by type: an endpoint has others beside it.
 func ready(r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) func() bool {
 	return func() bool {
 		got := &cardsv1alpha1.WebhookEndpoint{}
-		_ = r.Get(context.Background(), client.ObjectKeyFromObject(ep), got)
-		return len(got.Status.Conditions) > 0 && got.Status.Conditions[0].Status == metav1.ConditionTrue
+		if err := r.Get(context.Background(), client.ObjectKeyFromObject(ep), got); err != nil {
+			return false
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, cardsv1alpha1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == got.Generation
 	}
 }
 
