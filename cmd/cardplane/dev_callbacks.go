@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -45,7 +46,10 @@ func playDemoCallbacks(ctx context.Context, cfg *rest.Config, addr, namespace st
 		key := client.ObjectKey{Namespace: namespace, Name: cb.endpoint}
 		deadline := time.Now().Add(time.Minute)
 		for {
-			code, answer, err := simulate(ctx, c, httpClient, key, payload, base, time.Now())
+			// simulate sends again while the receiver does not answer at all, so it too keeps the deadline.
+			sendCtx, cancel := context.WithDeadline(ctx, deadline)
+			code, answer, err := simulate(sendCtx, c, httpClient, key, payload, base, time.Now(), io.Discard)
+			cancel()
 			if err == nil && code == http.StatusOK {
 				break
 			}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,7 +49,9 @@ func newSimulateCommand() *cobra.Command {
 		Short: "Send a correctly signed provider callback to a receiver (a provider sandbox)",
 		Long: `Play the provider: read the WebhookEndpoint and its Secret with the kubeconfig, sign (or, for BananaTech,
 encrypt) a plaintext payload exactly as the provider would, post it to the receiver and print the answer.
-Exits non-zero when the receiver answers 300 or more.`,
+A post that gets no answer at all (the connection refused or closed, as by a load balancer with no ready
+backend yet) is sent again until --timeout, as providers do; the receiver deduplicates it. Exits non-zero
+when the receiver answers 300 or more, or never answers.`,
 		Example: `  # against make demo (the cardplane dev kubeconfig and receiver are the defaults)
   cardplane simulate --endpoint default/upay-main --example upay-card-status
   cardplane simulate --list-examples
@@ -56,7 +59,7 @@ Exits non-zero when the receiver answers 300 or more.`,
   # a payload of your own, through your load balancer
   cardplane simulate -n payments --endpoint upay-main --file event.json --url https://cards.example.com --cacert ca.crt`,
 		Args: o.validate,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout(), cmd.ErrOrStderr()) },
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.endpoint, "endpoint", "", "the WebhookEndpoint to send to, as NAMESPACE/NAME, or NAME in --namespace (required)")
@@ -64,7 +67,7 @@ Exits non-zero when the receiver answers 300 or more.`,
 	fs.StringVar(&o.example, "example", "", "send a built-in example callback instead of --file (see --list-examples)")
 	fs.BoolVar(&o.list, "list-examples", false, "list the built-in example callbacks and exit")
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:18443", "base URL of the receiver")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to read the endpoint and post, sending again while the receiver does not answer")
 	fs.StringVar(&o.cacert, "cacert", "", "PEM file of the CA that signed the receiver's certificate (default: the system roots)")
 	o.cluster = bindClusterFlags(fs, "namespace of --endpoint NAME (default: the kubeconfig context's namespace, then default)")
 	// The default kubeconfig differs from kubectl's: without --kubeconfig and $KUBECONFIG, the one of make demo.
@@ -94,7 +97,7 @@ func (o *simulateOptions) validate(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-func (o *simulateOptions) run(out io.Writer) error {
+func (o *simulateOptions) run(out, errOut io.Writer) error {
 	examples, err := config.Callbacks()
 	if err != nil {
 		return err
@@ -121,7 +124,7 @@ func (o *simulateOptions) run(out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	status, body, err := simulate(ctx, c, httpClient, key, payload, strings.TrimRight(o.url, "/"), time.Now())
+	status, body, err := simulate(ctx, c, httpClient, key, payload, strings.TrimRight(o.url, "/"), time.Now(), errOut)
 	if err != nil {
 		return err
 	}
@@ -187,7 +190,7 @@ func readPayload(file string) ([]byte, error) {
 	return os.ReadFile(file)
 }
 
-func simulate(ctx context.Context, c client.Client, httpClient *http.Client, key client.ObjectKey, payload []byte, baseURL string, now time.Time) (int, string, error) {
+func simulate(ctx context.Context, c client.Client, httpClient *http.Client, key client.ObjectKey, payload []byte, baseURL string, now time.Time, log io.Writer) (int, string, error) {
 	ep := &cardsv1alpha1.WebhookEndpoint{}
 	if err := c.Get(ctx, key, ep); err != nil {
 		return 0, "", fmt.Errorf("reading WebhookEndpoint %s: %w", key, err)
@@ -208,16 +211,46 @@ func simulate(ctx context.Context, c client.Client, httpClient *http.Client, key
 	if res.URLToken != "" {
 		target += "/" + res.URLToken
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	resp, err := post(ctx, httpClient, target, header, body, log)
 	if err != nil {
 		return 0, "", err
-	}
-	req.Header = header
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, "", fmt.Errorf("posting to the receiver: %w", err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(answer), nil
+}
+
+// post sends the callback as a provider does: a request that got no answer at all (the connection refused,
+// reset or closed before a response, as by a load balancer with no ready backend yet) is sent again until
+// ctx ends. The receiver deduplicates by event, so a resend is safe; any HTTP answer is final.
+func post(ctx context.Context, httpClient *http.Client, target string, header http.Header, body []byte, log io.Writer) (*http.Response, error) {
+	wait := 200 * time.Millisecond
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header = header.Clone()
+		resp, err := httpClient.Do(req)
+		if err == nil {
+			return resp, nil
+		}
+		if !noAnswer(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("posting to the receiver: %w", err)
+		}
+		fmt.Fprintf(log, "no answer from the receiver (%v); sending again in %s\n", err, wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("posting to the receiver: %w", err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// noAnswer tells a connection that ended before any response (worth sending again) from a failure that
+// will not change by itself: a bad URL, an untrusted certificate, a timeout.
+func noAnswer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
