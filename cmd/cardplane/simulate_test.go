@@ -79,7 +79,10 @@ func TestPostGivesUpOnWhatWillNotChange(t *testing.T) {
 	// An https URL to a plain-HTTP server is a TLS failure: reported at once, not sent again.
 	var log bytes.Buffer
 	start := time.Now()
-	_, err = post(t.Context(), &http.Client{}, "https://"+ln.Addr().String()+"/webhooks/a/b", http.Header{}, nil, &log)
+	resp, err := post(t.Context(), &http.Client{}, "https://"+ln.Addr().String()+"/webhooks/a/b", http.Header{}, nil, &log)
+	if err == nil {
+		resp.Body.Close()
+	}
 	if err == nil || log.Len() != 0 {
 		t.Fatalf("err %v, resends %q: want an error and no resend", err, log.String())
 	}
