@@ -47,7 +47,7 @@ func newTeams(t *testing.T, s *site) *teams {
 		t.Fatal(err)
 	}
 	for _, ep := range []*cardsv1alpha1.WebhookEndpoint{tm.a, tm.b} {
-		if !waitFor(t, 30*time.Second, ep.Namespace+" Ready", func() bool { return readyReason(ep) == cardsv1alpha1.ReasonAccepting }) {
+		if !waitFor(t, 30*time.Second, ep.Namespace+" Ready", s.accepting(ep)) {
 			t.FailNow()
 		}
 	}
@@ -211,7 +211,7 @@ func censusBananaTechReplay(t *testing.T, s *site, tm *teams) censusRow {
 	if err := env.Client.Create(ctx, ep); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, 30*time.Second, "the BananaTech endpoint Ready", func() bool { return readyReason(ep) == cardsv1alpha1.ReasonAccepting }) {
+	if !waitFor(t, 30*time.Second, "the BananaTech endpoint Ready", s.accepting(ep)) {
 		t.FailNow()
 	}
 	res, err := endpointconfig.Resolve(ctx, env.Client, ep)
@@ -278,7 +278,9 @@ func censusConsent(t *testing.T, s *site, tm *teams) censusRow {
 	if err := env.Client.Create(ctx, sneaky); err != nil {
 		t.Fatal(err)
 	}
-	notPermitted := func() bool { return readyReason(sneaky) == cardsv1alpha1.ReasonTargetNamespaceNotPermitted }
+	notPermitted := func() bool {
+		return readyReason(sneaky) == cardsv1alpha1.ReasonTargetNamespaceNotPermitted && s.probe(sneaky) == http.StatusServiceUnavailable
+	}
 	if !waitFor(t, 30*time.Second, "the endpoint TargetNamespaceNotPermitted", notPermitted) {
 		t.FailNow()
 	}
@@ -293,7 +295,7 @@ func censusConsent(t *testing.T, s *site, tm *teams) censusRow {
 	}
 	try(20, "SN-")
 	setConsent(t, tm.b.Namespace, tm.a.Namespace)
-	waitFor(t, 30*time.Second, "the endpoint Ready with consent", func() bool { return readyReason(sneaky) == cardsv1alpha1.ReasonAccepting })
+	waitFor(t, 30*time.Second, "the endpoint Ready with consent", s.accepting(sneaky))
 	consented, _ := s.upay(sneaky, upayStatus("CONSENTED", "1", "consented", time.Now()), "")
 	written := waitFor(t, 15*time.Second, "the consented card written", func() bool { return cardOf(t, tm.b.Namespace, sneaky, "CONSENTED") != nil })
 	setConsent(t, tm.b.Namespace, "")
@@ -338,7 +340,9 @@ func censusUnlabelledSecret(t *testing.T, s *site, tm *teams) censusRow {
 	}
 	credentials, destination := borrowers[1], borrowers[0]
 	row.attempts += 2
-	if waitFor(t, 30*time.Second, credentials.Name+" SecretNotLabelled", func() bool { return readyReason(credentials) == cardsv1alpha1.ReasonSecretNotLabelled }) {
+	if waitFor(t, 30*time.Second, credentials.Name+" SecretNotLabelled", func() bool {
+		return readyReason(credentials) == cardsv1alpha1.ReasonSecretNotLabelled && s.probe(credentials) == http.StatusServiceUnavailable
+	}) {
 		row.handled++
 	}
 	if status, _ := s.upay(credentials, upayStatus("BR-1", "1", "br-1", time.Now()), ""); status == http.StatusServiceUnavailable {
@@ -351,7 +355,7 @@ func censusUnlabelledSecret(t *testing.T, s *site, tm *teams) censusRow {
 	// written, and the borrowed key signs nothing.
 	row.attempts += 2
 	if waitFor(t, 30*time.Second, destination.Name+" DestinationsReady SecretNotLabelled", func() bool {
-		return conditionReason(destination, cardsv1alpha1.ConditionDestinationsReady) == cardsv1alpha1.ReasonSecretNotLabelled
+		return conditionReason(destination, cardsv1alpha1.ConditionDestinationsReady) == cardsv1alpha1.ReasonSecretNotLabelled && s.accepting(destination)()
 	}) {
 		row.handled++
 	}
@@ -424,7 +428,7 @@ func censusMetadataDestination(t *testing.T, s *site, tm *teams) censusRow {
 	if err := env.Client.Create(ctx, wide); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the endpoint Ready", func() bool { return readyReason(wide) == cardsv1alpha1.ReasonAccepting })
+	waitFor(t, 30*time.Second, "the endpoint Ready", s.accepting(wide))
 	if status, body := s.upay(wide, upayStatus("META-1", "1", "meta-1", time.Now()), ""); status != http.StatusOK {
 		t.Fatalf("callback: %d %s", status, body)
 	}
@@ -449,7 +453,7 @@ func censusMetadataDestination(t *testing.T, s *site, tm *teams) censusRow {
 func censusPoisonedSpool(t *testing.T, s *site, _ *teams) censusRow {
 	ctx := context.Background()
 	q := newUPayEndpoint(t, "census-q")
-	if !waitFor(t, 30*time.Second, "the endpoint Ready", func() bool { return readyReason(q) == cardsv1alpha1.ReasonAccepting }) {
+	if !waitFor(t, 30*time.Second, "the endpoint Ready", s.accepting(q)) {
 		t.FailNow()
 	}
 	n := 100 * censusScale()

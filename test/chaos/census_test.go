@@ -96,6 +96,7 @@ type site struct {
 	review     string
 	client     *http.Client // the providers, from 127.0.0.1
 	attacker   *http.Client // from 127.0.0.2
+	prober     *http.Client // from 127.0.0.3: probes of the receiver's view only
 	deliveries *recorder
 }
 
@@ -121,6 +122,7 @@ func startSite(t *testing.T) *site {
 	s.pki.issue(t, s.certDir, 1)
 	s.client = s.pki.client("")
 	s.attacker = s.pki.client("127.0.0.2")
+	s.prober = s.pki.client("127.0.0.3")
 	s.proc = &managerProc{bin: bin, log: filepath.Join(tmp, "manager.log"), env: append(os.Environ(), "KUBECONFIG="+kubeconfig),
 		args: []string{"manager", "--webhook-bind-address=" + s.receiver, "--review-bind-address=" + s.review,
 			"--webhook-tls-cert-file=" + filepath.Join(s.certDir, "tls.crt"), "--webhook-tls-key-file=" + filepath.Join(s.certDir, "tls.key"),
@@ -168,6 +170,19 @@ func (s *site) post(c *http.Client, path string, h http.Header, body []byte) (in
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// probe is the receiver's answer to an unsigned callback for ep, from an address of its own (see probe).
+func (s *site) probe(ep *cardsv1alpha1.WebhookEndpoint) int {
+	return probe(s.prober, "https://"+s.receiver, ep)
+}
+
+// admits tells whether the receiver admits ep's callbacks now, in its own view.
+func (s *site) admits(ep *cardsv1alpha1.WebhookEndpoint) bool { return admitted(s.probe(ep)) }
+
+// accepting is ep Ready (Accepting) on the API server and admitted by the receiver.
+func (s *site) accepting(ep *cardsv1alpha1.WebhookEndpoint) func() bool {
+	return func() bool { return readyReason(ep) == cardsv1alpha1.ReasonAccepting && s.admits(ep) }
 }
 
 // upay signs body as UPay does for ep and sends it; requestID, when set, replaces UPay's request ID header.

@@ -2,9 +2,11 @@ package chaos
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,6 +59,25 @@ func ready(r client.Reader, ep *cardsv1alpha1.WebhookEndpoint) func() bool {
 		c := meta.FindStatusCondition(got.Status.Conditions, cardsv1alpha1.ConditionReady)
 		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == got.Generation
 	}
+}
+
+// probe is a receiver's answer to an unsigned callback for ep: 404 before the receiver's cache holds ep, 503
+// NotReady while it holds ep not Ready, and once it admits ep's callbacks a refusal of the missing signature
+// (see admitted), which writes nothing. A receiver reads endpoints from its cache, which can trail the API
+// server: a test that acts on an endpoint's condition waits for the receiver's view too.
+func probe(hc *http.Client, base string, ep *cardsv1alpha1.WebhookEndpoint) int {
+	resp, err := hc.Post(base+"/webhooks/"+ep.Namespace+"/"+ep.Name, "application/json", strings.NewReader("{}"))
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// admitted is probe's answer once the receiver admits the endpoint's callbacks: the unsigned probe is refused
+// as malformed or unauthenticated.
+func admitted(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusUnauthorized
 }
 
 // startReceiver starts a manager on cfg and a receiver of it served on loopback, wired as in the other chaos

@@ -54,10 +54,12 @@ func TestSpooledEventsSurviveSIGKILL(t *testing.T) {
 	if err := mp.start(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(t, 30*time.Second, "endpoint Ready", ready(env.Client, ep)) {
+	// Ready as the manager sees it (its cache), before the API server is cut off from it.
+	if !waitFor(t, 30*time.Second, "endpoint Ready", func() bool {
+		return ready(env.Client, ep)() && admitted(probe(http.DefaultClient, "http://"+addr, ep))
+	}) {
 		t.FailNow()
 	}
-	time.Sleep(time.Second) // the manager's cache has the Ready endpoint
 
 	proxy.Cut()
 	resolved := &endpointconfig.Resolved{Endpoint: ep, SigningKey: []byte(upayKey)}
