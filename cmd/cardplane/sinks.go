@@ -147,8 +147,8 @@ func newSinksResendCommand(o *sinksOptions) *cobra.Command {
 		Use:   "resend [NAMESPACE/]NAME [--wait]",
 		Short: "Ask the controller to deliver the sink's dead letters again (after the cause is fixed)",
 		Long: `Set the ` + cardsv1alpha1.AnnotationResendDeadLetters + ` annotation on the sink: the controller queues the
-states of status.deadLetters again, clears the list and removes the annotation. Fails when there are no dead
-letters. Each state is delivered as it is now, with the event ID it was first sent with.`,
+objects of status.deadLetters again and removes the annotation; each letter stays listed until its object's
+state is delivered. Fails when there are no dead letters. Each state is delivered as it is now, with the event ID it was first sent with.`,
 		Args: func(c *cobra.Command, args []string) error {
 			if err := o.oneSink(c, args); err != nil {
 				return err
@@ -456,7 +456,7 @@ func (s *sinksConn) resend(ctx context.Context, out io.Writer, key client.Object
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, "the controller took the request: the dead letters are queued again (status.deadLetters now holds %d)\n",
+	_, err = fmt.Fprintf(out, "the controller took the request: the dead letters are queued again; each stays in status.deadLetters until it is delivered (%d now)\n",
 		len(sink.Status.DeadLetters))
 	return err
 }

@@ -297,7 +297,7 @@ func (f *sinksFixture) testResendWait(t *testing.T) {
 		func(s *cardsv1alpha1.CardEventSink, _ string) { s.Status.DeadLetters = nil })
 	out, _, err := f.run("resend", "resend-wait", "-n", "team-a", "--wait", "--timeout", "20s")
 	<-done
-	if err != nil || !strings.Contains(out, "the controller took the request") || !strings.Contains(out, "now holds 0") {
+	if err != nil || !strings.Contains(out, "the controller took the request") || !strings.Contains(out, "until it is delivered (0 now)") {
 		t.Errorf("resend --wait: %v\n%s", err, out)
 	}
 

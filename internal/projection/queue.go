@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,10 +94,11 @@ const (
 	recentlySentMax = 1 << 16
 )
 
-// attemptState counts the failed attempts at one state of an object.
+// attemptState counts the failed attempts at one state of an object; given is set once the state was given up.
 type attemptState struct {
 	sentState
-	n int32
+	n     int32
+	given bool
 }
 
 // pendingState is an object with a change not yet delivered: the resourceVersions of its first and last
@@ -231,8 +233,14 @@ func (q *destQueue) process(key objectKey) {
 	if !ok {
 		return
 	}
-	if state.seq == 0 || (known && sent.uid == state.uid && sent.seq >= state.seq) || at.n >= r.maxAttempts {
+	if state.seq == 0 || (known && sent.uid == state.uid && sent.seq >= state.seq) || at.given {
 		q.settle(key, rv) // nothing observed yet, already delivered, or given up
+		return
+	}
+	if at.n >= r.maxAttempts {
+		// The retry budget was lowered below the attempts this state already had: given up now, as any other.
+		q.giveUp(key, at, fmt.Errorf("the retry budget is now %d attempts and %d were made; the last error: %s",
+			r.maxAttempts, at.n, q.lastError()), obj, rv)
 		return
 	}
 	send, err := q.t.prepare(q.ctx, key.kind, obj)
@@ -296,19 +304,12 @@ func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool
 	if !probe && !notConfigured(err) {
 		at.n++
 	}
-	giveUp := at.n >= r.maxAttempts || (r.permanentGivesUp && sink.Permanent(err))
-	made := at
-	if giveUp {
-		at.n = max(at.n, r.maxAttempts) // settled for good: only a redelivery sends it again
-	}
 	q.mu.Lock()
 	q.attempts[key] = at
 	q.health.lastFailure, q.health.lastError, q.health.failing = q.d.Now(), msg, true
 	q.mu.Unlock()
-	if giveUp {
-		q.settle(key, rv)
-		q.m.deliveries.WithLabelValues("gave_up").Inc()
-		q.t.gaveUp(key, obj, made, err)
+	if at.n >= r.maxAttempts || (r.permanentGivesUp && sink.Permanent(err)) {
+		q.giveUp(key, at, err, obj, rv)
 		return
 	}
 	wait := backoff(max(at.n, 1), r.minB, r.maxB)
@@ -316,6 +317,26 @@ func (q *destQueue) failed(key objectKey, at attemptState, err error, probe bool
 		wait = min(ra, r.maxB)
 	}
 	q.wq.AddAfter(key, wait)
+}
+
+// giveUp settles a state for good after at's attempts (only a redelivery or resend sends it again) and tells
+// the target, which dead-letters it.
+func (q *destQueue) giveUp(key objectKey, at attemptState, err error, obj client.Object, rv uint64) {
+	q.mu.Lock()
+	given := at
+	given.given = true
+	q.attempts[key] = given
+	q.mu.Unlock()
+	q.settle(key, rv)
+	q.m.deliveries.WithLabelValues("gave_up").Inc()
+	q.t.gaveUp(key, obj, at, err)
+}
+
+// lastError is the last delivery error the queue saw.
+func (q *destQueue) lastError() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.health.lastError
 }
 
 // setCondition writes the ProjectionFailed condition of an object, re-reading it on a conflict.

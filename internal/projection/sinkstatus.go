@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,10 +65,15 @@ func (d *Dispatcher) requeue(ctx context.Context, s *subscription, force bool, k
 	return n, nil
 }
 
-// backfillSink queues, for a new sink that asked for backfill, the current state of every object of its
-// namespace (its target drops what it does not take); its checkpoint stays put until all of it is queued.
+// backfillSink queues what a new sink is owed (its target drops what it does not take); its checkpoint stays
+// put until all of it is queued. A sink that asked for backfill is owed the current state of every object of
+// its namespace. Any other is owed the changes since its creation, and those made before its queue existed
+// were routed to no queue: the informers may hand on a card's change before the sink's creation.
 func (d *Dispatcher) backfillSink(s *subscription) {
-	n, err := d.requeue(s.q.ctx, s, false, func(kind, client.Object) bool { return true })
+	d.mu.Lock()
+	all := s.obj.Spec.Backfill
+	d.mu.Unlock()
+	n, err := d.requeue(s.q.ctx, s, false, func(k kind, obj client.Object) bool { return all || resourceVersion(obj) > s.q.start[k] })
 	if err != nil {
 		return // shut down
 	}
@@ -97,7 +105,7 @@ func (d *Dispatcher) actOnAnnotations(ctx context.Context, s *subscription) {
 		if a == cardsv1alpha1.AnnotationReplayFrom {
 			err = d.replay(ctx, s, val)
 		} else {
-			d.resendDeadLetters(s)
+			d.resendDeadLetters(ctx, s)
 		}
 		if err != nil {
 			d.Recorder.Eventf(cs, nil, corev1.EventTypeWarning, "ReplayRefused", "Replay", "%s", err.Error())
@@ -118,8 +126,8 @@ func (d *Dispatcher) replay(ctx context.Context, s *subscription, value string) 
 	if err != nil {
 		return fmt.Errorf("%s=%q is not an RFC 3339 time: %w", cardsv1alpha1.AnnotationReplayFrom, value, err)
 	}
-	n, err := d.requeue(ctx, s, true, func(_ kind, obj client.Object) bool {
-		return !observedAt(obj, time.Time{}).Before(from)
+	n, err := d.requeue(ctx, s, true, func(k kind, obj client.Object) bool {
+		return !observedAt(obj, time.Time{}).Before(from) && d.routes(s, k, obj)
 	})
 	if err != nil {
 		return err
@@ -131,20 +139,53 @@ func (d *Dispatcher) replay(ctx context.Context, s *subscription, value string) 
 	return nil
 }
 
-// resendDeadLetters queues the dead-lettered states again and clears the list.
-func (d *Dispatcher) resendDeadLetters(s *subscription) {
+// routes reports whether s's configuration routes obj (its event type, its card's labels), as a change is
+// routed: the filter is left to the delivery. status.replay.queued counts only these.
+func (d *Dispatcher) routes(s *subscription, k kind, obj client.Object) bool {
+	info, ok := d.cardOf(k, obj)
 	d.mu.Lock()
-	letters := s.deadLetters
-	s.deadLetters = nil
+	defer d.mu.Unlock()
+	c := s.good
+	return ok && c != nil && c.wants(c.eventType(k, obj)) && c.selector.Matches(labels.Set(info.labels))
+}
+
+// resendDeadLetters queues the current state of each dead-lettered object again, at its resourceVersion, so
+// the checkpoint stays below it until it is delivered. A letter stays listed until its object is delivered or
+// dead-lettered again, so a leader change meanwhile loses neither the state nor the record of it; a letter
+// whose object was deleted is dropped, as nothing is left to send.
+func (d *Dispatcher) resendDeadLetters(ctx context.Context, s *subscription) {
+	d.mu.Lock()
+	letters := slices.Clone(s.deadLetters)
 	d.mu.Unlock()
+	queued, gone := 0, map[objectKey]bool{}
 	for _, dl := range letters {
-		k := kindCard
-		if dl.Kind == "CardTransaction" {
-			k = kindTransaction
+		key := deadLetterKey(s.key.Namespace, dl)
+		obj := key.kind.newObject()
+		if err := d.Cache.Get(ctx, key.NamespacedName, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				gone[key] = true
+			}
+			continue // unreadable: the letter stays listed for another resend
 		}
-		s.q.enqueue(objectKey{k, types.NamespacedName{Namespace: s.key.Namespace, Name: dl.Name}}, 0, false, true)
+		s.q.enqueue(key, resourceVersion(obj), false, true)
+		queued++
 	}
-	d.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "Resend", "Resend", "queued %d dead letters again", len(letters))
+	if len(gone) > 0 {
+		d.mu.Lock()
+		s.deadLetters = s.lettersBut(func(k objectKey) bool { return gone[k] })
+		d.mu.Unlock()
+	}
+	d.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "Resend", "Resend",
+		"queued %d dead letters again (%d dropped: their objects were deleted)", queued, len(gone))
+}
+
+// deadLetterKey is the object a dead letter of a sink in namespace is about.
+func deadLetterKey(namespace string, dl cardsv1alpha1.DeadLetter) objectKey {
+	k := kindCard
+	if dl.Kind == "CardTransaction" {
+		k = kindTransaction
+	}
+	return objectKey{k, types.NamespacedName{Namespace: namespace, Name: dl.Name}}
 }
 
 // sinkStatus is the status the dispatcher writes for s (under d.mu).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -160,7 +161,13 @@ func observedAt(obj client.Object, now time.Time) time.Time {
 	return now.UTC()
 }
 
-func (t *sinkTarget) succeeded(objectKey, client.Object) { t.s.delivered.Add(1) }
+// succeeded counts a delivery; a dead letter of the object is settled by it (the sink has its latest state).
+func (t *sinkTarget) succeeded(key objectKey, _ client.Object) {
+	t.s.delivered.Add(1)
+	t.d.mu.Lock()
+	t.s.deadLetters = t.s.withoutLetterOf(key)
+	t.d.mu.Unlock()
+}
 
 // gaveUp dead-letters the state: listed in status.deadLetters, sent to the dead-letter sink when there is one,
 // and a Warning Event on the CardEventSink.
@@ -181,7 +188,7 @@ func (t *sinkTarget) gaveUp(key objectKey, obj client.Object, at attemptState, e
 		}
 	}
 	t.d.mu.Lock()
-	t.s.deadLetters = append(t.s.deadLetters, dl)
+	t.s.deadLetters = append(t.s.withoutLetterOf(key), dl) // a resend given up again is listed once
 	if over := len(t.s.deadLetters) - maxDeadLetters; over > 0 {
 		t.s.deadLetters = t.s.deadLetters[over:]
 	}
@@ -189,6 +196,26 @@ func (t *sinkTarget) gaveUp(key objectKey, obj client.Object, at attemptState, e
 	t.d.mu.Unlock()
 	t.d.Recorder.Eventf(cs, obj, corev1.EventTypeWarning, "DeadLettered", "Deliver",
 		"gave up delivering %s %s state %d after %d attempts: %s", kindName, key.Name, at.seq, at.n, dl.Reason)
+}
+
+// withoutLetterOf is the dead letters but those of key (under Dispatcher.mu). The list is copied, never
+// changed in place: a status being written outside the lock may share it.
+func (s *subscription) withoutLetterOf(key objectKey) []cardsv1alpha1.DeadLetter {
+	return s.lettersBut(func(k objectKey) bool { return k == key })
+}
+
+// lettersBut is a copy of the dead letters without those of the objects drop names (under Dispatcher.mu).
+func (s *subscription) lettersBut(drop func(objectKey) bool) []cardsv1alpha1.DeadLetter {
+	if !slices.ContainsFunc(s.deadLetters, func(dl cardsv1alpha1.DeadLetter) bool { return drop(deadLetterKey(s.key.Namespace, dl)) }) {
+		return s.deadLetters
+	}
+	kept := make([]cardsv1alpha1.DeadLetter, 0, len(s.deadLetters))
+	for _, dl := range s.deadLetters {
+		if !drop(deadLetterKey(s.key.Namespace, dl)) {
+			kept = append(kept, dl)
+		}
+	}
+	return kept
 }
 
 // maxDeadLetters is how many dead letters status keeps (the CRD's limit).

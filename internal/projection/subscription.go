@@ -43,6 +43,7 @@ type subscription struct {
 	replay      *cardsv1alpha1.ReplayStatus
 	filterError string
 	written     time.Time
+	closed      bool // the sink was deleted or replaced: a transport built now is closed at once
 	// acted holds the annotation values last acted on (replay-from, resend-dead-letters).
 	acted map[string]string
 
@@ -141,20 +142,25 @@ func (d *Dispatcher) newSubscription(cs *cardsv1alpha1.CardEventSink) *subscript
 	s.deadLettered.Store(cs.Status.DeadLettered)
 	// A replay or resend annotation present at first sight was not acted on yet (acting removes it): the
 	// empty acted map makes runSinkConfig act on it.
-	if fresh && cs.Spec.Backfill {
-		s.q.backfilling.Store(true)
+	if fresh {
+		s.q.backfilling.Store(true) // what it is owed is queued once it is configured (backfillSink)
 	}
 	return s
 }
 
-// close releases the subscription's transports.
+// close releases the subscription's transports (under Dispatcher.mu).
 func (s *subscription) close() {
-	if s.good == nil {
-		return
+	s.closed = true
+	if s.good != nil {
+		s.good.close()
 	}
-	_ = s.good.out.Close()
-	if s.good.dlq != nil {
-		_ = s.good.dlq.Close()
+}
+
+// close releases the configuration's transports.
+func (c *sinkConfig) close() {
+	_ = c.out.Close()
+	if c.dlq != nil {
+		_ = c.dlq.Close()
 	}
 }
 
@@ -239,6 +245,13 @@ func (d *Dispatcher) configure(ctx context.Context, s *subscription) {
 		return
 	}
 	d.mu.Lock()
+	if s.closed {
+		// Deleted or replaced while this was built (a first dial can take seconds): nothing may keep it open.
+		d.mu.Unlock()
+		c.close()
+		return
+	}
+	var dropped *sink.Rotating
 	if good != nil {
 		// Swapped in: sends in flight finish on the old transport, which closes after them.
 		good.out.Replace(c.out)
@@ -248,11 +261,15 @@ func (d *Dispatcher) configure(ctx context.Context, s *subscription) {
 			good.dlq.Replace(c.dlq)
 			c.dlq = good.dlq
 		case good.dlq != nil:
-			_ = good.dlq.Close()
+			dropped = good.dlq
 		}
 	}
 	s.good, s.fingerprint, s.notReady = c, [2]string{fp, dlqFP}, nil
 	d.mu.Unlock()
+	if dropped != nil {
+		// Its Close waits for the sends in flight, up to their timeout: never under the dispatcher's lock.
+		go func() { _ = dropped.Close() }()
+	}
 	s.q.breaker.probeNow(d.Now()) // a new configuration or Secret may cure what opened the circuit
 	s.q.resize(c.maxInFlight)
 	logf.FromContext(ctx).Info("CardEventSink configured", "cardEventSink", s.key, "generation", cs.Generation, "sink", sinkconfig.Kind(&spec.Sink))
