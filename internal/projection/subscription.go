@@ -148,11 +148,12 @@ func (d *Dispatcher) newSubscription(cs *cardsv1alpha1.CardEventSink) *subscript
 	return s
 }
 
-// close releases the subscription's transports (under Dispatcher.mu).
+// close releases the subscription's transports (under Dispatcher.mu). They close in the background: a
+// transport settles what it sent before it closes, up to its timeout, and the lock is not held that long.
 func (s *subscription) close() {
 	s.closed = true
-	if s.good != nil {
-		s.good.close()
+	if c := s.good; c != nil {
+		go c.close()
 	}
 }
 

@@ -264,8 +264,20 @@ func classifyKafka(err error) error {
 	return classifyNetwork(err)
 }
 
-// Close closes the producer. Call it once no Send is running (Rotating does); a record still buffered fails.
+// Lingers marks a Send that gave up waiting as possibly still in flight (see Lingering).
+func (k *Kafka) Lingers() {}
+
+var _ Lingering = (*Kafka)(nil)
+
+// Close settles the records still unanswered, up to the timeout, and closes the producer. Call it once no
+// Send is running (Rotating does); a record still buffered after the timeout fails.
 func (k *Kafka) Close() error {
+	// Records still unanswered (a Send gave up waiting; franz-go keeps a record it cannot safely take back)
+	// are settled first, up to the timeout: a client built after this one must not have its next record of
+	// the same card overtaken by one of these.
+	ctx, cancel := withTimeout(context.Background(), k.timeout)
+	defer cancel()
+	_ = k.client.Flush(ctx)
 	k.client.Close()
 	return nil
 }

@@ -266,8 +266,21 @@ func (n *NATS) noStream(ctx context.Context, subject string, err error) error {
 	return retryable(fmt.Errorf("%w (stream lookup: %w)", err, lerr))
 }
 
-// Close closes the connection.
+// Lingers marks a Send that gave up waiting as possibly still in flight (see Lingering).
+func (n *NATS) Lingers() {}
+
+var _ Lingering = (*NATS)(nil)
+
+// Close settles what was published, up to the timeout, and closes the connection.
 func (n *NATS) Close() error {
+	// A round trip first, up to the timeout: the server has then taken every message published on this
+	// connection (one whose ack a Send gave up waiting for too), before a new connection publishes the next
+	// state of the same card.
+	if n.conn.IsConnected() { // not connected: nothing sent can still land (what waits to reconnect is dropped)
+		ctx, cancel := withTimeout(context.Background(), n.timeout)
+		defer cancel()
+		_ = n.conn.FlushWithContext(ctx)
+	}
 	n.conn.Close()
 	return nil
 }

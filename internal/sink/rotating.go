@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -22,6 +23,19 @@ type Rotating struct {
 type generation struct {
 	sink    Sink
 	running sync.WaitGroup
+	// after, when set, is closed once the generations before this one are closed; its Sends wait for it (see
+	// Lingering).
+	after <-chan struct{}
+}
+
+// Lingering is implemented by a sink whose Send can return before what it sent is settled: a Kafka record or
+// NATS message whose ack a Send gave up waiting for may still be written. Its Close settles them, up to its
+// timeout. A Rotating sends nothing on the sink that replaces it until it is closed, so a later state of an
+// object cannot overtake an earlier one still in flight on the old transport. (An HTTP Send that returned
+// left nothing behind: the sink after an HTTP one sends at once.)
+type Lingering interface {
+	Sink
+	Lingers()
 }
 
 // NewRotating wraps s.
@@ -38,11 +52,19 @@ func (r *Rotating) Send(ctx context.Context, ev Event) error {
 	g.running.Add(1)
 	r.mu.Unlock()
 	defer g.running.Done()
+	if g.after != nil {
+		select {
+		case <-g.after:
+		case <-ctx.Done():
+			return retryable(fmt.Errorf("the previous transport is still settling what it sent: %w", ctx.Err()))
+		}
+	}
 	return g.sink.Send(ctx, ev)
 }
 
 // Replace makes s the current sink and closes the previous one in the background, once its Sends have
-// returned. It does not wait: a reconcile calling it is not held up by a slow destination.
+// returned. It does not wait: a reconcile calling it is not held up by a slow destination. After a Lingering
+// sink, Sends on s wait until it is closed.
 func (r *Rotating) Replace(s Sink) {
 	r.mu.Lock()
 	if r.closed {
@@ -51,13 +73,26 @@ func (r *Rotating) Replace(s Sink) {
 		return
 	}
 	old := r.cur
-	r.cur = &generation{sink: s}
+	next := &generation{sink: s}
+	_, lingers := old.sink.(Lingering)
+	var closed chan struct{}
+	if lingers || old.after != nil {
+		closed = make(chan struct{})
+		next.after = closed
+	}
+	r.cur = next
 	r.retired.Add(1)
 	r.mu.Unlock()
 	go func() {
 		defer r.retired.Done()
 		old.running.Wait()
 		_ = old.sink.Close()
+		if closed != nil {
+			if old.after != nil {
+				<-old.after
+			}
+			close(closed)
+		}
 	}()
 }
 

@@ -98,3 +98,45 @@ func TestRotatingClosesTheOldSinkAfterItsSends(t *testing.T) {
 		t.Errorf("Send after Close: %v", err)
 	}
 }
+
+// lingeringSink is a sink whose Close waits for closeRelease (it settles what is still in flight) and which
+// counts its Sends.
+type lingeringSink struct {
+	closeRelease chan struct{}
+	sends        atomic.Int32
+	closed       atomic.Bool
+}
+
+func (s *lingeringSink) Send(context.Context, sink.Event) error { s.sends.Add(1); return nil }
+func (s *lingeringSink) Lingers()                                {}
+func (s *lingeringSink) Close() error {
+	<-s.closeRelease
+	s.closed.Store(true)
+	return nil
+}
+
+// TestRotatingWaitsForALingeringSinkToSettle: a Kafka record or NATS message whose Send gave up may still be
+// in flight on the old transport. The sink replacing it used to send at once, so a later state of the same
+// card could land first. It now sends only once the old sink is closed (its Close settles what it sent).
+func TestRotatingWaitsForALingeringSinkToSettle(t *testing.T) {
+	old := &lingeringSink{closeRelease: make(chan struct{})}
+	next := &lingeringSink{closeRelease: make(chan struct{})}
+	close(next.closeRelease)
+	r := sink.NewRotating(old)
+	if err := r.Send(context.Background(), events(1, 1)[0]); err != nil {
+		t.Fatal(err)
+	}
+	r.Replace(next)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := r.Send(ctx, events(1, 2)[1]); err == nil || sink.Permanent(err) || next.sends.Load() != 0 {
+		t.Fatalf("Send while the old sink settles: %v, new sink sent %d; want a retryable error and nothing sent", err, next.sends.Load())
+	}
+	close(old.closeRelease)
+	if err := r.Send(context.Background(), events(1, 2)[1]); err != nil || next.sends.Load() != 1 || !old.closed.Load() {
+		t.Fatalf("Send once the old sink closed: %v, new sink sent %d, old closed %t", err, next.sends.Load(), old.closed.Load())
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
