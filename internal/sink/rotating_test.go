@@ -108,7 +108,7 @@ type lingeringSink struct {
 }
 
 func (s *lingeringSink) Send(context.Context, sink.Event) error { s.sends.Add(1); return nil }
-func (s *lingeringSink) Lingers()                                {}
+func (s *lingeringSink) Lingers()                               {}
 func (s *lingeringSink) Close() error {
 	<-s.closeRelease
 	s.closed.Store(true)
