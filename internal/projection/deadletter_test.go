@@ -60,7 +60,7 @@ func sinkAt(rv string, checkpoint *cardsv1alpha1.DeliveryCheckpoint, backfill bo
 func TestResentDeadLettersHoldTheCheckpointUntilDelivered(t *testing.T) {
 	card := cardAt("c1", "300", 4)
 	d, s := sinkDispatcher(t, sinkAt("100", &cardsv1alpha1.DeliveryCheckpoint{Cards: "500", Transactions: "500"}, false), card)
-	s.deadLetters = []cardsv1alpha1.DeadLetter{{Kind: "Card", Name: "c1", StateSequence: 4}, {Kind: "Card", Name: "deleted-since", StateSequence: 2}}
+	s.setLetters([]cardsv1alpha1.DeadLetter{{Kind: "Card", Name: "c1", StateSequence: 4}, {Kind: "Card", Name: "deleted-since", StateSequence: 2}})
 
 	d.resendDeadLetters(t.Context(), s)
 	p := s.q.progress([kinds]uint64{600, 600}, 0)

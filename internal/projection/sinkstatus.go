@@ -70,10 +70,8 @@ func (d *Dispatcher) requeue(ctx context.Context, s *subscription, force bool, k
 // its namespace. Any other is owed the changes since its creation, and those made before its queue existed
 // were routed to no queue: the informers may hand on a card's change before the sink's creation.
 func (d *Dispatcher) backfillSink(s *subscription) {
-	d.mu.Lock()
-	all := s.obj.Spec.Backfill
-	d.mu.Unlock()
-	n, err := d.requeue(s.q.ctx, s, false, func(k kind, obj client.Object) bool { return all || resourceVersion(obj) > s.q.start[k] })
+	// A backfilling sink starts from no checkpoint (0), so every object is newer than its start.
+	n, err := d.requeue(s.q.ctx, s, false, func(k kind, obj client.Object) bool { return resourceVersion(obj) > s.q.start[k] })
 	if err != nil {
 		return // shut down
 	}
@@ -172,7 +170,7 @@ func (d *Dispatcher) resendDeadLetters(ctx context.Context, s *subscription) {
 	}
 	if len(gone) > 0 {
 		d.mu.Lock()
-		s.deadLetters = s.lettersBut(func(k objectKey) bool { return gone[k] })
+		s.setLetters(s.lettersBut(func(k objectKey) bool { return gone[k] }))
 		d.mu.Unlock()
 	}
 	d.Recorder.Eventf(s.obj, nil, corev1.EventTypeNormal, "Resend", "Resend",

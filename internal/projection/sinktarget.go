@@ -164,8 +164,11 @@ func observedAt(obj client.Object, now time.Time) time.Time {
 // succeeded counts a delivery; a dead letter of the object is settled by it (the sink has its latest state).
 func (t *sinkTarget) succeeded(key objectKey, _ client.Object) {
 	t.s.delivered.Add(1)
+	if !t.s.lettered.Load() {
+		return // the common case: no letter to settle, and the dispatcher's lock is not taken
+	}
 	t.d.mu.Lock()
-	t.s.deadLetters = t.s.withoutLetterOf(key)
+	t.s.setLetters(t.s.withoutLetterOf(key))
 	t.d.mu.Unlock()
 }
 
@@ -188,14 +191,18 @@ func (t *sinkTarget) gaveUp(key objectKey, obj client.Object, at attemptState, e
 		}
 	}
 	t.d.mu.Lock()
-	t.s.deadLetters = append(t.s.withoutLetterOf(key), dl) // a resend given up again is listed once
-	if over := len(t.s.deadLetters) - maxDeadLetters; over > 0 {
-		t.s.deadLetters = t.s.deadLetters[over:]
-	}
+	letters := append(t.s.withoutLetterOf(key), dl) // a resend given up again is listed once
+	t.s.setLetters(letters[max(0, len(letters)-maxDeadLetters):])
 	cs := t.s.obj
 	t.d.mu.Unlock()
 	t.d.Recorder.Eventf(cs, obj, corev1.EventTypeWarning, "DeadLettered", "Deliver",
 		"gave up delivering %s %s state %d after %d attempts: %s", kindName, key.Name, at.seq, at.n, dl.Reason)
+}
+
+// setLetters replaces the dead letters (under Dispatcher.mu).
+func (s *subscription) setLetters(l []cardsv1alpha1.DeadLetter) {
+	s.deadLetters = l
+	s.lettered.Store(len(l) > 0)
 }
 
 // withoutLetterOf is the dead letters but those of key (under Dispatcher.mu). The list is copied, never

@@ -48,6 +48,8 @@ type subscription struct {
 	acted map[string]string
 
 	delivered, failed, filtered, deadLettered atomic.Int64
+	// lettered is len(deadLetters) > 0, read without the lock: a delivery looks for a letter to settle only then.
+	lettered atomic.Bool
 }
 
 // sinkConfig is one good configuration of a subscription.
@@ -134,7 +136,7 @@ func (d *Dispatcher) newSubscription(cs *cardsv1alpha1.CardEventSink) *subscript
 	}
 	s.q = newDestQueue(d, "cardeventsink "+key.String(), sinkMetrics(key), start)
 	s.q.t = &sinkTarget{d: d, s: s}
-	s.deadLetters = slices.Clone(cs.Status.DeadLetters)
+	s.setLetters(slices.Clone(cs.Status.DeadLetters))
 	s.replay = cs.Status.Replay.DeepCopy()
 	s.delivered.Store(cs.Status.Delivered)
 	s.failed.Store(cs.Status.Failed)
